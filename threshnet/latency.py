@@ -1,0 +1,171 @@
+"""Inference latency: eval mode, inference_mode, warm-up, synchronised timing, many repeats.
+
+On CUDA each repeat is timed with a pair of CUDA events around one forward pass; on CPU
+with ``time.perf_counter`` under an explicit intra-op thread count. The result records
+the settings it was measured under, so two numbers are only compared when they match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How to time a forward pass."""
+
+    batch_size: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    threads: int | None = None  # CPU intra-op threads; None keeps torch's current setting
+    channels_last: bool = False
+    dtype: str = "float32"
+
+    def validate(self) -> None:
+        """Raise ValueError on settings that cannot be measured."""
+        for name, value, low in (
+            ("batch_size", self.batch_size, 1),
+            ("warmup", self.warmup, 0),
+            ("repeats", self.repeats, 3),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"latency {name} must be an integer >= {low}, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"latency threads must be an integer >= 1, got {self.threads!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(
+                f"latency dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
+            )
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Milliseconds per forward pass (and per image), with what they were measured on."""
+
+    median_ms: float
+    mean_ms: float
+    stdev_ms: float
+    min_ms: float
+    p10_ms: float
+    p90_ms: float
+    per_image_ms: float
+    batch_size: int
+    input_size: int
+    repeats: int
+    warmup: int
+    device: str
+    device_name: str
+    dtype: str
+    threads: int
+    channels_last: bool
+    torch_version: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of ``device`` (GPU model, or the CPU's)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "cpu"
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None) -> Iterator[int]:
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_repeats(
+    model: nn.Module, example: torch.Tensor, settings: LatencySettings
+) -> list[float]:
+    if example.device.type == "cuda":
+        for _ in range(settings.warmup):
+            model(example)
+        torch.cuda.synchronize(example.device)
+        times = []
+        for _ in range(settings.repeats):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(example)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return times
+    for _ in range(settings.warmup):
+        model(example)
+    times = []
+    for _ in range(settings.repeats):
+        start = time.perf_counter()
+        model(example)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def measure_latency(
+    model: nn.Module,
+    *,
+    input_size: int,
+    device: str | torch.device = "cpu",
+    settings: LatencySettings | None = None,
+) -> LatencyResult:
+    """Time ``model`` on random input of shape (batch, 3, input_size, input_size).
+
+    The model is moved to ``device`` (and dtype/memory format) for the measurement and
+    is left there in eval mode.
+    """
+    settings = settings or LatencySettings()
+    settings.validate()
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA latency was requested but no CUDA device is available")
+    dtype = DTYPES[settings.dtype]
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model = model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
+    example = torch.randn(
+        settings.batch_size, 3, input_size, input_size, device=device, dtype=dtype
+    )
+    example = example.contiguous(memory_format=memory_format)
+    with _cpu_threads(settings.threads) as threads, torch.inference_mode():
+        times = sorted(_time_repeats(model, example, settings))
+    median = statistics.median(times)
+    deciles = statistics.quantiles(times, n=10, method="inclusive")
+    return LatencyResult(
+        median_ms=median,
+        mean_ms=statistics.fmean(times),
+        stdev_ms=statistics.stdev(times),
+        min_ms=times[0],
+        p10_ms=deciles[0],
+        p90_ms=deciles[-1],
+        per_image_ms=median / settings.batch_size,
+        batch_size=settings.batch_size,
+        input_size=input_size,
+        repeats=settings.repeats,
+        warmup=settings.warmup,
+        device=str(device),
+        device_name=device_name(device),
+        dtype=settings.dtype,
+        threads=threads,
+        channels_last=settings.channels_last,
+        torch_version=torch.__version__,
+    )
