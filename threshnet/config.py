@@ -25,6 +25,7 @@ GROWTH_RANGE = (1, 1024)
 WIDTH_RANGE = (1, 8192)
 MULTIPLIER_RANGE = (1.0, 2.5)
 CLASSES_RANGE = (2, 100_000)
+DEFAULT_MULTIPLIER = 1.7  # HarDNet's and ThreshNet's m; no effect on dense stages
 
 
 def _check_int(field: str, value: Any, bounds: tuple[int, int]) -> int:
@@ -79,7 +80,7 @@ class StageConfig:
     growth: int
     transition: int
     downsample: bool
-    multiplier: float = 1.7
+    multiplier: float = DEFAULT_MULTIPLIER
 
     def validate(self, where: str = "stage") -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -106,7 +107,7 @@ class StageConfig:
             growth=data["growth"],
             transition=data["transition"],
             downsample=data["downsample"],
-            multiplier=data.get("multiplier", 1.7),
+            multiplier=data.get("multiplier", DEFAULT_MULTIPLIER),
         )
         stage.validate(where)
         return stage

@@ -1,0 +1,18 @@
+"""The ThreshNet search space: ranges, sampling from Optuna trials, presets as points."""
+
+from space.constraints import CostCaps, check_config
+from space.ranges import DEFAULT_SPACE, IntRange, SearchSpace, StageSpace
+from space.sampling import config_to_params, param_names, params_to_config, sample_params
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "CostCaps",
+    "IntRange",
+    "SearchSpace",
+    "StageSpace",
+    "check_config",
+    "config_to_params",
+    "param_names",
+    "params_to_config",
+    "sample_params",
+]

@@ -1,0 +1,100 @@
+"""The search space: presets are exact points, sampling is valid and conditional."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from space import (
+    DEFAULT_SPACE,
+    CostCaps,
+    check_config,
+    config_to_params,
+    param_names,
+    params_to_config,
+    sample_params,
+)
+from threshnet.presets import PRESETS, PUBLISHED_PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name", PUBLISHED_PRESETS)
+def test_published_presets_are_exact_points(name: str) -> None:
+    config = get_preset(name)
+    params = config_to_params(config, DEFAULT_SPACE)
+    assert params_to_config(params, DEFAULT_SPACE) == config
+    assert set(params) <= set(param_names(DEFAULT_SPACE))
+
+
+def test_hardnet68_pool_pattern_is_outside_the_default_space() -> None:
+    with pytest.raises(ValueError, match=r"s2_downsample=False .*s3_downsample=True"):
+        config_to_params(PRESETS["hardnet68"], DEFAULT_SPACE)
+
+
+def test_out_of_range_values_are_named() -> None:
+    params = config_to_params(get_preset("threshnet79"), DEFAULT_SPACE)
+    params["s1_depth"] = 40
+    with pytest.raises(ValueError, match=r"s1_depth=40 \(space: \[1, 12\] step 1\)"):
+        config_to_params(params_to_config(params, DEFAULT_SPACE), DEFAULT_SPACE)
+
+
+def test_sampled_configs_are_valid_conditional_and_round_trip() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    thresholds = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = sample_params(trial, DEFAULT_SPACE)
+        assert params == trial.params
+        config = params_to_config(params, DEFAULT_SPACE)
+        config.validate(input_size=32)
+        assert config_to_params(config, DEFAULT_SPACE) == params
+        threshold = params["threshold"]
+        thresholds.add(threshold)
+        for stage in range(1, 6):
+            dense = stage <= threshold
+            assert (f"s{stage}_growth" in params) == dense
+            assert (f"s{stage}_k" in params) == (not dense)
+            assert (f"s{stage}_m" in params) == (not dense)
+        study.tell(trial, 0.0)
+    assert thresholds == set(range(6))
+
+
+def test_toml_overrides_replace_only_what_they_name(tmp_path: Path) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text("threshold = [2, 4]\n\n[[stages]]\ndepth = [2, 6, 2]\n")
+    space = DEFAULT_SPACE.load_overrides(path)
+    assert (space.threshold.low, space.threshold.high) == (2, 4)
+    assert (space.stages[0].depth.low, space.stages[0].depth.high, space.stages[0].depth.step) == (
+        2,
+        6,
+        2,
+    )
+    assert space.stages[0].transition == DEFAULT_SPACE.stages[0].transition
+    assert space.stages[1:] == DEFAULT_SPACE.stages[1:]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("threshold = [0, 9]\n", r"threshold range \[0, 9\] step 1 must lie within \[0, 5\]"),
+        ("thresold = [0, 3]\n", r"unknown key\(s\) \['thresold'\]"),
+        ("threshold = [0, 3\n", "not valid TOML"),
+        ("[[stages]]\ndepth = [5, 1]\n", r"stages\[0\]\.depth: invalid range low=5 high=1"),
+        ("[[stages]]\nm = [0.5]\n", r"stages\[0\]\.m must be a non-empty list within"),
+    ],
+)
+def test_bad_space_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        DEFAULT_SPACE.load_overrides(path)
+
+
+def test_caps_mark_configs_infeasible_without_training() -> None:
+    costs, reasons = check_config(get_preset("threshnet95"), CostCaps(max_params=15_000_000), 32)
+    assert costs.params == 16_189_202
+    assert reasons == ["params 16,189,202 > max 15,000,000"]
+    _, reasons = check_config(get_preset("threshnet28"), CostCaps(15_000_000, 10**9), 32)
+    assert reasons == []
