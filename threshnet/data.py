@@ -1,0 +1,256 @@
+"""Image data decoded once into uint8 tensors and cached; stratified train/val splits.
+
+Sources: torchvision's CIFAR-10 (downloaded into the cache directory where the internet
+is reachable) or a directory in ImageFolder layout (``train/<class>/*``,
+``test/<class>/*``), such as the unpacked ``cifar10-jpeg.tar.xz``. The cache file is
+keyed by the source (paths, sizes and modification times of every image) and carries a
+checksum of its pixels; a stale, truncated or corrupt cache is detected and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+    """Missing, malformed or unreachable data; the message says what was expected where."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (N, 3, H, W) uint8 and labels (N,) int64 of one split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images[indices], self.labels[indices], self.classes)
+
+
+def default_cache_dir() -> Path:
+    """``$THRESHNET_CACHE`` or ``~/.cache/threshnet-search``."""
+    return Path(os.environ.get("THRESHNET_CACHE", Path.home() / ".cache" / "threshnet-search"))
+
+
+def _checksum(images: torch.Tensor, labels: torch.Tensor) -> int:
+    checksum = zlib.crc32(images.contiguous().numpy().tobytes())
+    return zlib.crc32(labels.contiguous().numpy().tobytes(), checksum)
+
+
+def _read_cache(path: Path, key: str) -> ImageSet | None:
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        images, labels = blob["images"], blob["labels"]
+        valid = (
+            blob["format"] == CACHE_FORMAT
+            and blob["key"] == key
+            and images.dtype == torch.uint8
+            and images.dim() == 4
+            and labels.shape == (images.shape[0],)
+            and blob["checksum"] == _checksum(images, labels)
+        )
+    except Exception as error:  # any unreadable cache is rebuilt, never trusted
+        logger.warning("data cache %s is unreadable (%s); rebuilding it", path, error)
+        return None
+    if not valid:
+        logger.warning("data cache %s is stale or corrupt; rebuilding it", path)
+        return None
+    return ImageSet(images, labels, tuple(blob["classes"]))
+
+
+def _write_cache(path: Path, key: str, data: ImageSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "images": data.images,
+        "labels": data.labels,
+        "classes": list(data.classes),
+        "checksum": _checksum(data.images, data.labels),
+    }
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(descriptor)
+    try:
+        torch.save(blob, temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _scan_image_folder(root: Path, split: str) -> tuple[list[str], list[tuple[Path, int]]]:
+    split_dir = root / split
+    expected = f"expected {split_dir}/<class>/<image> (ImageFolder layout: train/ and test/)"
+    if not root.is_dir():
+        raise DataError(f"data directory {root} does not exist; {expected}")
+    if not split_dir.is_dir():
+        raise DataError(f"no '{split}' folder in {root}; {expected}")
+    classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
+    if len(classes) < 2:
+        raise DataError(
+            f"{split_dir} has {len(classes)} class folder(s), need 2 or more; {expected}"
+        )
+    files = []
+    for label, name in enumerate(classes):
+        images = sorted(
+            path
+            for path in (split_dir / name).iterdir()
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not images:
+            raise DataError(f"class folder {split_dir / name} has no images; {expected}")
+        files += [(path, label) for path in images]
+    return classes, files
+
+
+def _folder_key(root: Path, split: str, files: list[tuple[Path, int]]) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{root.resolve()}|{split}".encode())
+    for path, label in files:
+        stat = path.stat()
+        digest.update(
+            f"|{path.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+        )
+    return digest.hexdigest()
+
+
+def _decode_folder(files: list[tuple[Path, int]], classes: list[str]) -> ImageSet:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    images = []
+    for path, _ in files:
+        try:
+            image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        except (RuntimeError, ValueError) as error:
+            raise DataError(f"cannot decode image {path}: {error}") from None
+        if images and image.shape != images[0].shape:
+            raise DataError(
+                f"image {path} is {tuple(image.shape[1:])} but earlier images are "
+                f"{tuple(images[0].shape[1:])}; all images must share one size"
+            )
+        images.append(image)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return ImageSet(torch.stack(images), labels, tuple(classes))
+
+
+def _load_torchvision_cifar10(split: str, cache_dir: Path) -> ImageSet:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        dataset = CIFAR10(
+            root=str(cache_dir / "torchvision"), train=split == "train", download=True
+        )
+    except Exception as error:
+        raise DataError(
+            f"could not get CIFAR-10 through torchvision into {cache_dir / 'torchvision'} "
+            f"({error}); without internet access pass --data-dir with an ImageFolder copy"
+        ) from None
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(dataset.targets, dtype=torch.int64)
+    return ImageSet(images, labels, tuple(dataset.classes))
+
+
+def load_split(
+    split: str, *, data_dir: str | Path | None, cache_dir: str | Path | None = None
+) -> ImageSet:
+    """Load one split as uint8 tensors, from the cache when it is valid.
+
+    ``data_dir=None`` uses torchvision's CIFAR-10. Raises DataError with what was expected.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if data_dir is None:
+        key = f"torchvision-cifar10|{split}|{CACHE_FORMAT}"
+        cache_path = cache_root / f"cifar10-torchvision-{split}.pt"
+        cached = _read_cache(cache_path, key)
+        if cached is None:
+            cached = _load_torchvision_cifar10(split, cache_root)
+            _write_cache(cache_path, key, cached)
+        return cached
+    root = Path(data_dir)
+    classes, files = _scan_image_folder(root, split)
+    key = _folder_key(root, split, files)
+    cache_path = cache_root / f"imagefolder-{split}-{key[:20]}.pt"
+    cached = _read_cache(cache_path, key)
+    if cached is None:
+        cached = _decode_folder(files, classes)
+        _write_cache(cache_path, key, cached)
+    return cached
+
+
+def _resolve_count(size: int | float, total: int, what: str) -> int:
+    if isinstance(size, float):
+        if not 0.0 < size < 1.0:
+            raise DataError(f"{what} as a fraction must be in (0, 1), got {size}")
+        return max(1, round(size * total))
+    return size
+
+
+def stratified_split(
+    labels: torch.Tensor, val_size: int | float, *, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class-stratified (train, val) index tensors; ``val_size`` is a count or a fraction.
+
+    Each class contributes in proportion to its size (largest remainders), at least one
+    image to each side. The same labels, size and seed always give the same split.
+    """
+    total = int(labels.numel())
+    classes = torch.unique(labels)
+    count = _resolve_count(val_size, total, "validation size")
+    if not len(classes) <= count <= total - len(classes):
+        raise DataError(
+            f"validation size {count} does not fit {total} training images in {len(classes)} "
+            f"classes: need between {len(classes)} and {total - len(classes)}; pass --val-size "
+            "as a smaller count or a fraction such as 0.1"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    per_class = [torch.nonzero(labels == c).flatten() for c in classes.tolist()]
+    exact = [len(indices) * count / total for indices in per_class]
+    quotas = [int(value) for value in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - quotas[i], reverse=True)
+    for index in by_remainder[: count - sum(quotas)]:
+        quotas[index] += 1
+    train, val = [], []
+    for indices, quota in zip(per_class, quotas, strict=True):
+        quota = min(max(quota, 1), len(indices) - 1)
+        if quota < 1:
+            raise DataError("every class needs at least two training images for a validation split")
+        shuffled = indices[torch.randperm(len(indices), generator=generator)]
+        val.append(shuffled[:quota])
+        train.append(shuffled[quota:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def stratified_subset(labels: torch.Tensor, fraction: float, *, seed: int) -> torch.Tensor:
+    """Indices of a class-stratified ``fraction`` of ``labels`` (all of them at 1.0)."""
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"train fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return torch.arange(labels.numel())
+    generator = torch.Generator().manual_seed(seed)
+    kept = []
+    for c in torch.unique(labels).tolist():
+        indices = torch.nonzero(labels == c).flatten()
+        keep = max(1, round(len(indices) * fraction))
+        kept.append(indices[torch.randperm(len(indices), generator=generator)[:keep]])
+    return torch.cat(kept).sort().values

@@ -1,0 +1,106 @@
+"""The short proxy training a search trial runs: build, train, validate."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+
+import torch
+
+from threshnet.batches import DeviceBatches
+from threshnet.config import ThreshNetConfig
+from threshnet.data import ImageSet
+from threshnet.model import build_model
+from threshnet.training import (
+    EpochStats,
+    TrainSettings,
+    batch_settings,
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+    prepare_model,
+    train_epoch,
+)
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """What one proxy run measured."""
+
+    val_acc: float
+    val_loss: float
+    train_loss: float
+    train_acc: float
+    epochs: int
+    train_seconds: float
+    images_per_second: float
+    seed: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def run_proxy(
+    config: ThreshNetConfig,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    seed: int,
+    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> ProxyResult:
+    """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``."""
+    settings.validate()
+    config.validate(input_size=settings.input_size)
+    torch.manual_seed(seed)
+    model = prepare_model(build_model(config), device, settings)
+    train_batches = DeviceBatches(
+        train_set,
+        batch_settings(settings, device, train=True),
+        device=device,
+        shuffle=True,
+        seed=seed,
+    )
+    val_batches = DeviceBatches(
+        val_set,
+        batch_settings(settings, device, train=False),
+        device=device,
+        shuffle=False,
+        normalization=(train_batches.mean, train_batches.std),
+    )
+    optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, len(train_batches), settings)
+    start = time.perf_counter()
+    images = 0
+    stats = None
+    for epoch in range(1, settings.epochs + 1):
+        stats = train_epoch(
+            model,
+            train_batches,
+            optimizer,
+            scheduler,
+            settings,
+            epoch=epoch,
+            compute_slot=compute_slot,
+        )
+        images += stats.images
+        if on_epoch is not None:
+            on_epoch(stats)
+    train_seconds = time.perf_counter() - start
+    val_loss, val_acc = evaluate(model, val_batches, settings, compute_slot=compute_slot)
+    assert stats is not None
+    return ProxyResult(
+        val_acc=val_acc,
+        val_loss=val_loss,
+        train_loss=stats.loss,
+        train_acc=stats.accuracy,
+        epochs=settings.epochs,
+        train_seconds=train_seconds,
+        images_per_second=images / train_seconds,
+        seed=seed,
+    )

@@ -1,0 +1,232 @@
+"""Training and evaluation loops shared by the search proxy and full training.
+
+On CUDA the loops use bf16 autocast, channels_last and cudnn benchmark; batches come
+from :class:`~threshnet.batches.DeviceBatches`, so nothing runs per item in Python. A
+non-finite loss stops training with :class:`NonFiniteLossError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from threshnet.batches import AUGMENTATIONS, BatchSettings, DeviceBatches
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "multistep", "constant")
+CHECK_EVERY_STEPS = 25  # how often the loss is checked for NaN/inf (each check syncs)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser, schedule, batches and precision of a training run."""
+
+    epochs: int = 5
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.2  # onecycle: linear ramp up, then linear decay to zero
+    milestones: tuple[int, ...] = (75, 150)  # multistep: 1-based epochs where lr drops
+    gamma: float = 0.5
+    label_smoothing: float = 0.1
+    augment: str = "crop-flip"
+    normalize: bool = True
+    input_size: int = 32
+    eval_batch_size: int = 1000
+    amp: bool = True  # bf16 autocast, on CUDA only
+    channels_last: bool = True  # on CUDA only
+
+    def validate(self) -> None:
+        """Raise ValueError naming the setting that is out of range."""
+        checks = [
+            ("epochs", self.epochs >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("eval_batch_size", self.eval_batch_size >= 1),
+            ("lr", self.lr > 0 and math.isfinite(self.lr)),
+            ("weight_decay", self.weight_decay >= 0),
+            ("momentum", 0 <= self.momentum < 1),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1),
+            ("gamma", 0 < self.gamma <= 1),
+            ("label_smoothing", 0 <= self.label_smoothing < 1),
+            ("input_size", self.input_size >= 8),
+            ("optimizer", self.optimizer in OPTIMIZERS),
+            ("schedule", self.schedule in SCHEDULES),
+            ("augment", self.augment in AUGMENTATIONS),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"training setting {name}={getattr(self, name)!r} is not allowed")
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch of training."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    lr: float
+    seconds: float
+    images: int
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """SGD (Nesterov), Adam or AdamW; no weight decay on BN and bias parameters."""
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=settings.lr)
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def lr_factor(step: int, steps_per_epoch: int, settings: TrainSettings) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    if settings.schedule == "constant":
+        return 1.0
+    if settings.schedule == "multistep":
+        epoch = step // steps_per_epoch + 1  # 1-based, as the authors' scheduler.step(epoch)
+        return settings.gamma ** sum(epoch >= milestone for milestone in settings.milestones)
+    total = settings.epochs * steps_per_epoch
+    warmup = max(1, round(settings.warmup_fraction * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, steps_per_epoch: int, settings: TrainSettings
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step LambdaLR following :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps_per_epoch, settings)
+    )
+
+
+def _autocast(device: torch.device, settings: TrainSettings) -> AbstractContextManager[None]:
+    if device.type == "cuda" and settings.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_settings(settings: TrainSettings, device: torch.device, *, train: bool) -> BatchSettings:
+    """The batch settings a training or evaluation pass uses on ``device``."""
+    return BatchSettings(
+        batch_size=settings.batch_size if train else settings.eval_batch_size,
+        augment=settings.augment if train else "none",
+        normalize=settings.normalize,
+        input_size=settings.input_size,
+        channels_last=settings.channels_last and device.type == "cuda",
+    )
+
+
+def prepare_model(model: nn.Module, device: torch.device, settings: TrainSettings) -> nn.Module:
+    """Move ``model`` to ``device`` (channels_last and cudnn benchmark on CUDA)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if settings.channels_last:
+            return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: DeviceBatches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: TrainSettings,
+    *,
+    epoch: int,
+    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> EpochStats:
+    """One pass over ``batches``; returns mean loss and accuracy.
+
+    ``compute_slot`` wraps each group of CHECK_EVERY_STEPS steps (and ends it after the
+    device has finished them), so another process can wait for a moment when this one
+    is not computing, e.g. to measure latency.
+    """
+    device = batches.device
+    criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    images = 0
+    lr = optimizer.param_groups[0]["lr"]
+    start = time.perf_counter()
+    iterator = iter(batches)
+    exhausted = False
+    while not exhausted:
+        with compute_slot():
+            for _ in range(CHECK_EVERY_STEPS):
+                try:
+                    inputs, labels = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                with _autocast(device, settings):
+                    logits = model(inputs)
+                    loss = criterion(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach() * labels.shape[0]
+                correct += (logits.argmax(1) == labels).sum()
+                images += labels.shape[0]
+            total_loss = loss_sum.item()  # synchronises: the slot ends with the work done
+        if not math.isfinite(total_loss):
+            raise NonFiniteLossError(f"training loss became {total_loss} in epoch {epoch}")
+    return EpochStats(
+        epoch=epoch,
+        loss=total_loss / max(1, images),
+        accuracy=correct.item() / max(1, images),
+        lr=lr,
+        seconds=time.perf_counter() - start,
+        images=images,
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    batches: DeviceBatches,
+    settings: TrainSettings,
+    *,
+    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` over ``batches``."""
+    device = batches.device
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    with compute_slot(), torch.inference_mode():
+        for inputs, labels in batches:
+            with _autocast(device, settings):
+                logits = model(inputs).float()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+        count = len(batches.labels)
+        return loss_sum.item() / count, correct.item() / count
