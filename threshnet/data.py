@@ -134,22 +134,25 @@ def _folder_key(root: Path, split: str, files: list[tuple[Path, int]]) -> str:
 
 
 def _decode_folder(files: list[tuple[Path, int]], classes: list[str]) -> ImageSet:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
     images = []
     for path, _ in files:
         try:
-            image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-        except (RuntimeError, ValueError) as error:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))
+        except (OSError, UnidentifiedImageError, ValueError) as error:
             raise DataError(f"cannot decode image {path}: {error}") from None
-        if images and image.shape != images[0].shape:
+        if images and pixels.shape != images[0].shape:
             raise DataError(
-                f"image {path} is {tuple(image.shape[1:])} but earlier images are "
-                f"{tuple(images[0].shape[1:])}; all images must share one size"
+                f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but earlier images are "
+                f"{images[0].shape[1]}x{images[0].shape[0]}; all images must share one size"
             )
-        images.append(image)
+        images.append(pixels)
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return ImageSet(torch.stack(images), labels, tuple(classes))
+    return ImageSet(stacked, labels, tuple(classes))
 
 
 def _load_torchvision_cifar10(split: str, cache_dir: Path) -> ImageSet:

@@ -1,0 +1,105 @@
+"""Decoding once, the cache (hits, stale and corrupt files), splits and layout errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CLASSES, write_image_folder
+
+from threshnet.data import DataError, load_split, stratified_split, stratified_subset
+
+
+def test_image_folder_loads_as_uint8_with_sorted_classes(tiny_folder: Path, tmp_path: Path) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    assert data.images.shape == (36, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert data.classes == tuple(sorted(CLASSES))
+    assert torch.bincount(data.labels).tolist() == [12, 12, 12]
+    # class "cat" (label 0) was written with a bright red channel
+    assert data.images[data.labels == 0][:, 0].float().mean() > 150
+
+
+def test_cache_is_reused_and_a_corrupt_one_rebuilt(
+    tiny_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    first = load_split("train", data_dir=tiny_folder, cache_dir=cache)
+    (cache_file,) = cache.glob("imagefolder-train-*.pt")
+    mtime = cache_file.stat().st_mtime_ns
+    again = load_split("train", data_dir=tiny_folder, cache_dir=cache)
+    assert cache_file.stat().st_mtime_ns == mtime  # a hit: not rewritten
+    assert torch.equal(again.images, first.images)
+
+    cache_file.write_bytes(cache_file.read_bytes()[:-200])  # truncated by a crash
+    with caplog.at_level(logging.WARNING):
+        rebuilt = load_split("train", data_dir=tiny_folder, cache_dir=cache)
+    assert "rebuilding" in caplog.text
+    assert torch.equal(rebuilt.images, first.images)
+    assert torch.load(cache_file, weights_only=True)["images"].shape == first.images.shape
+
+
+def test_changed_source_gets_a_new_cache(tiny_folder: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    before = load_split("train", data_dir=tiny_folder, cache_dir=cache)
+    write_image_folder(tiny_folder, per_class=13, splits=("train",), seed=1)
+    after = load_split("train", data_dir=tiny_folder, cache_dir=cache)
+    assert len(after) == 39 != len(before)
+    assert not torch.equal(after.images[:36], before.images)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "does not exist"),
+        ("no-train", "no 'train' folder"),
+        ("one-class", "1 class folder(s), need 2"),
+        ("empty-class", "has no images"),
+        ("not-an-image", "cannot decode image"),
+    ],
+)
+def test_bad_layouts_say_what_was_expected(tmp_path: Path, layout: str, message: str) -> None:
+    root = tmp_path / "data"
+    if layout == "no-train":
+        (root / "test" / "a").mkdir(parents=True)
+    elif layout == "one-class":
+        write_image_folder(root, per_class=2, classes=("only",))
+    elif layout == "empty-class":
+        write_image_folder(root, per_class=2)
+        (root / "train" / "zebra").mkdir()
+    elif layout == "not-an-image":
+        write_image_folder(root, per_class=2)
+        (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=re.escape(message)) as error:
+        load_split("train", data_dir=root, cache_dir=tmp_path / "cache")
+    assert "\n" not in str(error.value)
+
+
+def test_stratified_split_is_disjoint_balanced_and_seeded() -> None:
+    labels = torch.arange(10).repeat_interleave(50)
+    train, val = stratified_split(labels, 100, seed=7)
+    assert len(val) == 100 and len(train) == 400
+    assert not set(train.tolist()) & set(val.tolist())
+    assert torch.bincount(labels[val]).tolist() == [10] * 10
+    again_train, again_val = stratified_split(labels, 100, seed=7)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    _, other_val = stratified_split(labels, 100, seed=8)
+    assert not torch.equal(val, other_val)
+    _, fraction_val = stratified_split(labels, 0.1, seed=7)
+    assert len(fraction_val) == 50
+
+
+@pytest.mark.parametrize("size", [500, 2, 0.0, 1.5])
+def test_split_too_large_or_bad_fails_clearly(size: float) -> None:
+    labels = torch.arange(10).repeat_interleave(50)
+    with pytest.raises(DataError, match=r"validation size|fraction"):
+        stratified_split(labels, size, seed=0)
+
+
+def test_subset_keeps_every_class() -> None:
+    labels = torch.arange(4).repeat_interleave(25)
+    subset = stratified_subset(labels, 0.2, seed=0)
+    assert torch.bincount(labels[subset]).tolist() == [5, 5, 5, 5]
+    assert len(stratified_subset(labels, 1.0, seed=0)) == 100

@@ -1,0 +1,115 @@
+"""Batches, augmentation, schedules and the proxy loop on tiny data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from threshnet.batches import BatchSettings, DeviceBatches, random_crop, random_flip
+from threshnet.config import StageConfig, ThreshNetConfig
+from threshnet.data import ImageSet, load_split, stratified_split
+from threshnet.proxy import run_proxy
+from threshnet.training import NonFiniteLossError, TrainSettings, lr_factor
+
+TINY = ThreshNetConfig(
+    stages=(StageConfig(2, 8, 16, True), StageConfig(2, 8, 32, False)),
+    threshold=1,
+    stem=(8, 16),
+    num_classes=3,
+)
+
+
+def test_random_crop_cuts_windows_of_the_padded_image() -> None:
+    images = torch.randint(0, 255, (16, 3, 8, 8), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(0)
+    crops = random_crop(images, 2, generator)
+    padded = F.pad(images, (2, 2, 2, 2))
+    assert crops.shape == images.shape
+    for image, crop in zip(padded, crops, strict=True):
+        windows = [
+            image[:, top : top + 8, left : left + 8] for top in range(5) for left in range(5)
+        ]
+        assert any(torch.equal(crop, window) for window in windows)
+
+
+def test_random_flip_mirrors_some_images_only() -> None:
+    images = torch.randint(0, 255, (64, 3, 4, 4), dtype=torch.uint8)
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    same = [torch.equal(a, b) for a, b in zip(flipped, images, strict=True)]
+    mirrored = [torch.equal(a, b.flip(2)) for a, b in zip(flipped, images, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert 10 < sum(mirrored) < 54
+
+
+def test_batches_cover_each_image_once_per_epoch_and_are_seeded() -> None:
+    data = ImageSet(
+        torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 3, 4, 4).contiguous(),
+        torch.arange(50),
+        tuple("abcde"),
+    )
+    settings = BatchSettings(batch_size=16, augment="none", normalize=False)
+    batches = DeviceBatches(data, settings, device=torch.device("cpu"), shuffle=True, seed=3)
+    assert len(batches) == 4
+    epoch_one = [(inputs, labels) for inputs, labels in batches]
+    labels = torch.cat([labels for _, labels in epoch_one])
+    assert sorted(labels.tolist()) == list(range(50))
+    inputs, first_labels = epoch_one[0]
+    assert torch.allclose(inputs[:, 0, 0, 0] * 255, first_labels.float())
+    again = DeviceBatches(data, settings, device=torch.device("cpu"), shuffle=True, seed=3)
+    assert torch.equal(torch.cat([labels for _, labels in again]), labels)
+    epoch_two = torch.cat([labels for _, labels in batches])
+    assert not torch.equal(epoch_two, labels)
+
+
+def test_authors_multistep_schedule() -> None:
+    settings = TrainSettings(schedule="multistep", epochs=200, lr=1e-3, milestones=(75, 150))
+    steps = 500
+    factors = {
+        epoch: lr_factor((epoch - 1) * steps, steps, settings)
+        for epoch in (1, 74, 75, 149, 150, 200)
+    }
+    assert factors == {1: 1.0, 74: 1.0, 75: 0.5, 149: 0.5, 150: 0.25, 200: 0.25}
+
+
+def test_onecycle_warms_up_then_decays_to_zero() -> None:
+    settings = TrainSettings(epochs=10, warmup_fraction=0.2)
+    factors = [lr_factor(step, 10, settings) for step in range(100)]
+    assert max(factors) == 1.0 and factors.index(1.0) == 19
+    assert factors[0] < 0.1 and factors[-1] < 0.02
+
+
+def test_proxy_learns_a_separable_tiny_dataset(tiny_folder: Path, tmp_path: Path) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    train_idx, val_idx = stratified_split(data.labels, 9, seed=0)
+    settings = TrainSettings(epochs=6, batch_size=9, lr=0.05, eval_batch_size=64)
+    epochs = []
+    result = run_proxy(
+        TINY,
+        data.subset(train_idx),
+        data.subset(val_idx),
+        settings,
+        device=torch.device("cpu"),
+        seed=0,
+        on_epoch=epochs.append,
+    )
+    assert [stats.epoch for stats in epochs] == list(range(1, 7))
+    assert epochs[-1].loss < epochs[0].loss
+    assert result.val_acc >= 2 / 3
+    assert result.epochs == 6 and result.images_per_second > 0
+
+
+def test_non_finite_loss_stops_training(tiny_folder: Path, tmp_path: Path) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    settings = TrainSettings(epochs=3, batch_size=9, lr=1e30, schedule="constant", optimizer="sgd")
+    with pytest.raises(NonFiniteLossError, match="training loss became"):
+        run_proxy(TINY, data, data, settings, device=torch.device("cpu"), seed=0)
+
+
+def test_bad_training_settings() -> None:
+    with pytest.raises(ValueError, match="optimizer='lbfgs'"):
+        TrainSettings(optimizer="lbfgs").validate()
+    assert math.isclose(TrainSettings().lr, 0.2)
