@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from threshnet.fileio import atomic_write_text
 
 SCHEMA_VERSION = 1
 CONFIG_KIND = "threshnet-config"
@@ -261,16 +262,7 @@ class ThreshNetConfig:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON atomically (temp file, then rename)."""
-        path = Path(path)
-        descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(self.to_json())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ThreshNetConfig:

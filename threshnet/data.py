@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from threshnet.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +89,7 @@ def _write_cache(path: Path, key: str, data: ImageSet) -> None:
         "classes": list(data.classes),
         "checksum": _checksum(data.images, data.labels),
     }
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(descriptor)
-    try:
-        torch.save(blob, temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temp: torch.save(blob, temp))
 
 
 def _scan_image_folder(root: Path, split: str) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -172,32 +166,59 @@ def _load_torchvision_cifar10(split: str, cache_dir: Path) -> ImageSet:
     return ImageSet(images, labels, tuple(dataset.classes))
 
 
-def load_split(
-    split: str, *, data_dir: str | Path | None, cache_dir: str | Path | None = None
-) -> ImageSet:
-    """Load one split as uint8 tensors, from the cache when it is valid.
+@dataclass(frozen=True)
+class CacheEntry:
+    """Where a split's cache lives and the key its contents must carry."""
 
-    ``data_dir=None`` uses torchvision's CIFAR-10. Raises DataError with what was expected.
-    """
+    path: Path
+    key: str
+
+
+def locate_cache(
+    split: str, *, data_dir: str | Path | None, cache_dir: str | Path | None = None
+) -> CacheEntry:
+    """The cache entry of a split (for a folder this stats every image once)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if data_dir is None:
-        key = f"torchvision-cifar10|{split}|{CACHE_FORMAT}"
-        cache_path = cache_root / f"cifar10-torchvision-{split}.pt"
-        cached = _read_cache(cache_path, key)
-        if cached is None:
-            cached = _load_torchvision_cifar10(split, cache_root)
-            _write_cache(cache_path, key, cached)
-        return cached
+        return CacheEntry(
+            cache_root / f"cifar10-torchvision-{split}.pt",
+            f"torchvision-cifar10|{split}|{CACHE_FORMAT}",
+        )
     root = Path(data_dir)
-    classes, files = _scan_image_folder(root, split)
+    _, files = _scan_image_folder(root, split)
     key = _folder_key(root, split, files)
-    cache_path = cache_root / f"imagefolder-{split}-{key[:20]}.pt"
-    cached = _read_cache(cache_path, key)
+    return CacheEntry(cache_root / f"imagefolder-{split}-{key[:20]}.pt", key)
+
+
+def load_split(
+    split: str,
+    *,
+    data_dir: str | Path | None,
+    cache_dir: str | Path | None = None,
+    entry: CacheEntry | None = None,
+) -> ImageSet:
+    """Load one split as uint8 tensors, from the cache when it is valid.
+
+    ``data_dir=None`` uses torchvision's CIFAR-10. ``entry`` (from :func:`locate_cache`
+    on another process) skips re-scanning the source when its cache file is valid.
+    Raises DataError with what was expected.
+    """
+    if entry is not None:
+        cached = _read_cache(entry.path, entry.key)
+        if cached is not None:
+            return cached
+    entry = locate_cache(split, data_dir=data_dir, cache_dir=cache_dir)
+    cached = _read_cache(entry.path, entry.key)
     if cached is None:
-        cached = _decode_folder(files, classes)
-        _write_cache(cache_path, key, cached)
+        if data_dir is None:
+            cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            cached = _load_torchvision_cifar10(split, cache_root)
+        else:
+            classes, files = _scan_image_folder(Path(data_dir), split)
+            cached = _decode_folder(files, classes)
+        _write_cache(entry.path, entry.key, cached)
     return cached
 
 

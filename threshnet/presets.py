@@ -18,6 +18,7 @@ How close it gets to the published figures (measured by ``python -m threshnet.pr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from threshnet.config import StageConfig, ThreshNetConfig
@@ -112,5 +113,12 @@ def get_preset(name: str) -> ThreshNetConfig:
 
 
 def preset_name(config: ThreshNetConfig) -> str | None:
-    """The name of the preset equal to ``config``, or None."""
-    return next((name for name, preset in PRESETS.items() if preset == config), None)
+    """The name of the preset with ``config``'s architecture (any head size), or None."""
+    return next(
+        (
+            name
+            for name, preset in PRESETS.items()
+            if preset == dataclasses.replace(config, num_classes=preset.num_classes)
+        ),
+        None,
+    )

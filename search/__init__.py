@@ -1,0 +1,1 @@
+"""Running a study: CLI, trial function, Ray Tune + Optuna wiring, resources, resume."""

@@ -1,0 +1,255 @@
+"""``python -m search.run``: search the ThreshNet family for accuracy/latency trade-offs.
+
+    python -m search.run --trials 200 --data-dir /data/cifar10
+    python -m search.run --smoke --trials 6 --data-dir tiny/        # CPU, minutes
+
+Rerunning with the same ``--name`` resumes the study up to ``--trials`` finished trials.
+Study-defining flags (space, proxy training, latency protocol, caps, sampler, seed) are
+stored in the study's manifest; on resume, omitted flags keep their stored values and a
+flag that contradicts them is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from search.runner import new_manifest, prepare_data, run_study
+from search.settings import SAMPLERS, LatencyProtocol, RunResources, StudySettings
+from search.study import StudyDirectory
+from space import DEFAULT_SPACE
+from threshnet.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
+from threshnet.training import OPTIMIZERS, SCHEDULES, TrainSettings
+
+PROG = "search.run"
+
+SMOKE_SETTINGS = StudySettings(
+    space=DEFAULT_SPACE,
+    train=TrainSettings(epochs=1, batch_size=32, lr=0.05, eval_batch_size=256),
+    latency=LatencyProtocol(warmup=2, repeats=5),
+    val_size=0.2,
+    max_train_images=256,
+)
+DEFAULT_SETTINGS = StudySettings(
+    space=DEFAULT_SPACE,
+    train=TrainSettings(epochs=4),
+    latency=LatencyProtocol(),
+)
+
+# flag -> (section, field) for study-defining flags
+TRAIN_FLAGS = {
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "schedule": "schedule",
+    "input_size": "input_size",
+}
+LATENCY_FLAGS = {
+    "latency_input_size": "input_size",
+    "latency_device": "device",
+    "latency_batch_size": "batch_size",
+    "latency_repeats": "repeats",
+    "latency_warmup": "warmup",
+}
+TOP_FLAGS = ("val_size", "train_fraction", "max_train_images", "sampler", "seed")
+
+
+def _val_size(text: str) -> int | float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text}")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _parser() -> ArgumentParser:
+    unset = argparse.SUPPRESS  # study-defining flags: absent unless given
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=positive_int, default=200, help="finished trials wanted")
+    parser.add_argument("--name", help="study name (default: generated); reuse it to resume")
+    parser.add_argument("--out", default="runs", help="parent of study directories (runs)")
+    parser.add_argument("--smoke", action="store_true", help="tiny CPU-sized study for trying")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", default=unset, help="ImageFolder root (train/, test/)")
+    data.add_argument("--cache-dir", help="decoded-data cache (~/.cache/threshnet-search)")
+    data.add_argument("--val-size", type=_val_size, default=unset, help="count or fraction (5000)")
+    proxy = parser.add_argument_group("proxy training")
+    proxy.add_argument("--epochs", type=positive_int, default=unset)
+    proxy.add_argument("--train-fraction", type=_fraction, default=unset)
+    proxy.add_argument("--max-train-images", type=positive_int, default=unset)
+    proxy.add_argument("--batch-size", type=positive_int, default=unset)
+    proxy.add_argument("--optimizer", choices=OPTIMIZERS, default=unset)
+    proxy.add_argument("--lr", type=_positive_float, default=unset)
+    proxy.add_argument("--weight-decay", type=_non_negative_float, default=unset)
+    proxy.add_argument("--schedule", choices=SCHEDULES, default=unset)
+    proxy.add_argument("--input-size", type=positive_int, default=unset)
+    latency = parser.add_argument_group("latency")
+    latency.add_argument("--latency-input-size", type=positive_int, default=unset)
+    latency.add_argument("--latency-device", choices=("trial", "cpu", "cuda"), default=unset)
+    latency.add_argument("--latency-batch-size", type=positive_int, default=unset)
+    latency.add_argument("--latency-repeats", type=positive_int, default=unset)
+    latency.add_argument("--latency-warmup", type=non_negative_int, default=unset)
+    search = parser.add_argument_group("search")
+    search.add_argument("--sampler", choices=SAMPLERS, default=unset)
+    search.add_argument("--seed", type=non_negative_int, default=unset)
+    search.add_argument("--space", metavar="FILE.toml", default=unset, help="range overrides")
+    search.add_argument("--max-params", type=positive_int, default=unset)
+    search.add_argument("--max-macs", type=positive_int, default=unset)
+    search.add_argument("--no-presets", action="store_true", default=unset)
+    ray = parser.add_argument_group("resources")
+    ray.add_argument("--gpus-per-trial", type=_non_negative_float, help="fractions allowed")
+    ray.add_argument("--cpus-per-trial", type=_positive_float, help="(1)")
+    ray.add_argument("--max-concurrent", type=positive_int)
+    ray.add_argument("--address", help="join this Ray cluster instead of starting one")
+    ray.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (all)")
+    return parser
+
+
+def build_settings(args: argparse.Namespace, base: StudySettings) -> StudySettings:
+    """``base`` with the explicitly given study-defining flags applied."""
+    given = vars(args)
+    train = dataclasses.replace(
+        base.train, **{field: given[flag] for flag, field in TRAIN_FLAGS.items() if flag in given}
+    )
+    latency = dataclasses.replace(
+        base.latency,
+        **{field: given[flag] for flag, field in LATENCY_FLAGS.items() if flag in given},
+    )
+    caps = dataclasses.replace(
+        base.caps,
+        **{field: given[field] for field in ("max_params", "max_macs") if field in given},
+    )
+    space = base.space
+    if "space" in given:
+        try:
+            space = DEFAULT_SPACE.load_overrides(given["space"])
+        except ValueError as error:
+            raise UserError(str(error)) from None
+    changes: dict[str, Any] = {flag: given[flag] for flag in TOP_FLAGS if flag in given}
+    if "data_dir" in given:
+        changes["data_dir"] = str(Path(given["data_dir"]).resolve())
+    if "no_presets" in given:
+        changes["enqueue_presets"] = False
+    settings = dataclasses.replace(
+        base, train=train, latency=latency, caps=caps, space=space, **changes
+    )
+    try:
+        settings.train.validate()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return settings
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            item
+            for key in sorted(set(old) | set(new))
+            for item in _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        ]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
+    return RunResources(
+        trials=args.trials,
+        cpus_per_trial=args.cpus_per_trial or 1.0,
+        gpus_per_trial=args.gpus_per_trial
+        if args.gpus_per_trial is not None
+        else (0.0 if smoke else None),
+        max_concurrent=args.max_concurrent,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        cache_dir=args.cache_dir,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    name = args.name or dt.datetime.now().strftime("study-%Y%m%d-%H%M%S")
+    if "/" in name or name in (".", ".."):
+        raise UserError(f"--name {name!r} must be a plain directory name")
+    directory = StudyDirectory(Path(args.out) / name)
+    directory.create()
+    with directory.run_lock():
+        manifest = directory.read_manifest()
+        if manifest is None:
+            settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
+            train_cache, classes = prepare_data(settings, args.cache_dir)
+            space = dataclasses.replace(settings.space, num_classes=classes)
+            settings = dataclasses.replace(settings, space=space)
+            manifest = new_manifest(name, settings)
+            directory.write_manifest(manifest)
+        else:
+            stored = StudySettings.from_dict(manifest["settings"])
+            settings = build_settings(args, stored)
+            differences = _differences(stored.to_dict(), settings.to_dict())
+            if differences:
+                raise UserError(
+                    f"study {directory.root} was created with other settings "
+                    f"({'; '.join(differences)}); omit those flags to resume, or use a new --name"
+                )
+            print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
+            train_cache, classes = prepare_data(settings, args.cache_dir)
+            if classes != settings.space.num_classes:
+                raise UserError(
+                    f"the data now has {classes} classes but the study was created with "
+                    f"{settings.space.num_classes}; use a new --name"
+                )
+        resources = _resources(args, args.smoke)
+        summary = run_study(directory, settings, resources, manifest, train_cache)
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(PROG, main, None))

@@ -1,0 +1,102 @@
+"""Everything a study is defined by, and the resources one run of it uses.
+
+``StudySettings`` fixes what the trials of a study measure (space, proxy training,
+split, latency protocol, caps, sampler, seed); a resumed study must keep them, so they
+are stored in the manifest and compared on resume. ``RunResources`` may change between
+runs of the same study (more GPUs, another cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from space import CostCaps, SearchSpace
+from threshnet.training import TrainSettings
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+OBJECTIVES = ("val_acc", "latency_ms")
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class LatencyProtocol:
+    """How each trial's latency is measured (objective: batch 1)."""
+
+    input_size: int | None = None  # None: the training input size
+    device: str = "trial"  # "trial" (the trial's device), "cpu" or "cuda"
+    batch_size: int | None = None  # also time this batch and report ms per image
+    warmup: int = 10
+    repeats: int = 50
+    cpu_threads: int | None = None  # None: the trial's CPUs
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What a study measures; fixed for its lifetime."""
+
+    space: SearchSpace
+    train: TrainSettings
+    latency: LatencyProtocol
+    caps: CostCaps = field(default_factory=CostCaps)
+    data_dir: str | None = None  # None: torchvision's CIFAR-10
+    val_size: int | float = 5000
+    split_seed: int = 0
+    train_fraction: float = 1.0
+    max_train_images: int | None = None
+    sampler: str = "tpe"
+    seed: int = 0
+    enqueue_presets: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_dict(),
+            "train": self.train.to_dict(),
+            "latency": asdict(self.latency),
+            "caps": asdict(self.caps),
+            "data_dir": self.data_dir,
+            "val_size": self.val_size,
+            "split_seed": self.split_seed,
+            "train_fraction": self.train_fraction,
+            "max_train_images": self.max_train_images,
+            "sampler": self.sampler,
+            "seed": self.seed,
+            "enqueue_presets": self.enqueue_presets,
+            "objectives": dict(zip(OBJECTIVES, DIRECTIONS, strict=True)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """Inverse of :meth:`to_dict` (for resuming from a manifest)."""
+        train = dict(data["train"])
+        train["milestones"] = tuple(train["milestones"])
+        return cls(
+            space=SearchSpace.from_dict(data["space"]),
+            train=TrainSettings(**train),
+            latency=LatencyProtocol(**data["latency"]),
+            caps=CostCaps(**data["caps"]),
+            data_dir=data["data_dir"],
+            val_size=data["val_size"],
+            split_seed=data["split_seed"],
+            train_fraction=data["train_fraction"],
+            max_train_images=data["max_train_images"],
+            sampler=data["sampler"],
+            seed=data["seed"],
+            enqueue_presets=data["enqueue_presets"],
+        )
+
+
+@dataclass(frozen=True)
+class RunResources:
+    """Where and how wide one run of a study executes."""
+
+    trials: int
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    max_concurrent: int | None = None
+    address: str | None = None  # join an existing Ray cluster
+    num_cpus: int | None = None  # for a local Ray started by us
+    cache_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,119 @@
+"""The study directory: its files, the manifest, the Optuna storage and the run lock.
+
+<out>/<name>/
+    manifest.json     settings, versions, git revision, seed, devices, runs
+    optuna.journal    Optuna storage (open with: optuna-dashboard <that file>)
+    trials.csv        one row per trial, rewritten as trials finish
+    ray/              Ray Tune's experiment directories, one per run
+    .run.lock         held by the run in progress
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from threshnet.cli import UserError
+from threshnet.fileio import atomic_write_text
+
+MANIFEST_KIND = "threshnet-search-study"
+MANIFEST_VERSION = 1
+
+
+class StudyDirectory:
+    """Paths and file-level operations of one study."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest_path = self.root / "manifest.json"
+        self.journal_path = self.root / "optuna.journal"
+        self.trials_path = self.root / "trials.csv"
+        self.ray_dir = self.root / "ray"
+        self.lock_path = self.root / ".run.lock"
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    def create(self) -> None:
+        """Make the directory; a clear UserError when that is impossible."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"cannot write the study directory {self.root}: {error.strerror}"
+            ) from None
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the study for this process; refuse when another run holds it."""
+        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "?"
+                raise UserError(
+                    f"study {self.root} is already being run by another process (pid {holder}); "
+                    "wait for it to finish or stop it, or use another --name"
+                ) from None
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(descriptor)
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, None for a new study; UserError if it is not ours or unreadable."""
+        if not self.manifest_path.exists():
+            if self.journal_path.exists():
+                raise UserError(f"{self.root} has an Optuna journal but no manifest.json")
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {self.manifest_path}: {error}") from None
+        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+            raise UserError(f"{self.root} is not a threshnet-search study directory")
+        if manifest.get("version") != MANIFEST_VERSION:
+            raise UserError(
+                f"{self.manifest_path} has version {manifest.get('version')!r}; "
+                f"this toolkit reads version {MANIFEST_VERSION}"
+            )
+        return manifest
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_text(
+            self.manifest_path,
+            json.dumps({"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, **manifest}, indent=2)
+            + "\n",
+        )
+
+    def storage(self) -> JournalStorage:
+        """The Optuna storage: an append-only journal file, safe across crashes."""
+        return JournalStorage(JournalFileBackend(str(self.journal_path)))
+
+    def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        """Create or open the study (two objectives: val_acc max, latency_ms min)."""
+        study = optuna.create_study(
+            storage=self.storage(),
+            study_name=self.name,
+            sampler=sampler,
+            directions=["maximize", "minimize"],
+            load_if_exists=True,
+        )
+        if not study.metric_names:
+            study.set_metric_names(["val_acc", "latency_ms"])
+        return study

@@ -1,0 +1,180 @@
+"""One trial, as a Ray Tune worker runs it: config -> caps -> proxy training -> latency.
+
+Everything a trial measures is returned as one flat dict (CSV-ready). A trial never
+raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it returns
+``status="failed"`` with the reason, so the study records it and goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from search.faults import apply_fault
+from search.gate import DeviceGate, device_key
+from search.settings import StudySettings
+from space import check_config, params_to_config
+from threshnet.data import CacheEntry, ImageSet, load_split, stratified_split, stratified_subset
+from threshnet.latency import LatencySettings, device_name, measure_latency
+from threshnet.model import build_model
+from threshnet.presets import preset_name
+from threshnet.proxy import run_proxy
+
+NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs besides its parameters (sent to the workers)."""
+
+    settings: StudySettings
+    cache_dir: str | None
+    train_cache: CacheEntry | None
+    cpus_per_trial: float
+
+
+def split_training_data(data: ImageSet, settings: StudySettings) -> tuple[ImageSet, ImageSet]:
+    """(proxy training subset, validation split) of the training images.
+
+    The test split is never loaded during a search.
+    """
+    train_idx, val_idx = stratified_split(data.labels, settings.val_size, seed=settings.split_seed)
+    train = data.subset(train_idx)
+    keep = stratified_subset(train.labels, settings.train_fraction, seed=settings.split_seed)
+    if settings.max_train_images is not None and len(keep) > settings.max_train_images:
+        fraction = settings.max_train_images / len(keep)
+        keep = keep[stratified_subset(train.labels[keep], fraction, seed=settings.split_seed)]
+    return train.subset(keep), data.subset(val_idx)
+
+
+def _trial_device() -> torch.device:
+    """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _latency_device(context: TrialContext, trial_device: torch.device) -> torch.device:
+    wanted = context.settings.latency.device
+    if wanted == "trial":
+        return trial_device
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--latency-device cuda, but this trial's worker has no GPU")
+    return torch.device(wanted)
+
+
+def _measure(
+    config: Any, context: TrialContext, device: torch.device, threads: int, batch: int
+) -> dict[str, Any]:
+    protocol = context.settings.latency
+    settings = LatencySettings(
+        batch_size=batch,
+        warmup=protocol.warmup,
+        repeats=protocol.repeats,
+        threads=threads if device.type == "cpu" else None,
+    )
+    input_size = protocol.input_size or context.settings.train.input_size
+    gate = DeviceGate(device_key(device))
+    try:
+        with gate.exclusive():
+            result = measure_latency(
+                build_model(config), input_size=input_size, device=device, settings=settings
+            )
+    finally:
+        gate.close()
+    return result.to_dict()
+
+
+def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, Any]:
+    """Run one trial; always returns a result dict with a ``status``."""
+    started = time.perf_counter()
+    settings = context.settings
+    number = int(params.get(NUMBER_KEY, -1))
+    device = _trial_device()
+    threads = max(1, int(context.cpus_per_trial))
+    torch.set_num_threads(threads)
+    record: dict[str, Any] = {
+        "status": "failed",
+        "error": "",
+        "number": number,
+        "node": socket.gethostname(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "seed": settings.seed + max(number, 0),
+    }
+    gate = DeviceGate(device_key(device))
+    try:
+        train_settings = apply_fault(number, settings.train)
+        config = params_to_config(params, settings.space)
+        record["preset"] = preset_name(config) or ""
+        record["depth"] = config.depth
+        record["config_json"] = config.to_json().replace("\n", "")
+        costs, violations = check_config(config, settings.caps, settings.train.input_size)
+        record.update(
+            params=costs.params,
+            macs=costs.macs,
+            flops=costs.flops,
+            activation_mb=costs.activation_mb,
+        )
+        if violations:
+            record.update(status="infeasible", error="; ".join(violations))
+            return record
+        data = load_split(
+            "train",
+            data_dir=settings.data_dir,
+            cache_dir=context.cache_dir,
+            entry=context.train_cache,
+        )
+        train_set, val_set = split_training_data(data, settings)
+        proxy = run_proxy(
+            config,
+            train_set,
+            val_set,
+            train_settings,
+            device=device,
+            seed=record["seed"],
+            compute_slot=gate.shared,
+        )
+        record.update(proxy.to_dict())
+        latency_device = _latency_device(context, device)
+        single = _measure(config, context, latency_device, threads, 1)
+        record.update(
+            latency_ms=single["median_ms"],
+            latency_p10_ms=single["p10_ms"],
+            latency_p90_ms=single["p90_ms"],
+            latency_stdev_ms=single["stdev_ms"],
+            latency_repeats=single["repeats"],
+            latency_input_size=single["input_size"],
+            latency_device=single["device"],
+            latency_device_name=single["device_name"],
+            latency_dtype=single["dtype"],
+            latency_threads=single["threads"],
+        )
+        batch = settings.latency.batch_size
+        if batch:
+            batched = _measure(config, context, latency_device, threads, batch)
+            record.update(
+                batch_latency_ms=batched["median_ms"],
+                batch_per_image_ms=batched["per_image_ms"],
+                latency_batch_size=batch,
+            )
+        record["status"] = "ok"
+    except torch.cuda.OutOfMemoryError:
+        record["error"] = "CUDA out of memory"
+    except Exception as error:  # recorded, never raised: the study goes on
+        frames = traceback.extract_tb(error.__traceback__)
+        where = (
+            f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+        )
+        record["error"] = f"{type(error).__name__}: {error}{where}"
+    finally:
+        gate.close()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        record["trial_seconds"] = time.perf_counter() - started
+    return record
