@@ -8,6 +8,7 @@ FAIL) and rewrites ``trials.csv`` as each trial finishes.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -41,6 +42,10 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     return {NUMBER_KEY: trial.number}
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def describe_outcome(number: int, record: dict[str, Any]) -> str:
     """One progress line for a finished trial."""
     name = f" ({record['preset']})" if record.get("preset") else ""
@@ -67,7 +72,11 @@ class RecordingOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        record = {key: result[key] for key in RECORD_FIELDS if result and key in result}
+        record = {
+            key: result[key]
+            for key in RECORD_FIELDS
+            if result and key in result and not _is_nan(result[key])
+        }
         if "status" not in record:
             record = {
                 "status": "failed",

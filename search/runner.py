@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -148,7 +149,10 @@ def presets_to_queue(study: optuna.Study, settings: StudySettings) -> list[dict[
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     from ray import tune
 
-    tune.report(evaluate_trial(config, context))
+    result = evaluate_trial(config, context)
+    for objective in OBJECTIVES:  # Tune requires the metrics in every result
+        result.setdefault(objective, math.nan)
+    tune.report(result)
 
 
 def _start_ray(resources: RunResources) -> bool:

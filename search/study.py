@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,5 +116,7 @@ class StudyDirectory:
             load_if_exists=True,
         )
         if not study.metric_names:
-            study.set_metric_names(["val_acc", "latency_ms"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["val_acc", "latency_ms"])
         return study

@@ -1,0 +1,170 @@
+"""End to end on CPU: a real local Ray, a tiny ImageFolder dataset, real Optuna storage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import write_image_folder
+
+from search.study import StudyDirectory
+
+pytestmark = pytest.mark.slow
+
+PUBLISHED = {"threshnet28", "threshnet79", "threshnet95"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = write_image_folder(tmp_path_factory.mktemp("data"), per_class=34, splits=("train",))
+    # A test split that cannot be decoded: a search that read it would fail.
+    broken = root / "test" / "cat"
+    broken.mkdir(parents=True)
+    (broken / "0000.png").write_bytes(b"this is not an image")
+    return root
+
+
+def _command(data_dir: Path, out: Path, name: str, trials: int, cache: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--smoke",
+        "--trials",
+        str(trials),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--cache-dir",
+        str(cache),
+        "--num-cpus",
+        "2",
+    ]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_smoke_study_end_to_end_with_a_failing_trial(data_dir: Path, tmp_path: Path) -> None:
+    command = _command(data_dir, tmp_path / "runs", "e2e", 6, tmp_path / "cache")
+    result = subprocess.run(
+        command,
+        env=_env(THRESHNET_SEARCH_FAULTS="3=raise,4=nan"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 finished trials (4 completed, 2 failed, 0 infeasible)" in result.stdout
+
+    study_dir = StudyDirectory(tmp_path / "runs" / "e2e")
+    manifest = json.loads(study_dir.manifest_path.read_text())
+    assert manifest["settings"]["seed"] == 0 and manifest["seed"] == 0
+    assert manifest["settings"]["space"]["num_classes"] == 3
+    assert {"torch", "optuna", "ray", "python"} <= set(manifest["versions"])
+    assert manifest["git_revision"] and manifest["driver_devices"]
+    assert manifest["runs"][0]["status"] == "finished"
+    assert (study_dir.ray_dir / "run-001").is_dir()
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(study_dir.journal_path))
+    )
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    assert len(study.trials) == 6
+
+    rows = _rows(study_dir.trials_path)
+    assert [row["number"] for row in rows] == [str(n) for n in range(6)]
+    by_preset = {row["preset"]: row for row in rows if row["preset"]}
+    assert set(by_preset) == PUBLISHED
+    for row in by_preset.values():
+        assert row["state"] == "COMPLETE"
+        assert 0.0 <= float(row["val_acc"]) <= 1.0
+        assert float(row["latency_ms"]) > 0
+        assert int(row["params"]) > 0 and int(row["macs"]) > 0
+        assert row["latency_threads"] == "1" and row["device"] == "cpu"
+    assert rows[3]["state"] == "FAIL" and "injected fault in trial 3" in rows[3]["error"]
+    assert rows[4]["state"] == "FAIL" and "training loss became" in rows[4]["error"]
+    assert rows[5]["state"] == "COMPLETE"
+    for row in rows:
+        assert row["threshold"] != ""
+        assert row["s1_depth"] != "" and row["s5_transition"] != ""
+
+    again = subprocess.run(
+        command, env=_env(), capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 run now" in again.stdout
+    assert _rows(study_dir.trials_path) == rows
+
+
+def test_killed_study_resumes_without_rerunning_finished_trials(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    command = _command(data_dir, tmp_path / "runs", "killed", 5, tmp_path / "cache")
+    trials_csv = tmp_path / "runs" / "killed" / "trials.csv"
+    process = subprocess.Popen(
+        command,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    completed: list[dict[str, str]] = []
+    while time.monotonic() < deadline and len(completed) < 2:
+        time.sleep(0.5)
+        if trials_csv.exists():
+            completed = [row for row in _rows(trials_csv) if row["state"] == "COMPLETE"]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(60)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+        capture_output=True,
+        check=False,
+        timeout=120,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert len(completed) >= 2, "the study did not finish two trials before the kill"
+
+    result = subprocess.run(
+        command, env=_env(), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _rows(trials_csv)
+    finished = [
+        row
+        for row in rows
+        if row["state"] in ("COMPLETE", "FAIL", "PRUNED") and row["status"] != "interrupted"
+    ]
+    assert len(finished) == 5
+    by_number = {row["number"]: row for row in rows}
+    for before in completed:  # kept, identical, and not trained again
+        after = by_number[before["number"]]
+        for column in ("state", "val_acc", "latency_ms", "datetime_start", "config_json"):
+            assert after[column] == before[column]
+        same_config = [
+            row
+            for row in rows
+            if row["config_json"] == before["config_json"] and row["status"] == "ok"
+        ]
+        assert len(same_config) == 1
+    assert {row["preset"] for row in rows if row["status"] == "ok"} >= PUBLISHED

@@ -1,0 +1,98 @@
+"""Study bookkeeping without Ray: resume accounting, presets queue, settings on resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.records import TrialsTable
+from search.run import DEFAULT_SETTINGS, PROG, build_settings, main
+from search.runner import finished_trials, presets_to_queue, requeue_interrupted
+from search.study import StudyDirectory
+from space import config_to_params, param_names
+from threshnet.cli import UserError, run_cli
+from threshnet.presets import get_preset
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> StudyDirectory:
+    directory = StudyDirectory(tmp_path / "study")
+    directory.create()
+    return directory
+
+
+def _params(name: str) -> dict:
+    return config_to_params(get_preset(name), DEFAULT_SETTINGS.space)
+
+
+def test_interrupted_trials_are_failed_and_queued_again(directory: StudyDirectory) -> None:
+    study = directory.load_study()
+    done = study.ask()
+    done.suggest_int("threshold", 0, 5)
+    study.tell(done, [0.5, 1.0])
+    running = study.ask()
+    running.suggest_int("threshold", 0, 5)
+    reopened = directory.load_study()  # as a new run would see it after a kill
+    assert requeue_interrupted(reopened) == 1
+    states = {t.number: t for t in reopened.get_trials()}
+    assert states[running.number].state == optuna.trial.TrialState.FAIL
+    assert states[running.number].user_attrs["status"] == "interrupted"
+    waiting = reopened.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [running.params]
+    assert [t.number for t in finished_trials(reopened)] == [done.number]
+
+
+def test_presets_are_queued_once(directory: StudyDirectory) -> None:
+    study = directory.load_study()
+    points = presets_to_queue(study, DEFAULT_SETTINGS)
+    assert points == [_params(n) for n in ("threshnet28", "threshnet79", "threshnet95")]
+    study.enqueue_trial(points[0])
+    assert presets_to_queue(study, DEFAULT_SETTINGS) == points[1:]
+
+
+def test_trials_table_has_a_column_per_parameter(directory: StudyDirectory) -> None:
+    study = directory.load_study()
+    trial = study.ask()
+    trial.suggest_int("threshold", 0, 5)
+    trial.set_user_attr("status", "ok")
+    trial.set_user_attr("val_acc", 0.5)
+    study.tell(trial, [0.5, 2.0])
+    table = TrialsTable(directory.trials_path, tuple(param_names(DEFAULT_SETTINGS.space)))
+    table.write(study)
+    header, row = directory.trials_path.read_text().splitlines()
+    columns = header.split(",")
+    assert columns[:4] == ["number", "state", "status", "preset"]
+    assert set(param_names(DEFAULT_SETTINGS.space)) <= set(columns)
+    assert row.startswith("0,COMPLETE,ok,,0.5,")
+
+
+def test_explicit_flags_override_and_conflicts_are_named() -> None:
+    from search.run import _differences, _parser
+
+    args = _parser().parse_args(["--epochs", "2", "--sampler", "random"])
+    settings = build_settings(args, DEFAULT_SETTINGS)
+    assert settings.train.epochs == 2 and settings.sampler == "random"
+    assert settings.train.batch_size == DEFAULT_SETTINGS.train.batch_size
+    differences = _differences(DEFAULT_SETTINGS.to_dict(), settings.to_dict())
+    assert differences == ["sampler: 'tpe' -> 'random'", "train.epochs: 4 -> 2"]
+
+
+def test_a_second_run_on_the_same_study_is_refused(
+    directory: StudyDirectory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with directory.run_lock():
+        code = run_cli(
+            PROG, main, ["--out", str(directory.root.parent), "--name", directory.name, "--smoke"]
+        )
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert "is already being run by another process" in error
+    assert len(error.splitlines()) == 1
+
+
+def test_a_directory_that_is_not_a_study_is_refused(directory: StudyDirectory) -> None:
+    directory.manifest_path.write_text('{"kind": "something-else"}')
+    with pytest.raises(UserError, match="is not a threshnet-search study directory"):
+        directory.read_manifest()
