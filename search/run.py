@@ -24,26 +24,19 @@ from typing import Any
 import optuna
 
 from search.runner import new_manifest, prepare_data, run_study
-from search.settings import SAMPLERS, LatencyProtocol, RunResources, StudySettings
+from search.settings import (
+    DEFAULT_SETTINGS,
+    SAMPLERS,
+    SMOKE_SETTINGS,
+    RunResources,
+    StudySettings,
+)
 from search.study import StudyDirectory
 from space import DEFAULT_SPACE
 from threshnet.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
-from threshnet.training import OPTIMIZERS, SCHEDULES, TrainSettings
+from threshnet.training import OPTIMIZERS, SCHEDULES
 
 PROG = "search.run"
-
-SMOKE_SETTINGS = StudySettings(
-    space=DEFAULT_SPACE,
-    train=TrainSettings(epochs=1, batch_size=32, lr=0.05, eval_batch_size=256),
-    latency=LatencyProtocol(warmup=2, repeats=5),
-    val_size=0.2,
-    max_train_images=256,
-)
-DEFAULT_SETTINGS = StudySettings(
-    space=DEFAULT_SPACE,
-    train=TrainSettings(epochs=4),
-    latency=LatencyProtocol(),
-)
 
 # flag -> (section, field) for study-defining flags
 TRAIN_FLAGS = {

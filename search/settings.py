@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from space import CostCaps, SearchSpace
+from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.training import TrainSettings
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -41,6 +41,7 @@ class StudySettings:
     caps: CostCaps = field(default_factory=CostCaps)
     data_dir: str | None = None  # None: torchvision's CIFAR-10
     val_size: int | float = 5000
+    max_val_images: int | None = None  # stratified cap after the split (smoke)
     split_seed: int = 0
     train_fraction: float = 1.0
     max_train_images: int | None = None
@@ -56,6 +57,7 @@ class StudySettings:
             "caps": asdict(self.caps),
             "data_dir": self.data_dir,
             "val_size": self.val_size,
+            "max_val_images": self.max_val_images,
             "split_seed": self.split_seed,
             "train_fraction": self.train_fraction,
             "max_train_images": self.max_train_images,
@@ -77,6 +79,7 @@ class StudySettings:
             caps=CostCaps(**data["caps"]),
             data_dir=data["data_dir"],
             val_size=data["val_size"],
+            max_val_images=data["max_val_images"],
             split_seed=data["split_seed"],
             train_fraction=data["train_fraction"],
             max_train_images=data["max_train_images"],
@@ -100,3 +103,23 @@ class RunResources:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The default proxy: 4 epochs over the training split minus 5,000 validation images,
+# batch 256, SGD (Nesterov) with a one-cycle schedule, label smoothing 0.1, random crop
+# and flip. See README ("Proxy defaults") for how these were chosen.
+DEFAULT_SETTINGS = StudySettings(
+    space=DEFAULT_SPACE,
+    train=TrainSettings(epochs=4),
+    latency=LatencyProtocol(),
+)
+
+# --smoke: sized for 2 CPU cores and datasets of ~100 images.
+SMOKE_SETTINGS = StudySettings(
+    space=DEFAULT_SPACE,
+    train=TrainSettings(epochs=1, batch_size=32, lr=0.05, eval_batch_size=256),
+    latency=LatencyProtocol(warmup=2, repeats=5),
+    val_size=0.2,
+    max_val_images=500,
+    max_train_images=256,
+)

@@ -47,10 +47,18 @@ def split_training_data(data: ImageSet, settings: StudySettings) -> tuple[ImageS
     train_idx, val_idx = stratified_split(data.labels, settings.val_size, seed=settings.split_seed)
     train = data.subset(train_idx)
     keep = stratified_subset(train.labels, settings.train_fraction, seed=settings.split_seed)
-    if settings.max_train_images is not None and len(keep) > settings.max_train_images:
-        fraction = settings.max_train_images / len(keep)
-        keep = keep[stratified_subset(train.labels[keep], fraction, seed=settings.split_seed)]
+    keep = _capped(keep, train.labels, settings.max_train_images, settings.split_seed)
+    val_idx = _capped(val_idx, data.labels, settings.max_val_images, settings.split_seed)
     return train.subset(keep), data.subset(val_idx)
+
+
+def _capped(
+    indices: torch.Tensor, labels: torch.Tensor, limit: int | None, seed: int
+) -> torch.Tensor:
+    """A class-stratified subset of ``indices`` of at most about ``limit`` items."""
+    if limit is None or len(indices) <= limit:
+        return indices
+    return indices[stratified_subset(labels[indices], limit / len(indices), seed=seed)]
 
 
 def _trial_device() -> torch.device:

@@ -103,3 +103,35 @@ def test_subset_keeps_every_class() -> None:
     subset = stratified_subset(labels, 0.2, seed=0)
     assert torch.bincount(labels[subset]).tolist() == [5, 5, 5, 5]
     assert len(stratified_subset(labels, 1.0, seed=0)) == 100
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_an_archive_of_an_image_folder_is_extracted_once(
+    tiny_folder: Path, tmp_path: Path, suffix: str
+) -> None:
+    import shutil
+
+    base = tmp_path / "bundle"
+    archive = Path(
+        shutil.make_archive(
+            str(base),
+            "gztar" if suffix == ".tar.gz" else "zip",
+            root_dir=tiny_folder.parent,
+            base_dir=tiny_folder.name,
+        )
+    )
+    cache = tmp_path / "cache"
+    from_folder = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "other")
+    from_archive = load_split("train", data_dir=archive, cache_dir=cache)
+    assert torch.equal(from_archive.images, from_folder.images)
+    (extracted,) = (cache / "extracted").iterdir()
+    marker = (extracted / ".complete").stat().st_mtime_ns
+    load_split("train", data_dir=archive, cache_dir=cache)
+    assert (extracted / ".complete").stat().st_mtime_ns == marker
+
+
+def test_a_plain_file_is_not_a_data_dir(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    with pytest.raises(DataError, match=r"is a file; expected a directory in ImageFolder layout"):
+        load_split("train", data_dir=path, cache_dir=tmp_path / "cache")

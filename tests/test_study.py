@@ -8,8 +8,9 @@ import optuna
 import pytest
 
 from search.records import TrialsTable
-from search.run import DEFAULT_SETTINGS, PROG, build_settings, main
+from search.run import PROG, build_settings, main
 from search.runner import finished_trials, presets_to_queue, requeue_interrupted
+from search.settings import DEFAULT_SETTINGS
 from search.study import StudyDirectory
 from space import config_to_params, param_names
 from threshnet.cli import UserError, run_cli

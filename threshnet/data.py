@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 SPLITS = ("train", "test")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
 
 
 class DataError(ValueError):
@@ -90,6 +95,54 @@ def _write_cache(path: Path, key: str, data: ImageSet) -> None:
         "checksum": _checksum(data.images, data.labels),
     }
     atomic_write(path, lambda temp: torch.save(blob, temp))
+
+
+def _extract(archive: Path, target: Path) -> None:
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as bundle:
+            for member in bundle.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise DataError(f"archive {archive} has an unsafe path {member!r}")
+            bundle.extractall(target)
+    else:
+        with tarfile.open(archive) as bundle:
+            bundle.extractall(target, filter="data")
+
+
+def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The ImageFolder root for ``data_dir``: the directory itself, or an archive of one
+    (.tar, .tar.gz, .tar.xz, .zip) extracted once into the cache directory."""
+    path = Path(data_dir)
+    if path.is_dir():
+        return path
+    layout = "a directory in ImageFolder layout (train/<class>/*, test/<class>/*)"
+    if not path.exists():
+        raise DataError(
+            f"data directory {path} does not exist; expected {layout} or an archive of one"
+        )
+    if not path.name.endswith(ARCHIVE_SUFFIXES):
+        raise DataError(
+            f"{path} is a file; expected {layout} or a .tar(.gz/.xz)/.zip archive of one"
+        )
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    parent = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "extracted"
+    target = parent / f"{path.name.split('.')[0]}-{digest.hexdigest()[:16]}"
+    if not (target / ".complete").exists():
+        parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=parent))
+        try:
+            _extract(path, temp)
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise DataError(f"cannot extract {path}: {error}") from None
+        (temp / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(temp, target)
+    entries = [entry for entry in target.iterdir() if entry.is_dir()]
+    if not (target / "train").is_dir() and len(entries) == 1:
+        return entries[0]
+    return target
 
 
 def _scan_image_folder(root: Path, split: str) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -186,7 +239,7 @@ def locate_cache(
             cache_root / f"cifar10-torchvision-{split}.pt",
             f"torchvision-cifar10|{split}|{CACHE_FORMAT}",
         )
-    root = Path(data_dir)
+    root = resolve_data_dir(data_dir, cache_root)
     _, files = _scan_image_folder(root, split)
     key = _folder_key(root, split, files)
     return CacheEntry(cache_root / f"imagefolder-{split}-{key[:20]}.pt", key)
@@ -216,7 +269,8 @@ def load_split(
             cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
             cached = _load_torchvision_cifar10(split, cache_root)
         else:
-            classes, files = _scan_image_folder(Path(data_dir), split)
+            root = resolve_data_dir(data_dir, cache_dir)
+            classes, files = _scan_image_folder(root, split)
             cached = _decode_folder(files, classes)
         _write_cache(entry.path, entry.key, cached)
     return cached
