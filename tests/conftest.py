@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,64 @@ def _deterministic_torch() -> None:
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "data", per_class=12)
+
+
+@dataclass(frozen=True)
+class SmokeStudy:
+    """A study made by the real CLI (`search.run --smoke`) on a tiny dataset."""
+
+    root: Path
+    command: list[str]
+    result: subprocess.CompletedProcess[str]
+
+
+def search_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def smoke_command(data_dir: Path, out: Path, name: str, trials: int, cache: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--smoke",
+        "--trials",
+        str(trials),
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--cache-dir",
+        str(cache),
+        "--num-cpus",
+        "2",
+    ]
+
+
+@pytest.fixture(scope="session")
+def search_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training images only, plus a test split that cannot be decoded: a search that read
+    the test split would fail."""
+    root = write_image_folder(tmp_path_factory.mktemp("data"), per_class=34, splits=("train",))
+    broken = root / "test" / "cat"
+    broken.mkdir(parents=True)
+    (broken / "0000.png").write_bytes(b"this is not an image")
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_study(search_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeStudy:
+    """Six trials, of which trial 3 raises and trial 4 reaches a NaN loss."""
+    base = tmp_path_factory.mktemp("smoke")
+    command = smoke_command(search_data_dir, base / "runs", "e2e", 6, base / "cache")
+    result = subprocess.run(
+        command,
+        env=search_env(THRESHNET_SEARCH_FAULTS="3=raise,4=nan"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    return SmokeStudy(base / "runs" / "e2e", command, result)

@@ -7,13 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import write_image_folder
+from conftest import SmokeStudy, search_env, smoke_command
 
 from search.study import StudyDirectory
 
@@ -22,60 +21,17 @@ pytestmark = pytest.mark.slow
 PUBLISHED = {"threshnet28", "threshnet79", "threshnet95"}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_image_folder(tmp_path_factory.mktemp("data"), per_class=34, splits=("train",))
-    # A test split that cannot be decoded: a search that read it would fail.
-    broken = root / "test" / "cat"
-    broken.mkdir(parents=True)
-    (broken / "0000.png").write_bytes(b"this is not an image")
-    return root
-
-
-def _command(data_dir: Path, out: Path, name: str, trials: int, cache: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "search.run",
-        "--smoke",
-        "--trials",
-        str(trials),
-        "--data-dir",
-        str(data_dir),
-        "--out",
-        str(out),
-        "--name",
-        name,
-        "--cache-dir",
-        str(cache),
-        "--num-cpus",
-        "2",
-    ]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
-
-
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_smoke_study_end_to_end_with_a_failing_trial(data_dir: Path, tmp_path: Path) -> None:
-    command = _command(data_dir, tmp_path / "runs", "e2e", 6, tmp_path / "cache")
-    result = subprocess.run(
-        command,
-        env=_env(THRESHNET_SEARCH_FAULTS="3=raise,4=nan"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) -> None:
+    result = smoke_study.result
     assert result.returncode == 0, result.stderr[-3000:]
     assert "6 finished trials (4 completed, 2 failed, 0 infeasible)" in result.stdout
 
-    study_dir = StudyDirectory(tmp_path / "runs" / "e2e")
+    study_dir = StudyDirectory(smoke_study.root)
     manifest = json.loads(study_dir.manifest_path.read_text())
     assert manifest["settings"]["seed"] == 0 and manifest["seed"] == 0
     assert manifest["settings"]["space"]["num_classes"] == 3
@@ -108,7 +64,12 @@ def test_smoke_study_end_to_end_with_a_failing_trial(data_dir: Path, tmp_path: P
         assert row["s1_depth"] != "" and row["s5_transition"] != ""
 
     again = subprocess.run(
-        command, env=_env(), capture_output=True, text=True, timeout=600, check=False
+        smoke_study.command,
+        env=search_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 run now" in again.stdout
@@ -116,13 +77,13 @@ def test_smoke_study_end_to_end_with_a_failing_trial(data_dir: Path, tmp_path: P
 
 
 def test_killed_study_resumes_without_rerunning_finished_trials(
-    data_dir: Path, tmp_path: Path
+    search_data_dir: Path, tmp_path: Path
 ) -> None:
-    command = _command(data_dir, tmp_path / "runs", "killed", 5, tmp_path / "cache")
+    command = smoke_command(search_data_dir, tmp_path / "runs", "killed", 5, tmp_path / "cache")
     trials_csv = tmp_path / "runs" / "killed" / "trials.csv"
     process = subprocess.Popen(
         command,
-        env=_env(),
+        env=search_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -133,20 +94,12 @@ def test_killed_study_resumes_without_rerunning_finished_trials(
         time.sleep(0.5)
         if trials_csv.exists():
             completed = [row for row in _rows(trials_csv) if row["state"] == "COMPLETE"]
-    os.killpg(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver; Ray's own processes share its fate
     process.wait(60)
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-        capture_output=True,
-        check=False,
-        timeout=120,
-        env=_env(),
-        cwd=tmp_path,
-    )
     assert len(completed) >= 2, "the study did not finish two trials before the kill"
 
     result = subprocess.run(
-        command, env=_env(), capture_output=True, text=True, timeout=900, check=False
+        command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = _rows(trials_csv)

@@ -1,0 +1,1 @@
+"""Reading results: the study directory, trials table, Pareto front, hypervolume, report, export."""

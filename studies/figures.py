@@ -1,0 +1,146 @@
+"""Plotly figures of a study: the trade-off, hypervolume history, parameters."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+
+PRESET_COLOURS = {"threshnet28": "#d62728", "threshnet79": "#9467bd", "threshnet95": "#8c564b"}
+
+
+def describe_config(config_json: str) -> str:
+    """A one-line architecture summary, e.g. 'T3 | D6g32>128 D8g32>192 | H16k40m1.7>480'."""
+    if not config_json:
+        return ""
+    config = json.loads(config_json)
+    parts = []
+    for index, stage in enumerate(config["stages"]):
+        if index < config["threshold"]:
+            parts.append(f"D{stage['depth']}g{stage['growth']}>{stage['transition']}")
+        else:
+            parts.append(
+                f"H{stage['depth']}k{stage['growth']}m{stage['multiplier']:g}>{stage['transition']}"
+            )
+    return f"T{config['threshold']} | " + " ".join(parts)
+
+
+def _hover(frame: pd.DataFrame) -> list[str]:
+    return [
+        f"trial {row.number}{' (' + row.preset + ')' if row.preset else ''}<br>"
+        f"val acc {row.val_acc:.4f}, latency {row.latency_ms:.3f} ms<br>"
+        f"{int(row.params):,} params, {int(row.macs) / 1e6:.1f} M MACs<br>"
+        f"{describe_config(row.config_json)}"
+        for row in frame.itertuples()
+    ]
+
+
+def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: str) -> go.Figure:
+    """All eligible trials, the front highlighted and connected, presets labelled.
+
+    Traces: "trials" (neither on the front nor a preset), "Pareto front" (connected as a
+    staircase), and one labelled star per published preset (drawn over the front when a
+    preset is on it).
+    """
+    others = eligible[~eligible["number"].isin(front["number"]) & (eligible["preset"] == "")]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=others["latency_ms"],
+            y=others["val_acc"],
+            mode="markers",
+            name="trials",
+            marker={"color": "#9aa5b1", "size": 8},
+            hovertext=_hover(others),
+            hoverinfo="text",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=front["latency_ms"],
+            y=front["val_acc"],
+            mode="lines+markers",
+            name="Pareto front",
+            line={"shape": "hv", "color": "#1f77b4", "width": 2},
+            marker={"color": "#1f77b4", "size": 10},
+            hovertext=_hover(front),
+            hoverinfo="text",
+        )
+    )
+    presets = eligible[eligible["preset"] != ""]
+    for row in presets.itertuples():
+        figure.add_trace(
+            go.Scatter(
+                x=[row.latency_ms],
+                y=[row.val_acc],
+                mode="markers+text",
+                name=row.preset,
+                text=[row.preset],
+                textposition="top center",
+                marker={
+                    "symbol": "star",
+                    "size": 16,
+                    "color": PRESET_COLOURS.get(row.preset, "#000"),
+                    "line": {"width": 1, "color": "#222"},
+                },
+                hovertext=_hover(presets[presets["number"] == row.number]),
+                hoverinfo="text",
+            )
+        )
+    figure.update_layout(
+        title="Proxy validation accuracy vs latency",
+        xaxis_title=latency_label,
+        yaxis_title="proxy validation accuracy",
+        template="plotly_white",
+        height=560,
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure
+
+
+def hypervolume_figure(history: pd.DataFrame) -> go.Figure:
+    figure = go.Figure(
+        go.Scatter(
+            x=history["number"],
+            y=history["hypervolume"],
+            mode="lines+markers",
+            name="hypervolume",
+            line={"shape": "hv"},
+        )
+    )
+    figure.update_layout(
+        title="Hypervolume of the eligible trials so far",
+        xaxis_title="trial number",
+        yaxis_title="hypervolume (accuracy x ms)",
+        template="plotly_white",
+        height=380,
+    )
+    return figure
+
+
+def parameters_figure(eligible: pd.DataFrame, param_columns: list[str]) -> go.Figure:
+    """Parallel coordinates of the always-present parameters and the outcomes."""
+    columns = [c for c in param_columns if eligible[c].notna().all()] + [
+        "params",
+        "latency_ms",
+        "val_acc",
+    ]
+    dimensions = [
+        {"label": column, "values": eligible[column].astype(float).tolist()} for column in columns
+    ]
+    figure = go.Figure(
+        go.Parcoords(
+            line={
+                "color": eligible["val_acc"].astype(float).tolist(),
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": "val acc"},
+            },
+            dimensions=dimensions,
+        )
+    )
+    figure.update_layout(
+        title="Parameters of the eligible trials", height=460, template="plotly_white"
+    )
+    return figure

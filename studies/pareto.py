@@ -1,0 +1,83 @@
+"""Pareto front and hypervolume over (validation accuracy max, latency min).
+
+Both use Optuna's own multi-objective helpers (the same code Optuna's samplers and
+``plot_hypervolume_history`` use): objectives are turned into losses (-accuracy,
+latency) first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from optuna._hypervolume import compute_hypervolume
+from optuna.study._multi_objective import _is_pareto_front
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Hypervolume reference point: the worst accuracy and latency that still count."""
+
+    val_acc: float
+    latency_ms: float
+    rule: str
+
+    def to_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+def _losses(frame: pd.DataFrame) -> np.ndarray:
+    return np.column_stack(
+        [-frame["val_acc"].to_numpy(dtype=float), frame["latency_ms"].to_numpy(dtype=float)]
+    )
+
+
+def pareto_mask(frame: pd.DataFrame) -> np.ndarray:
+    """True for rows no other row dominates (duplicates of a front point all count)."""
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    return _is_pareto_front(_losses(frame), assume_unique_lexsorted=False)
+
+
+def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated rows, fastest first."""
+    return frame[pareto_mask(frame)].sort_values(["latency_ms", "val_acc"], ascending=[True, False])
+
+
+def default_reference(frame: pd.DataFrame, num_classes: int) -> Reference:
+    """Chance accuracy, and twice the slowest published preset's latency in this study."""
+    presets = frame[frame["preset"].isin(["threshnet28", "threshnet79", "threshnet95"])]
+    if not presets.empty:
+        latency = 2.0 * float(presets["latency_ms"].max())
+        rule = "accuracy 1/classes; latency 2 x the slowest published preset's in this study"
+    elif not frame.empty:
+        latency = 2.0 * float(frame["latency_ms"].max())
+        rule = "accuracy 1/classes; latency 2 x the slowest trial's in this study"
+    else:
+        latency, rule = 1.0, "no trials yet"
+    return Reference(val_acc=1.0 / num_classes, latency_ms=latency, rule=rule)
+
+
+def hypervolume(frame: pd.DataFrame, reference: Reference) -> float:
+    """Area dominated by ``frame``'s points and bounded by ``reference`` (acc x ms)."""
+    losses = _losses(frame)
+    point = np.array([-reference.val_acc, reference.latency_ms])
+    inside = losses[np.all(losses <= point, axis=1)]
+    return float(compute_hypervolume(inside, point)) if len(inside) else 0.0
+
+
+def hypervolume_history(frame: pd.DataFrame, reference: Reference) -> pd.DataFrame:
+    """Hypervolume of the trials numbered <= n, for every trial number n in ``frame``."""
+    ordered = frame.sort_values("number")
+    values = [hypervolume(ordered.iloc[: index + 1], reference) for index in range(len(ordered))]
+    return pd.DataFrame({"number": ordered["number"].to_numpy(), "hypervolume": values})
+
+
+def dominators(front: pd.DataFrame, row: pd.Series) -> list[int]:
+    """Numbers of the front trials that dominate ``row`` (as good in both, better in one)."""
+    better_or_equal = (front["val_acc"] >= row["val_acc"]) & (
+        front["latency_ms"] <= row["latency_ms"]
+    )
+    strictly = (front["val_acc"] > row["val_acc"]) | (front["latency_ms"] < row["latency_ms"])
+    return [int(n) for n in front.loc[better_or_equal & strictly, "number"]]

@@ -1,0 +1,248 @@
+"""``python -m studies.report <study-dir>``: one self-contained HTML report of a study.
+
+Writes ``<study-dir>/report.html`` (plotly.js embedded, opens offline) and
+``<study-dir>/pareto.json`` (front, hypervolume and its reference point, and which front
+points dominate each published preset). Works on a finished or a running study.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from plotly.offline import get_plotlyjs
+
+from studies.figures import describe_config, hypervolume_figure, parameters_figure, tradeoff_figure
+from studies.load import Study, StudyError, eligible_trials, load_study
+from studies.pareto import (
+    Reference,
+    default_reference,
+    dominators,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+)
+from threshnet.cli import ArgumentParser, UserError, run_cli
+from threshnet.fileio import atomic_write_text
+
+PROG = "studies.report"
+PUBLISHED = ("threshnet28", "threshnet79", "threshnet95")
+NOTE = (
+    "Accuracies are proxy validation accuracies: short training on the training split minus "
+    "a held-out validation split. They rank architectures; they are not test errors, and "
+    "the test set was not read during the search."
+)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report shows, computed once."""
+
+    study: Study
+    eligible: pd.DataFrame
+    front: pd.DataFrame
+    reference: Reference
+    hypervolume: float
+    history: pd.DataFrame
+    preset_dominators: dict[str, list[int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study.name,
+            "eligible_trials": len(self.eligible),
+            "pareto_front": [int(n) for n in self.front["number"]],
+            "hypervolume": self.hypervolume,
+            "reference_point": self.reference.to_dict(),
+            "preset_dominated_by": self.preset_dominators,
+        }
+
+
+def analyse(study: Study, reference: Reference | None = None) -> Analysis:
+    """Front, hypervolume (with a recorded reference point) and preset dominators."""
+    eligible = eligible_trials(study)
+    front = pareto_front(eligible)
+    reference = reference or default_reference(eligible, study.settings["space"]["num_classes"])
+    preset_dominators = {
+        row.preset: dominators(front, eligible.loc[row.Index])
+        for row in eligible[eligible["preset"].isin(PUBLISHED)].itertuples()
+    }
+    return Analysis(
+        study=study,
+        eligible=eligible,
+        front=front,
+        reference=reference,
+        hypervolume=hypervolume(eligible, reference),
+        history=hypervolume_history(eligible, reference),
+        preset_dominators=preset_dominators,
+    )
+
+
+def _table(frame: pd.DataFrame, columns: list[tuple[str, str]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in columns)
+    rows = []
+    for record in frame.to_dict("records"):
+        cells = "".join(f"<td>{html.escape(str(record[key]))}</td>" for key, _ in columns)
+        rows.append(f"<tr>{cells}</tr>")
+    body = "".join(rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _front_table(front: pd.DataFrame) -> str:
+    shown = front.assign(
+        architecture=front["config_json"].map(describe_config),
+        val_acc=front["val_acc"].map(lambda v: f"{v:.4f}"),
+        latency_ms=front["latency_ms"].map(lambda v: f"{v:.3f}"),
+        params=front["params"].map(lambda v: f"{int(v):,}"),
+        macs=front["macs"].map(lambda v: f"{int(v) / 1e6:.1f} M"),
+    )
+    columns = [
+        ("number", "trial"),
+        ("preset", "preset"),
+        ("val_acc", "val acc"),
+        ("latency_ms", "latency ms"),
+        ("params", "params"),
+        ("macs", "MACs"),
+        ("architecture", "architecture"),
+    ]
+    return _table(shown, columns, "pareto-table")
+
+
+def _validation_text(settings: dict[str, Any]) -> str:
+    size = settings["val_size"]
+    text = f"{size:.0%} of the training images" if isinstance(size, float) else f"{size} images"
+    if settings.get("max_val_images"):
+        text += f" (at most {settings['max_val_images']})"
+    return f"{text}, class-stratified, split seed {settings['split_seed']}"
+
+
+def _settings_block(study: Study) -> str:
+    settings = study.settings
+    train, latency = settings["train"], settings["latency"]
+    lines = {
+        "proxy": f"{train['epochs']} epochs, batch {train['batch_size']}, {train['optimizer']} "
+        f"lr {train['lr']}, {train['schedule']}, augment {train['augment']}, "
+        f"input {train['input_size']}",
+        "validation": _validation_text(settings),
+        "latency": f"batch 1, {latency['repeats']} repeats after {latency['warmup']} warm-up, "
+        f"device '{latency['device']}'",
+        "sampler": f"{settings['sampler']}, seed {settings['seed']}",
+        "data": str(settings["data_dir"] or "torchvision CIFAR-10"),
+        "versions": ", ".join(f"{k} {v}" for k, v in study.manifest.get("versions", {}).items()),
+        "git revision": str(study.manifest.get("git_revision", "")),
+    }
+    items = "".join(
+        f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in lines.items()
+    )
+    return f'<dl id="settings">{items}</dl>'
+
+
+def _latency_label(analysis: Analysis) -> str:
+    names = analysis.eligible["latency_device_name"].dropna().unique().tolist()
+    device = ", ".join(str(n) for n in names) or "unknown device"
+    return f"latency, ms (batch 1, median; {device})"
+
+
+def render(analysis: Analysis) -> str:
+    """The report page."""
+    study = analysis.study
+    figures = []
+    if not analysis.eligible.empty:
+        figures = [
+            (
+                "tradeoff",
+                tradeoff_figure(analysis.eligible, analysis.front, _latency_label(analysis)),
+            ),
+            ("hypervolume", hypervolume_figure(analysis.history)),
+            ("parameters", parameters_figure(analysis.eligible, study.param_columns)),
+        ]
+    plots = (
+        "\n".join(
+            figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{name}")
+            for name, figure in figures
+        )
+        or "<p>No finished, feasible trials yet.</p>"
+    )
+    states = study.trials["state"].value_counts().to_dict() if "state" in study.trials else {}
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    reference = analysis.reference
+    dominated = "".join(
+        f"<li>{html.escape(name)}: "
+        + (f"dominated by trial(s) {', '.join(map(str, numbers))}" if numbers else "on the front")
+        + "</li>"
+        for name, numbers in analysis.preset_dominators.items()
+    )
+    title = f"threshnet-search study {html.escape(study.name)}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+.note {{ background: #fff6d5; border-left: 4px solid #e0b000; padding: 8px 12px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+dt {{ font-weight: bold; float: left; clear: left; width: 110px; }}
+dd {{ margin-left: 120px; }}
+</style>
+<script>{get_plotlyjs()}</script>
+</head><body>
+<h1>{title}</h1>
+<p class="note" id="proxy-note">{html.escape(NOTE)}</p>
+<p id="counts">{len(study.trials)} trials ({html.escape(counts)});
+{len(analysis.eligible)} finished, feasible, full-fidelity trials;
+{len(analysis.front)} on the Pareto front.</p>
+<p id="hypervolume">Hypervolume {analysis.hypervolume:.6g} (accuracy x ms) with reference point
+accuracy {reference.val_acc:.4f}, latency {reference.latency_ms:.4f} ms
+({html.escape(reference.rule)}).</p>
+<ul id="presets">{dominated}</ul>
+{plots}
+<h2>Pareto configurations</h2>
+{_front_table(analysis.front)}
+<h2>Study settings</h2>
+{_settings_block(study)}
+</body></html>
+"""
+
+
+def write_report(study_dir: str | Path, reference: Reference | None = None) -> Path:
+    """Write report.html and pareto.json into the study directory; returns the report."""
+    try:
+        study = load_study(study_dir)
+    except StudyError as error:
+        raise UserError(str(error)) from None
+    analysis = analyse(study, reference)
+    root = Path(study_dir)
+    try:
+        atomic_write_text(root / "pareto.json", json.dumps(analysis.to_dict(), indent=2) + "\n")
+        return atomic_write_text(root / "report.html", render(analysis))
+    except OSError as error:
+        raise UserError(f"cannot write the report into {root}: {error.strerror}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("study_dir", help="a directory written by search.run")
+    parser.add_argument(
+        "--reference",
+        nargs=2,
+        type=float,
+        metavar=("ACC", "MS"),
+        help="hypervolume reference point (default: chance accuracy, 2x slowest preset)",
+    )
+    args = parser.parse_args(argv)
+    reference = (
+        Reference(args.reference[0], args.reference[1], "given with --reference")
+        if (args.reference)
+        else None
+    )
+    path = write_report(args.study_dir, reference)
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(PROG, main, None))

@@ -1,0 +1,77 @@
+"""Pareto front, hypervolume and dominance on hand-made points."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from studies.pareto import (
+    Reference,
+    dominators,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+    pareto_mask,
+)
+
+
+def _points(rows: list[tuple[int, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "number": [r[0] for r in rows],
+            "val_acc": [r[1] for r in rows],
+            "latency_ms": [r[2] for r in rows],
+            "preset": [""] * len(rows),
+        }
+    )
+
+
+POINTS = _points(
+    [
+        (0, 0.80, 10.0),  # front
+        (1, 0.70, 5.0),  # front
+        (2, 0.75, 12.0),  # dominated by 0
+        (3, 0.80, 10.0),  # duplicate of 0: on the front too
+        (4, 0.80, 11.0),  # tie in accuracy, slower: dominated by 0
+        (5, 0.90, 20.0),  # front
+        (6, 0.60, 5.0),  # tie in latency, worse: dominated by 1
+    ]
+)
+
+
+def test_front_handles_ties_and_duplicates() -> None:
+    assert pareto_mask(POINTS).tolist() == [True, True, False, True, False, True, False]
+    assert pareto_front(POINTS)["number"].tolist() == [1, 0, 3, 5]
+
+
+def test_hypervolume_is_the_dominated_area() -> None:
+    reference = Reference(val_acc=0.5, latency_ms=30.0, rule="test")
+    # staircase: (5ms,0.70) (10ms,0.80) (20ms,0.90) up to (30ms, 0.5)
+    expected = (10 - 5) * (0.70 - 0.5) + (20 - 10) * (0.80 - 0.5) + (30 - 20) * (0.90 - 0.5)
+    assert hypervolume(POINTS, reference) == pytest.approx(expected)
+
+
+def test_points_outside_the_reference_do_not_count() -> None:
+    reference = Reference(val_acc=0.85, latency_ms=15.0, rule="test")
+    assert hypervolume(POINTS, reference) == 0.0
+    reference = Reference(val_acc=0.75, latency_ms=15.0, rule="test")
+    assert hypervolume(POINTS, reference) == pytest.approx((15 - 10) * (0.80 - 0.75))
+
+
+def test_history_never_decreases_and_ends_at_the_total() -> None:
+    reference = Reference(val_acc=0.5, latency_ms=30.0, rule="test")
+    history = hypervolume_history(POINTS.sample(frac=1.0, random_state=0), reference)
+    assert history["number"].tolist() == list(range(7))
+    values = history["hypervolume"].tolist()
+    assert all(b >= a for a, b in itertools.pairwise(values))
+    assert values[-1] == pytest.approx(hypervolume(POINTS, reference))
+    assert values[0] == pytest.approx((30 - 10) * (0.80 - 0.5))
+
+
+def test_dominators_of_a_point() -> None:
+    front = pareto_front(POINTS)
+    assert dominators(front, POINTS.iloc[2]) == [0, 3]
+    assert dominators(front, POINTS.iloc[6]) == [1]
+    assert dominators(front, POINTS.iloc[5]) == []
