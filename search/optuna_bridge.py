@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search.records import RECORD_FIELDS, TrialsTable
+from search.records import INTERRUPTED, RECORD_FIELDS, TrialsTable
 from search.settings import SAMPLERS
 from search.trial import NUMBER_KEY
 from space import SearchSpace, sample_params
@@ -77,7 +77,14 @@ class RecordingOptunaSearch(OptunaSearch):
             for key in RECORD_FIELDS
             if result and key in result and not _is_nan(result[key])
         }
-        if "status" not in record:
+        requeue = False
+        if "status" not in record and not error:  # stopped before it reported: Ctrl-C
+            record = {
+                "status": INTERRUPTED,
+                "error": "interrupted before it finished; queued again",
+            }
+            requeue = True
+        elif "status" not in record:
             record = {
                 "status": "failed",
                 "error": "the trial's worker died or Ray failed to run it"
@@ -92,6 +99,10 @@ class RecordingOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        if requeue:
+            self._ot_study.enqueue_trial(
+                ot_trial.params, user_attrs={"requeued_from": ot_trial.number}
+            )
         self._completed_trials.add(trial_id)
         self._table.write(self._ot_study)
         print(describe_outcome(ot_trial.number, record), flush=True)

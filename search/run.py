@@ -33,7 +33,17 @@ from search.settings import (
 )
 from search.study import StudyDirectory
 from space import DEFAULT_SPACE
-from threshnet.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
+from threshnet.cli import (
+    EXIT_INTERRUPTED,
+    ArgumentParser,
+    UserError,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    unit_fraction,
+)
 from threshnet.training import OPTIMIZERS, SCHEDULES
 
 PROG = "search.run"
@@ -70,36 +80,6 @@ def _val_size(text: str) -> int | float:
     raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text}")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def _parser() -> ArgumentParser:
     unset = argparse.SUPPRESS  # study-defining flags: absent unless given
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
@@ -107,18 +87,21 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--name", help="study name (default: generated); reuse it to resume")
     parser.add_argument("--out", default="runs", help="parent of study directories (runs)")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU-sized study for trying")
+    parser.add_argument(
+        "--storage", help="Optuna database URL (default: a journal file in the study directory)"
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=unset, help="ImageFolder root (train/, test/)")
     data.add_argument("--cache-dir", help="decoded-data cache (~/.cache/threshnet-search)")
     data.add_argument("--val-size", type=_val_size, default=unset, help="count or fraction (5000)")
     proxy = parser.add_argument_group("proxy training")
     proxy.add_argument("--epochs", type=positive_int, default=unset)
-    proxy.add_argument("--train-fraction", type=_fraction, default=unset)
+    proxy.add_argument("--train-fraction", type=unit_fraction, default=unset)
     proxy.add_argument("--max-train-images", type=positive_int, default=unset)
     proxy.add_argument("--batch-size", type=positive_int, default=unset)
     proxy.add_argument("--optimizer", choices=OPTIMIZERS, default=unset)
-    proxy.add_argument("--lr", type=_positive_float, default=unset)
-    proxy.add_argument("--weight-decay", type=_non_negative_float, default=unset)
+    proxy.add_argument("--lr", type=positive_float, default=unset)
+    proxy.add_argument("--weight-decay", type=non_negative_float, default=unset)
     proxy.add_argument("--schedule", choices=SCHEDULES, default=unset)
     proxy.add_argument("--input-size", type=positive_int, default=unset)
     latency = parser.add_argument_group("latency")
@@ -135,8 +118,8 @@ def _parser() -> ArgumentParser:
     search.add_argument("--max-macs", type=positive_int, default=unset)
     search.add_argument("--no-presets", action="store_true", default=unset)
     ray = parser.add_argument_group("resources")
-    ray.add_argument("--gpus-per-trial", type=_non_negative_float, help="fractions allowed")
-    ray.add_argument("--cpus-per-trial", type=_positive_float, help="(1)")
+    ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
+    ray.add_argument("--cpus-per-trial", type=positive_float, help="(1)")
     ray.add_argument("--max-concurrent", type=positive_int)
     ray.add_argument("--address", help="join this Ray cluster instead of starting one")
     ray.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (all)")
@@ -219,9 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_cache, classes = prepare_data(settings, args.cache_dir)
             space = dataclasses.replace(settings.space, num_classes=classes)
             settings = dataclasses.replace(settings, space=space)
-            manifest = new_manifest(name, settings)
+            manifest = new_manifest(name, settings, args.storage)
             directory.write_manifest(manifest)
         else:
+            if args.storage is not None and args.storage != manifest.get("storage"):
+                stored_storage = manifest.get("storage") or "its journal file"
+                raise UserError(
+                    f"study {directory.root} uses {stored_storage} as its Optuna storage; "
+                    "omit --storage to resume it"
+                )
             stored = StudySettings.from_dict(manifest["settings"])
             settings = build_settings(args, stored)
             differences = _differences(stored.to_dict(), settings.to_dict())
@@ -241,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run_study(directory, settings, resources, manifest, train_cache)
     for line in summary.lines():
         print(line)
-    return 0
+    return EXIT_INTERRUPTED if summary.stopped_early else 0
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ class RunSummary:
     requeued: int
     started_trials: int
     seconds: float
+    target: int
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.finished < self.target
 
     def lines(self) -> list[str]:
         return [
@@ -61,7 +66,14 @@ class RunSummary:
             f"{self.seconds:.0f} s",
             f"results: {self.root / 'trials.csv'}; Optuna storage: "
             f"optuna-dashboard {self.root / 'optuna.journal'}",
-        ]
+        ] + (
+            [
+                f"stopped before {self.target} finished trials; unfinished trials are queued "
+                "again: rerun the same command to resume"
+            ]
+            if self.stopped_early
+            else []
+        )
 
 
 def _versions() -> dict[str, str]:
@@ -228,13 +240,14 @@ def run_study(
 ) -> RunSummary:
     """Run the study in ``directory`` until it has ``resources.trials`` finished trials."""
     started = time.perf_counter()
-    study = directory.load_study()
+    storage_url = manifest.get("storage")
+    study = directory.load_study(storage_url)
     requeued = requeue_interrupted(study)
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
+    table.write(study)  # replaces a table a crash may have left behind
     remaining = resources.trials - len(finished_trials(study))
     if remaining <= 0:
-        table.write(study)
-        return _summary(directory, study, requeued, 0, started)
+        return _summary(directory, study, requeued, 0, started, resources.trials)
 
     started_ray = _start_ray(resources)
     try:
@@ -250,6 +263,7 @@ def run_study(
         directory.write_manifest(manifest)
         _fit(
             directory,
+            storage_url,
             settings,
             resources,
             study,
@@ -266,16 +280,18 @@ def run_study(
             import ray
 
             ray.shutdown()
-    study = directory.load_study()
+    study = directory.load_study(storage_url)
+    requeued += requeue_interrupted(study)  # trials still RUNNING when the run stopped
     table.write(study)
     run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()
     run_record["trials_after"] = len(finished_trials(study))
     directory.write_manifest(manifest)
-    return _summary(directory, study, requeued, remaining, started)
+    return _summary(directory, study, requeued, remaining, started, resources.trials)
 
 
 def _fit(
     directory: StudyDirectory,
+    storage_url: str | None,
     settings: StudySettings,
     resources: RunResources,
     study: optuna.Study,
@@ -297,7 +313,7 @@ def _fit(
         points_to_evaluate=presets_to_queue(study, settings) or None,
         sampler=make_sampler(settings.sampler, settings.seed),
         study_name=directory.name,
-        storage=directory.storage(),
+        storage=directory.storage(storage_url),
     )
     context = TrialContext(
         settings=settings,
@@ -332,6 +348,7 @@ def _summary(
     requeued: int,
     started_trials: int,
     started: float,
+    target: int,
 ) -> RunSummary:
     finished = finished_trials(study)
     states = [trial.state for trial in finished]
@@ -344,13 +361,15 @@ def _summary(
         requeued=requeued,
         started_trials=started_trials,
         seconds=time.perf_counter() - started,
+        target=target,
     )
 
 
-def new_manifest(name: str, settings: StudySettings) -> dict[str, Any]:
-    """The manifest of a new study."""
+def new_manifest(name: str, settings: StudySettings, storage: str | None) -> dict[str, Any]:
+    """The manifest of a new study (``storage``: None for the journal file, or a URL)."""
     return {
         "name": name,
+        "storage": storage,
         "created": dt.datetime.now(dt.UTC).isoformat(),
         "settings": settings.to_dict(),
         "seed": settings.seed,

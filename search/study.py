@@ -102,16 +102,22 @@ class StudyDirectory:
             + "\n",
         )
 
-    def storage(self) -> JournalStorage:
-        """The Optuna storage: an append-only journal file, safe across crashes."""
-        return JournalStorage(JournalFileBackend(str(self.journal_path)))
+    def storage(self, url: str | None = None) -> optuna.storages.BaseStorage:
+        """The Optuna storage: by default an append-only journal file in the study
+        directory (safe across crashes); or a database URL (sqlite:///..., postgresql://...)."""
+        if url is None:
+            return JournalStorage(JournalFileBackend(str(self.journal_path)))
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as error:  # SQLAlchemy raises many types for a bad URL
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UserError(f"cannot open the Optuna storage {url!r}: {message}") from None
 
-    def load_study(self, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    def load_study(self, storage_url: str | None = None) -> optuna.Study:
         """Create or open the study (two objectives: val_acc max, latency_ms min)."""
         study = optuna.create_study(
-            storage=self.storage(),
+            storage=self.storage(storage_url),
             study_name=self.name,
-            sampler=sampler,
             directions=["maximize", "minimize"],
             load_if_exists=True,
         )

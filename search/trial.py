@@ -61,6 +61,19 @@ def _capped(
     return indices[stratified_subset(labels[indices], limit / len(indices), seed=seed)]
 
 
+def _node_name() -> str:
+    """Host name, plus the Ray node id when running inside Ray (one host can run several
+    Ray nodes)."""
+    host = socket.gethostname()
+    try:
+        import ray
+    except ImportError:
+        return host
+    if not ray.is_initialized():
+        return host
+    return f"{host}/{ray.get_runtime_context().get_node_id()[:12]}"
+
+
 def _trial_device() -> torch.device:
     """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -109,7 +122,7 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
         "status": "failed",
         "error": "",
         "number": number,
-        "node": socket.gethostname(),
+        "node": _node_name(),
         "device": str(device),
         "device_name": device_name(device),
         "seed": settings.seed + max(number, 0),
@@ -171,8 +184,8 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
                 latency_batch_size=batch,
             )
         record["status"] = "ok"
-    except torch.cuda.OutOfMemoryError:
-        record["error"] = "CUDA out of memory"
+    except torch.cuda.OutOfMemoryError as error:
+        record["error"] = f"CUDA out of memory ({str(error).splitlines()[0][:200]})"
     except Exception as error:  # recorded, never raised: the study goes on
         frames = traceback.extract_tb(error.__traceback__)
         where = (

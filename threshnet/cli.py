@@ -38,26 +38,28 @@ def run_cli(
         return EXIT_INTERRUPTED
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def number_type(
+    cast: Callable[[str], float], description: str, accept: Callable[[float], bool]
+) -> Callable[[str], float]:
+    """An argparse type: ``cast(text)`` that ``accept`` allows, else a one-line error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = number_type(int, "a positive integer", lambda value: value >= 1)
+non_negative_int = number_type(int, "an integer >= 0", lambda value: value >= 0)
+positive_float = number_type(float, "a positive number", lambda value: value > 0)
+non_negative_float = number_type(float, "a number >= 0", lambda value: value >= 0)
+unit_fraction = number_type(float, "a number in (0, 1]", lambda value: 0 < value <= 1)
 
 
 def resolve_device(name: str) -> torch.device:

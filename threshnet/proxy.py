@@ -10,18 +10,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from threshnet.batches import DeviceBatches
 from threshnet.config import ThreshNetConfig
 from threshnet.data import ImageSet
-from threshnet.model import build_model
 from threshnet.training import (
     EpochStats,
     TrainSettings,
-    batch_settings,
     evaluate,
-    make_optimizer,
-    make_scheduler,
-    prepare_model,
+    setup_training,
     train_epoch,
 )
 
@@ -57,33 +52,16 @@ def run_proxy(
     """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``."""
     settings.validate()
     config.validate(input_size=settings.input_size)
-    torch.manual_seed(seed)
-    model = prepare_model(build_model(config), device, settings)
-    train_batches = DeviceBatches(
-        train_set,
-        batch_settings(settings, device, train=True),
-        device=device,
-        shuffle=True,
-        seed=seed,
-    )
-    val_batches = DeviceBatches(
-        val_set,
-        batch_settings(settings, device, train=False),
-        device=device,
-        shuffle=False,
-        normalization=(train_batches.mean, train_batches.std),
-    )
-    optimizer = make_optimizer(model, settings)
-    scheduler = make_scheduler(optimizer, len(train_batches), settings)
+    run = setup_training(config, train_set, val_set, settings, device=device, seed=seed)
     start = time.perf_counter()
     images = 0
     stats = None
     for epoch in range(1, settings.epochs + 1):
         stats = train_epoch(
-            model,
-            train_batches,
-            optimizer,
-            scheduler,
+            run.model,
+            run.train_batches,
+            run.optimizer,
+            run.scheduler,
             settings,
             epoch=epoch,
             compute_slot=compute_slot,
@@ -92,7 +70,7 @@ def run_proxy(
         if on_epoch is not None:
             on_epoch(stats)
     train_seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate(model, val_batches, settings, compute_slot=compute_slot)
+    val_loss, val_acc = evaluate(run.model, run.eval_batches, settings, compute_slot=compute_slot)
     assert stats is not None
     return ProxyResult(
         val_acc=val_acc,

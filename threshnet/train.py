@@ -28,29 +28,28 @@ from typing import Any
 
 import torch
 
-from threshnet.batches import AUGMENTATIONS, DeviceBatches
+from threshnet.batches import AUGMENTATIONS
 from threshnet.cli import (
     ArgumentParser,
     UserError,
+    non_negative_float,
     non_negative_int,
+    positive_float,
     positive_int,
     resolve_device,
     run_cli,
+    unit_fraction,
 )
 from threshnet.config import ThreshNetConfig
 from threshnet.data import DataError, load_split
 from threshnet.fileio import atomic_write, atomic_write_text
-from threshnet.model import build_model
 from threshnet.presets import PRESETS, get_preset
 from threshnet.training import (
     OPTIMIZERS,
     SCHEDULES,
     TrainSettings,
-    batch_settings,
     evaluate,
-    make_optimizer,
-    make_scheduler,
-    prepare_model,
+    setup_training,
     train_epoch,
 )
 
@@ -90,14 +89,16 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--epochs", type=positive_int, default=recipe.epochs)
     parser.add_argument("--batch-size", type=positive_int, default=recipe.batch_size)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=recipe.optimizer)
-    parser.add_argument("--lr", type=float, default=recipe.lr)
-    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+    parser.add_argument("--lr", type=positive_float, default=recipe.lr)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=recipe.weight_decay)
     parser.add_argument("--schedule", choices=SCHEDULES, default=recipe.schedule)
     parser.add_argument(
         "--milestones", type=positive_int, nargs="*", default=list(recipe.milestones)
     )
-    parser.add_argument("--gamma", type=float, default=recipe.gamma)
-    parser.add_argument("--label-smoothing", type=float, default=recipe.label_smoothing)
+    parser.add_argument("--gamma", type=unit_fraction, default=recipe.gamma)
+    parser.add_argument(
+        "--label-smoothing", type=non_negative_float, default=recipe.label_smoothing
+    )
     parser.add_argument("--augment", choices=AUGMENTATIONS, default=recipe.augment)
     parser.add_argument("--normalize", action="store_true", help="per-channel mean/std")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
@@ -196,24 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = _read_checkpoint(checkpoint_path, identity)
 
-    torch.manual_seed(args.seed)
-    model = prepare_model(build_model(config), device, settings)
-    train_batches = DeviceBatches(
-        train_set,
-        batch_settings(settings, device, train=True),
-        device=device,
-        shuffle=True,
-        seed=args.seed,
-    )
-    test_batches = DeviceBatches(
-        test_set,
-        batch_settings(settings, device, train=False),
-        device=device,
-        shuffle=False,
-        normalization=(train_batches.mean, train_batches.std),
-    )
-    optimizer = make_optimizer(model, settings)
-    scheduler = make_scheduler(optimizer, len(train_batches), settings)
+    run = setup_training(config, train_set, test_set, settings, device=device, seed=args.seed)
+    model, optimizer, scheduler = run.model, run.optimizer, run.scheduler
+    train_batches, test_batches = run.train_batches, run.eval_batches
     metrics: list[dict[str, Any]] = []
     start_epoch = 1
     if checkpoint is not None:

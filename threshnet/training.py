@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from threshnet.batches import AUGMENTATIONS, BatchSettings, DeviceBatches
+from threshnet.config import ThreshNetConfig
+from threshnet.data import ImageSet
+from threshnet.model import build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "multistep", "constant")
@@ -230,3 +233,46 @@ def evaluate(
             correct += (logits.argmax(1) == labels).sum()
         count = len(batches.labels)
         return loss_sum.item() / count, correct.item() / count
+
+
+@dataclass
+class TrainingRun:
+    """A model with its batches, optimiser and schedule, ready for :func:`train_epoch`."""
+
+    model: nn.Module
+    train_batches: DeviceBatches
+    eval_batches: DeviceBatches
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+def setup_training(
+    config: ThreshNetConfig,
+    train_set: ImageSet,
+    eval_set: ImageSet,
+    settings: TrainSettings,
+    *,
+    device: torch.device,
+    seed: int,
+) -> TrainingRun:
+    """Seeded model on ``device``, batches (evaluation normalised like training), optimiser
+    and per-step schedule."""
+    torch.manual_seed(seed)
+    model = prepare_model(build_model(config), device, settings)
+    train_batches = DeviceBatches(
+        train_set,
+        batch_settings(settings, device, train=True),
+        device=device,
+        shuffle=True,
+        seed=seed,
+    )
+    eval_batches = DeviceBatches(
+        eval_set,
+        batch_settings(settings, device, train=False),
+        device=device,
+        shuffle=False,
+        normalization=(train_batches.mean, train_batches.std),
+    )
+    optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, len(train_batches), settings)
+    return TrainingRun(model, train_batches, eval_batches, optimizer, scheduler)
