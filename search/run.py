@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 
 from search.runner import new_manifest, prepare_data, run_study
 from search.settings import (
@@ -44,6 +46,7 @@ from threshnet.cli import (
     run_cli,
     unit_fraction,
 )
+from threshnet.data import CacheEntry
 from threshnet.training import OPTIMIZERS, SCHEDULES
 
 PROG = "search.run"
@@ -185,47 +188,75 @@ def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
     )
 
 
+def _check_local_gpus(args: argparse.Namespace) -> None:
+    if args.gpus_per_trial and not args.address and not torch.cuda.is_available():
+        raise UserError(
+            f"--gpus-per-trial {args.gpus_per_trial:g} needs a GPU, but this machine has no "
+            "usable CUDA GPU (use --address to run on a Ray cluster that has GPUs)"
+        )
+
+
+def _open_study(
+    args: argparse.Namespace, directory: StudyDirectory, name: str
+) -> tuple[StudySettings, dict[str, Any], CacheEntry]:
+    """Settings, manifest and training-data cache of a new or resumed study."""
+    manifest = directory.read_manifest()
+    if manifest is None:
+        settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
+        train_cache, classes = prepare_data(settings, args.cache_dir)
+        space = dataclasses.replace(settings.space, num_classes=classes)
+        settings = dataclasses.replace(settings, space=space)
+        manifest = new_manifest(name, settings, args.storage)
+        directory.write_manifest(manifest)
+        return settings, manifest, train_cache
+    if args.storage is not None and args.storage != manifest.get("storage"):
+        stored_storage = manifest.get("storage") or "its journal file"
+        raise UserError(
+            f"study {directory.root} uses {stored_storage} as its Optuna storage; "
+            "omit --storage to resume it"
+        )
+    stored = StudySettings.from_dict(manifest["settings"])
+    settings = build_settings(args, stored)
+    differences = _differences(stored.to_dict(), settings.to_dict())
+    if differences:
+        raise UserError(
+            f"study {directory.root} was created with other settings "
+            f"({'; '.join(differences)}); omit those flags to resume, or use a new --name"
+        )
+    print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
+    train_cache, classes = prepare_data(settings, args.cache_dir)
+    if classes != settings.space.num_classes:
+        raise UserError(
+            f"the data now has {classes} classes but the study was created with "
+            f"{settings.space.num_classes}; use a new --name"
+        )
+    return settings, manifest, train_cache
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _check_local_gpus(args)
     name = args.name or dt.datetime.now().strftime("study-%Y%m%d-%H%M%S")
     if "/" in name or name in (".", ".."):
         raise UserError(f"--name {name!r} must be a plain directory name")
     directory = StudyDirectory(Path(args.out) / name)
+    is_new = not directory.root.exists()
+    foreign = (
+        [p for p in directory.root.glob("*") if p != directory.lock_path] if not is_new else []
+    )
+    if foreign and directory.read_manifest() is None:
+        raise UserError(f"{directory.root} exists and is not a threshnet-search study directory")
     directory.create()
     with directory.run_lock():
-        manifest = directory.read_manifest()
-        if manifest is None:
-            settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
-            train_cache, classes = prepare_data(settings, args.cache_dir)
-            space = dataclasses.replace(settings.space, num_classes=classes)
-            settings = dataclasses.replace(settings, space=space)
-            manifest = new_manifest(name, settings, args.storage)
-            directory.write_manifest(manifest)
-        else:
-            if args.storage is not None and args.storage != manifest.get("storage"):
-                stored_storage = manifest.get("storage") or "its journal file"
-                raise UserError(
-                    f"study {directory.root} uses {stored_storage} as its Optuna storage; "
-                    "omit --storage to resume it"
-                )
-            stored = StudySettings.from_dict(manifest["settings"])
-            settings = build_settings(args, stored)
-            differences = _differences(stored.to_dict(), settings.to_dict())
-            if differences:
-                raise UserError(
-                    f"study {directory.root} was created with other settings "
-                    f"({'; '.join(differences)}); omit those flags to resume, or use a new --name"
-                )
-            print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
-            train_cache, classes = prepare_data(settings, args.cache_dir)
-            if classes != settings.space.num_classes:
-                raise UserError(
-                    f"the data now has {classes} classes but the study was created with "
-                    f"{settings.space.num_classes}; use a new --name"
-                )
+        try:
+            settings, manifest, train_cache = _open_study(args, directory, name)
+        except UserError:
+            if is_new:  # leave nothing behind for a study that never started
+                shutil.rmtree(directory.root, ignore_errors=True)
+            raise
         resources = _resources(args, args.smoke)
         summary = run_study(directory, settings, resources, manifest, train_cache)
     for line in summary.lines():

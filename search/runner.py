@@ -53,6 +53,7 @@ class RunSummary:
     started_trials: int
     seconds: float
     target: int
+    storage: str  # what optuna-dashboard opens
 
     @property
     def stopped_early(self) -> bool:
@@ -64,8 +65,7 @@ class RunSummary:
             f"({self.completed} completed, {self.failed} failed, {self.infeasible} infeasible); "
             f"{self.started_trials} run now, {self.requeued} re-queued after an interruption; "
             f"{self.seconds:.0f} s",
-            f"results: {self.root / 'trials.csv'}; Optuna storage: "
-            f"optuna-dashboard {self.root / 'optuna.journal'}",
+            f"results: {self.root / 'trials.csv'}; Optuna storage: optuna-dashboard {self.storage}",
         ] + (
             [
                 f"stopped before {self.target} finished trials; unfinished trials are queued "
@@ -158,6 +158,15 @@ def presets_to_queue(study: optuna.Study, settings: StudySettings) -> list[dict[
     return points
 
 
+def sampler_seed(seed: int, run_index: int) -> int:
+    """The sampler's seed for the ``run_index``-th run (1-based) of a study.
+
+    The first run uses ``seed``; each resumed run gets its own, so a resumed run does not
+    replay the first run's random suggestions (which would duplicate trials).
+    """
+    return seed + (run_index - 1) * 1_000_003
+
+
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     from ray import tune
 
@@ -247,7 +256,7 @@ def run_study(
     table.write(study)  # replaces a table a crash may have left behind
     remaining = resources.trials - len(finished_trials(study))
     if remaining <= 0:
-        return _summary(directory, study, requeued, 0, started, resources.trials)
+        return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
 
     started_ray = _start_ray(resources)
     try:
@@ -257,6 +266,7 @@ def run_study(
             "resources": {**resources.to_dict(), "gpus_per_trial": gpus_per_trial},
             "trials_before": len(finished_trials(study)),
             "requeued": requeued,
+            "sampler_seed": sampler_seed(settings.seed, len(manifest["runs"]) + 1),
             "status": "running",
         }
         manifest["runs"].append(run_record)
@@ -286,7 +296,14 @@ def run_study(
     run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()
     run_record["trials_after"] = len(finished_trials(study))
     directory.write_manifest(manifest)
-    return _summary(directory, study, requeued, remaining, started, resources.trials)
+    run_started = dt.datetime.fromisoformat(run_record["started"])
+    started_now = sum(
+        1
+        for trial in study.get_trials(deepcopy=False)
+        if trial.datetime_start is not None
+        and trial.datetime_start.astimezone(dt.UTC) >= run_started
+    )
+    return _summary(directory, study, requeued, started_now, started, resources.trials, storage_url)
 
 
 def _fit(
@@ -311,7 +328,7 @@ def _fit(
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         points_to_evaluate=presets_to_queue(study, settings) or None,
-        sampler=make_sampler(settings.sampler, settings.seed),
+        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run_index)),
         study_name=directory.name,
         storage=directory.storage(storage_url),
     )
@@ -339,6 +356,10 @@ def _fit(
             verbose=0,  # one line per finished trial comes from the searcher instead
         ),
     )
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        # Their advice (Tuner.restore) does not apply: this study resumes by rerunning
+        # the same command, which the summary says.
+        logging.getLogger(name).setLevel(logging.ERROR)
     tuner.fit()
 
 
@@ -349,6 +370,7 @@ def _summary(
     started_trials: int,
     started: float,
     target: int,
+    storage_url: str | None,
 ) -> RunSummary:
     finished = finished_trials(study)
     states = [trial.state for trial in finished]
@@ -362,6 +384,7 @@ def _summary(
         started_trials=started_trials,
         seconds=time.perf_counter() - started,
         target=target,
+        storage=storage_url or str(directory.journal_path),
     )
 
 

@@ -42,6 +42,8 @@ def pareto_mask(frame: pd.DataFrame) -> np.ndarray:
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """The non-dominated rows, fastest first."""
+    if frame.empty:
+        return frame
     return frame[pareto_mask(frame)].sort_values(["latency_ms", "val_acc"], ascending=[True, False])
 
 

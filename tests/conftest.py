@@ -97,12 +97,13 @@ def search_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_study(search_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeStudy:
-    """Six trials, of which trial 3 raises and trial 4 reaches a NaN loss."""
+    """Eight trials: the three presets first; trial 3 raises, 4 runs out of (CUDA) memory,
+    5 reaches a NaN loss, and 6's worker process dies."""
     base = tmp_path_factory.mktemp("smoke")
-    command = smoke_command(search_data_dir, base / "runs", "e2e", 6, base / "cache")
+    command = smoke_command(search_data_dir, base / "runs", "e2e", 8, base / "cache")
     result = subprocess.run(
         command,
-        env=search_env(THRESHNET_SEARCH_FAULTS="3=raise,4=nan"),
+        env=search_env(THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"),
         capture_output=True,
         text=True,
         timeout=900,

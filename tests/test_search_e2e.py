@@ -19,6 +19,7 @@ from search.study import StudyDirectory
 pytestmark = pytest.mark.slow
 
 PUBLISHED = {"threshnet28", "threshnet79", "threshnet95"}
+SPACE_PREFIXES = ("s1", "s2", "s3", "s4", "s5")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -29,7 +30,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) -> None:
     result = smoke_study.result
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 finished trials (4 completed, 2 failed, 0 infeasible)" in result.stdout
+    assert "8 finished trials (4 completed, 4 failed, 0 infeasible)" in result.stdout
 
     study_dir = StudyDirectory(smoke_study.root)
     manifest = json.loads(study_dir.manifest_path.read_text())
@@ -44,10 +45,10 @@ def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) ->
         optuna.storages.journal.JournalFileBackend(str(study_dir.journal_path))
     )
     study = optuna.load_study(study_name="e2e", storage=storage)
-    assert len(study.trials) == 6
+    assert len(study.trials) == 8
 
     rows = _rows(study_dir.trials_path)
-    assert [row["number"] for row in rows] == [str(n) for n in range(6)]
+    assert [row["number"] for row in rows] == [str(n) for n in range(8)]
     by_preset = {row["preset"]: row for row in rows if row["preset"]}
     assert set(by_preset) == PUBLISHED
     for row in by_preset.values():
@@ -57,8 +58,10 @@ def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) ->
         assert int(row["params"]) > 0 and int(row["macs"]) > 0
         assert row["latency_threads"] == "1" and row["device"] == "cpu"
     assert rows[3]["state"] == "FAIL" and "injected fault in trial 3" in rows[3]["error"]
-    assert rows[4]["state"] == "FAIL" and "training loss became" in rows[4]["error"]
-    assert rows[5]["state"] == "COMPLETE"
+    assert rows[4]["state"] == "FAIL" and "CUDA out of memory" in rows[4]["error"]
+    assert rows[5]["state"] == "FAIL" and "training loss became" in rows[5]["error"]
+    assert rows[6]["state"] == "FAIL" and "worker died" in rows[6]["error"]
+    assert rows[7]["state"] == "COMPLETE"
     for row in rows:
         assert row["threshold"] != ""
         assert row["s1_depth"] != "" and row["s5_transition"] != ""
@@ -121,3 +124,61 @@ def test_killed_study_resumes_without_rerunning_finished_trials(
         ]
         assert len(same_config) == 1
     assert {row["preset"] for row in rows if row["status"] == "ok"} >= PUBLISHED
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    search_data_dir: Path, tmp_path: Path
+) -> None:
+    command = smoke_command(search_data_dir, tmp_path / "runs", "ctrlc", 6, tmp_path / "cache")
+    study_dir = StudyDirectory(tmp_path / "runs" / "ctrlc")
+    process = subprocess.Popen(
+        command,
+        env=search_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    completed: list[dict[str, str]] = []
+    while time.monotonic() < deadline and len(completed) < 2:
+        time.sleep(0.5)
+        if study_dir.trials_path.exists():
+            completed = [r for r in _rows(study_dir.trials_path) if r["state"] == "COMPLETE"]
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-3000:]
+    assert "rerun the same command to resume" in output
+    assert "Traceback" not in output
+
+    rows = _rows(study_dir.trials_path)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(study_dir.journal_path))
+    )
+    study = optuna.load_study(study_name="ctrlc", storage=storage)
+    started = {t.number: t.state.name for t in study.trials if t.state.name != "WAITING"}
+    assert {int(r["number"]): r["state"] for r in rows} == started  # table == storage
+    assert "RUNNING" not in started.values()
+    interrupted = [r for r in rows if r["status"] == "interrupted"]
+    for row in interrupted:
+        assert row["state"] == "FAIL"
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) >= len(interrupted)
+
+    resumed = subprocess.run(
+        command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = _rows(study_dir.trials_path)
+    finished = [r for r in final if r["status"] in ("ok", "failed", "infeasible")]
+    assert len(finished) == 6
+    by_number = {r["number"]: r for r in final}
+    for before in completed:
+        assert by_number[before["number"]]["val_acc"] == before["val_acc"]
+
+    def params(row: dict[str, str]) -> tuple[str, ...]:
+        return tuple(v for k, v in row.items() if k == "threshold" or k[:2] in SPACE_PREFIXES)
+
+    for row in interrupted:  # its parameters ran again, once, to completion
+        rerun = [r for r in final if params(r) == params(row) and r["status"] == "ok"]
+        assert len(rerun) == 1, (row, rerun)

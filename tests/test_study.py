@@ -97,3 +97,43 @@ def test_a_directory_that_is_not_a_study_is_refused(directory: StudyDirectory) -
     directory.manifest_path.write_text('{"kind": "something-else"}')
     with pytest.raises(UserError, match="is not a threshnet-search study directory"):
         directory.read_manifest()
+
+
+def test_a_half_written_trials_table_is_rebuilt_from_the_storage(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from search.runner import new_manifest
+    from search.settings import SMOKE_SETTINGS
+
+    directory = StudyDirectory(tmp_path / "runs" / "s")
+    directory.create()
+    settings = dataclasses.replace(SMOKE_SETTINGS, data_dir=str(tiny_folder))
+    settings = dataclasses.replace(
+        settings, space=dataclasses.replace(settings.space, num_classes=3)
+    )
+    directory.write_manifest(new_manifest("s", settings, None))
+    study = directory.load_study()
+    trial = study.ask()
+    trial.suggest_int("threshold", 0, 5)
+    trial.set_user_attr("status", "ok")
+    study.tell(trial, [0.5, 2.0])
+    directory.trials_path.write_text("number,state,status\n0,COMPL")  # a crash mid-write
+    code = main(
+        [
+            "--out",
+            str(tmp_path / "runs"),
+            "--name",
+            "s",
+            "--trials",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    assert code == 0
+    assert "0 run now" in capsys.readouterr().out
+    lines = directory.trials_path.read_text().splitlines()
+    assert lines[0].startswith("number,state,status,") and len(lines) == 2
+    assert lines[1].startswith("0,COMPLETE,ok,")

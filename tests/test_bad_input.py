@@ -1,0 +1,209 @@
+"""Bad input across the CLIs: one clear line, exit status 2, existing results untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import write_image_folder
+
+from search import run as search_run
+from studies import export as studies_export
+from studies import report as studies_report
+from threshnet import profile as threshnet_profile
+from threshnet import train as threshnet_train
+from threshnet.cli import run_cli
+from threshnet.presets import THRESHNET79
+
+CLIS = {
+    "search.run": search_run.main,
+    "studies.report": studies_report.main,
+    "studies.export": studies_export.main,
+    "threshnet.train": threshnet_train.main,
+    "threshnet.profile": threshnet_profile.main,
+}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Path:
+    """A data folder, an existing study with results, a few files to point CLIs at."""
+    write_image_folder(tmp_path / "data", per_class=6)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    (tmp_path / "flat" / "train" / "a.png").write_bytes(b"x")
+    study = tmp_path / "runs" / "existing"
+    study.mkdir(parents=True)
+    settings = search_run.DEFAULT_SETTINGS.to_dict()
+    (study / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "threshnet-search-study",
+                "version": 1,
+                "name": "existing",
+                "storage": None,
+                "settings": settings,
+                "runs": [],
+            }
+        )
+    )
+    (study / "trials.csv").write_text("number,state\n0,COMPLETE\n")
+    (tmp_path / "runs" / "other").mkdir()
+    (tmp_path / "runs" / "other" / "manifest.json").write_text('{"kind": "something-else"}')
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "manifest.json").write_text((study / "manifest.json").read_text())
+    (tmp_path / "half" / "trials.csv").write_text('number,state,val_acc\n0,COMPLETE,"0.5\n1,CO')
+    (tmp_path / "a-file").write_text("not a directory")
+    huge = {**THRESHNET79.to_dict()}
+    huge["stages"] = [dict(s, depth=10**9) for s in huge["stages"]]
+    (tmp_path / "huge.json").write_text(json.dumps(huge))
+    wrong = {**THRESHNET79.to_dict(), "threshold": "3"}
+    (tmp_path / "wrong-type.json").write_text(json.dumps(wrong))
+    (tmp_path / "pickle.json").write_bytes(b"\x80\x04\x95 cos\nsystem\n")
+    (tmp_path / "train-out").mkdir()
+    (tmp_path / "train-out" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not ours")
+    return tmp_path
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "cache" not in path.parts and path.name != ".run.lock"
+    }
+
+
+def _search(*args: str) -> Callable[[Path], list[str]]:
+    return lambda w: ["--out", str(w / "runs"), "--cache-dir", str(w / "cache"), *args]
+
+
+CASES = [
+    ("search.run", _search("--trials", "0"), "expected a positive integer"),
+    ("search.run", _search("--trials", "-5"), "expected a positive integer"),
+    ("search.run", _search("--sampler", "cmaes"), "invalid choice: 'cmaes'"),
+    ("search.run", _search("--num-cpus", "1.5"), "expected a positive integer, got '1.5'"),
+    ("search.run", _search("--cpus-per-trial", "0"), "expected a positive number"),
+    ("search.run", _search("--gpus-per-trial", "1", "--smoke"), "needs a GPU"),
+    (
+        "search.run",
+        lambda w: [*_search("--smoke", "--name", "n1")(w), "--data-dir", str(w / "missing")],
+        "does not exist",
+    ),
+    (
+        "search.run",
+        lambda w: [*_search("--smoke", "--name", "n2")(w), "--data-dir", str(w / "empty")],
+        "no 'train' folder",
+    ),
+    (
+        "search.run",
+        lambda w: [*_search("--smoke", "--name", "n3")(w), "--data-dir", str(w / "flat")],
+        "class folder(s), need 2",
+    ),
+    (
+        "search.run",
+        lambda w: ["--out", str(w / "a-file"), "--smoke"],
+        "cannot write the study directory",
+    ),
+    ("search.run", _search("--name", "../escape"), "must be a plain directory name"),
+    ("search.run", _search("--name", "other"), "is not a threshnet-search study directory"),
+    (
+        "search.run",
+        lambda w: ["--out", str(w), "--name", "data"],
+        "exists and is not a threshnet-search study directory",
+    ),
+    (
+        "search.run",
+        _search("--name", "existing", "--epochs", "9"),
+        "was created with other settings (train.epochs: 4 -> 9)",
+    ),
+    (
+        "search.run",
+        _search("--name", "existing", "--storage", "sqlite:////nonexistent/x.db"),
+        "omit --storage to resume it",
+    ),
+    (
+        "search.run",
+        lambda w: [
+            *_search("--smoke", "--name", "n4")(w),
+            "--data-dir",
+            str(w / "data"),
+            "--val-size",
+            "500",
+        ],
+        "validation size 500",
+    ),
+    (
+        "search.run",
+        lambda w: [*_search("--smoke", "--name", "n5")(w), "--space", str(w / "huge.json")],
+        "not valid TOML",
+    ),
+    ("studies.report", lambda w: [str(w / "runs" / "other")], "not a threshnet-search study"),
+    ("studies.report", lambda w: [str(w / "half")], "is not a valid trials table"),
+    ("studies.export", lambda w: [str(w / "empty")], "no manifest.json"),
+    (
+        "studies.export",
+        lambda w: [str(w / "runs" / "existing"), "--trial", "7"],
+        "has no trial(s) 7",
+    ),
+    (
+        "threshnet.train",
+        lambda w: ["--config", str(w / "huge.json"), "--data-dir", str(w / "data")],
+        "depth=1000000000 is out of range",
+    ),
+    ("threshnet.train", lambda w: ["--config", str(w / "pickle.json")], "cannot read config"),
+    (
+        "threshnet.train",
+        lambda w: [
+            "--preset",
+            "threshnet28",
+            "--data-dir",
+            str(w / "data"),
+            "--cache-dir",
+            str(w / "cache"),
+            "--out",
+            str(w / "train-out"),
+            "--device",
+            "cpu",
+        ],
+        "is not a readable threshnet checkpoint",
+    ),
+    (
+        "threshnet.train",
+        lambda w: ["--preset", "threshnet28", "--epochs", "0"],
+        "expected a positive integer",
+    ),
+    (
+        "threshnet.profile",
+        lambda w: ["--config", str(w / "wrong-type.json")],
+        "threshold must be an integer",
+    ),
+    ("threshnet.profile", lambda w: ["--config", str(w / "huge.json")], "out of range"),
+]
+
+
+@pytest.mark.parametrize(
+    ("cli", "make_args", "message"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    world: Path,
+    cli: str,
+    make_args: Callable[[Path], list[str]],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = _snapshot(world)
+    try:
+        code = run_cli(cli, CLIS[cli], make_args(world))
+    except SystemExit as exit_:  # argparse errors exit directly
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"{cli}: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert _snapshot(world) == before
+    assert not (world / "runs" / "other" / ".run.lock").exists()  # no lock in foreign dirs
