@@ -28,7 +28,6 @@ class LatencyProtocol:
     batch_size: int | None = None  # also time this batch and report ms per image
     warmup: int = 10
     repeats: int = 50
-    cpu_threads: int | None = None  # None: the trial's CPUs
 
 
 @dataclass(frozen=True)
