@@ -27,6 +27,27 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _start_and_wait_for_two(
+    command: list[str], trials_csv: Path, output: int
+) -> tuple[subprocess.Popen[str], list[dict[str, str]]]:
+    """Start a study in its own process group; return once two trials completed."""
+    process = subprocess.Popen(
+        command,
+        env=search_env(),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    completed: list[dict[str, str]] = []
+    while time.monotonic() < deadline and len(completed) < 2:
+        time.sleep(0.5)
+        if trials_csv.exists():
+            completed = [row for row in _rows(trials_csv) if row["state"] == "COMPLETE"]
+    return process, completed
+
+
 def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) -> None:
     result = smoke_study.result
     assert result.returncode == 0, result.stderr[-3000:]
@@ -84,19 +105,7 @@ def test_killed_study_resumes_without_rerunning_finished_trials(
 ) -> None:
     command = smoke_command(search_data_dir, tmp_path / "runs", "killed", 5, tmp_path / "cache")
     trials_csv = tmp_path / "runs" / "killed" / "trials.csv"
-    process = subprocess.Popen(
-        command,
-        env=search_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    completed: list[dict[str, str]] = []
-    while time.monotonic() < deadline and len(completed) < 2:
-        time.sleep(0.5)
-        if trials_csv.exists():
-            completed = [row for row in _rows(trials_csv) if row["state"] == "COMPLETE"]
+    process, completed = _start_and_wait_for_two(command, trials_csv, subprocess.DEVNULL)
     os.killpg(process.pid, signal.SIGKILL)  # the driver; Ray's own processes share its fate
     process.wait(60)
     assert len(completed) >= 2, "the study did not finish two trials before the kill"
@@ -131,20 +140,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
 ) -> None:
     command = smoke_command(search_data_dir, tmp_path / "runs", "ctrlc", 6, tmp_path / "cache")
     study_dir = StudyDirectory(tmp_path / "runs" / "ctrlc")
-    process = subprocess.Popen(
-        command,
-        env=search_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    completed: list[dict[str, str]] = []
-    while time.monotonic() < deadline and len(completed) < 2:
-        time.sleep(0.5)
-        if study_dir.trials_path.exists():
-            completed = [r for r in _rows(study_dir.trials_path) if r["state"] == "COMPLETE"]
+    process, completed = _start_and_wait_for_two(command, study_dir.trials_path, subprocess.PIPE)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
