@@ -1,0 +1,34 @@
+"""Every sampler the CLI offers drives the conditional space in multi-objective mode."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search.optuna_bridge import make_sampler, suggest
+from search.settings import SAMPLERS
+from search.trial import NUMBER_KEY
+from space import DEFAULT_SPACE, params_to_config
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_sampler_proposes_valid_configs_after_its_startup_phase(name: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(name, seed=1)
+    )
+    seen = set()
+    for number in range(14):  # past TPE's and GP's 10 start-up trials
+        trial = study.ask()
+        constants = suggest(trial, DEFAULT_SPACE)
+        assert constants == {NUMBER_KEY: number}
+        config = params_to_config(trial.params, DEFAULT_SPACE)
+        config.validate(input_size=32)
+        seen.add(config)
+        study.tell(trial, [config.depth / 100, sum(s.transition for s in config.stages) / 1e3])
+    assert len(seen) >= 12  # not stuck on one point
+
+
+def test_unknown_sampler() -> None:
+    with pytest.raises(ValueError, match="unknown sampler 'cmaes'"):
+        make_sampler("cmaes", seed=0)
