@@ -9,6 +9,9 @@ from typing import NoReturn
 
 import torch
 
+from threshnet.config import ThreshNetConfig
+from threshnet.presets import get_preset
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -79,3 +82,18 @@ def resolve_device(name: str) -> torch.device:
             count = torch.cuda.device_count()
             raise UserError(f"device {name!r} does not exist; this machine has {count} GPU(s)")
     return device
+
+
+def load_config_or_preset(
+    *, preset: str | None, config_path: str | None
+) -> tuple[str, ThreshNetConfig]:
+    """(name, config) from ``--preset NAME`` or ``--config FILE``; a bad file is a UserError.
+
+    The name is the preset's name or the config path as given.
+    """
+    if preset:
+        return preset, get_preset(preset)
+    try:
+        return str(config_path), ThreshNetConfig.load(str(config_path))
+    except ValueError as error:
+        raise UserError(str(error)) from None

@@ -227,22 +227,30 @@ class CacheEntry:
     key: str
 
 
-def locate_cache(
-    split: str, *, data_dir: str | Path | None, cache_dir: str | Path | None = None
-) -> CacheEntry:
-    """The cache entry of a split (for a folder this stats every image once)."""
+def _locate(
+    split: str, data_dir: str | Path | None, cache_dir: str | Path | None
+) -> tuple[CacheEntry, list[str], list[tuple[Path, int]]]:
+    """Cache entry, class names and image files of a split (no files for torchvision)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if data_dir is None:
-        return CacheEntry(
+        entry = CacheEntry(
             cache_root / f"cifar10-torchvision-{split}.pt",
             f"torchvision-cifar10|{split}|{CACHE_FORMAT}",
         )
+        return entry, [], []
     root = resolve_data_dir(data_dir, cache_root)
-    _, files = _scan_image_folder(root, split)
+    classes, files = _scan_image_folder(root, split)
     key = _folder_key(root, split, files)
-    return CacheEntry(cache_root / f"imagefolder-{split}-{key[:20]}.pt", key)
+    return CacheEntry(cache_root / f"imagefolder-{split}-{key[:20]}.pt", key), classes, files
+
+
+def locate_cache(
+    split: str, *, data_dir: str | Path | None, cache_dir: str | Path | None = None
+) -> CacheEntry:
+    """The cache entry of a split (for a folder this stats every image once)."""
+    return _locate(split, data_dir, cache_dir)[0]
 
 
 def load_split(
@@ -262,6 +270,16 @@ def load_split(
         cached = _read_cache(entry.path, entry.key)
         if cached is not None:
             return cached
+    entry, classes, files = _locate(split, data_dir, cache_dir)
+    cached = _read_cache(entry.path, entry.key)
+    if cached is None:
+        if data_dir is None:
+            cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            cached = _load_torchvision_cifar10(split, cache_root)
+        else:
+            cached = _decode_folder(files, classes)
+        _write_cache(entry.path, entry.key, cached)
+    return cached
     entry = locate_cache(split, data_dir=data_dir, cache_dir=cache_dir)
     cached = _read_cache(entry.path, entry.key)
     if cached is None:

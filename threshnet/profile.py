@@ -14,6 +14,7 @@ from typing import Any
 from threshnet.cli import (
     ArgumentParser,
     UserError,
+    load_config_or_preset,
     non_negative_int,
     positive_int,
     resolve_device,
@@ -23,7 +24,7 @@ from threshnet.config import ThreshNetConfig
 from threshnet.costs import static_costs
 from threshnet.latency import DTYPES, LatencySettings, measure_latency
 from threshnet.model import build_model, describe_stages
-from threshnet.presets import PRESETS, PUBLISHED, get_preset
+from threshnet.presets import PRESETS, PUBLISHED
 
 PROG = "threshnet.profile"
 
@@ -46,15 +47,6 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
-
-
-def _load(args: Any) -> tuple[str, ThreshNetConfig]:
-    if args.preset:
-        return args.preset, get_preset(args.preset)
-    try:
-        return args.config, ThreshNetConfig.load(args.config)
-    except ValueError as error:
-        raise UserError(str(error)) from None
 
 
 def profile_report(
@@ -173,7 +165,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    name, config = _load(args)
+    name, config = load_config_or_preset(preset=args.preset, config_path=args.config)
     device = str(resolve_device(args.device))
     settings = None
     if args.latency:

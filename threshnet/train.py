@@ -32,6 +32,7 @@ from threshnet.batches import AUGMENTATIONS
 from threshnet.cli import (
     ArgumentParser,
     UserError,
+    load_config_or_preset,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -40,10 +41,9 @@ from threshnet.cli import (
     run_cli,
     unit_fraction,
 )
-from threshnet.config import ThreshNetConfig
 from threshnet.data import DataError, load_split
 from threshnet.fileio import atomic_write, atomic_write_text
-from threshnet.presets import PRESETS, get_preset
+from threshnet.presets import PRESETS
 from threshnet.training import (
     OPTIMIZERS,
     SCHEDULES,
@@ -132,15 +132,6 @@ def _settings(args: Any) -> TrainSettings:
     return settings
 
 
-def _load_config(args: Any) -> tuple[str, ThreshNetConfig]:
-    if args.preset:
-        return args.preset, get_preset(args.preset)
-    try:
-        return Path(args.config).stem, ThreshNetConfig.load(args.config)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
-
 def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
@@ -169,7 +160,8 @@ def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    name, config = _load_config(args)
+    source, config = load_config_or_preset(preset=args.preset, config_path=args.config)
+    name = Path(source).stem
     settings = _settings(args)
     device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{name}-seed{args.seed}"
