@@ -20,8 +20,8 @@ import torch
 from search.settings import DEFAULT_SETTINGS
 from search.trial import NUMBER_KEY, TrialContext, evaluate_trial
 from space import config_to_params
-from threshnet.data import load_split, locate_cache
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
+from threshnet.training.data import load_split, locate_cache
 
 
 def main() -> None:

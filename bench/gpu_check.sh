@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# One prepared check for a lent GPU machine, run from the repository root there:
-#   bash bench/gpu_check.sh
-# Needs the CIFAR-10 archive carried in the ignored folder .device-data/:
-#   mkdir -p .device-data && cp ../shared/data/cifar10-jpeg.tar.xz .device-data/
-# torch is installed there; optuna/ray/plotly are not, so this exercises the torch
-# parts: the trial function (proxy training + latency) for ThreshNet28/79/95 and the
-# proxy throughput benchmark. Budget: under 8 minutes. Outputs land in $OUT.
+# The GPU check: the search's trial function and the proxy throughput on one GPU machine.
+# Run from the repository root:
+#   bash bench/gpu_check.sh CIFAR10_ARCHIVE [OUT_DIR]
+# CIFAR10_ARCHIVE  the offline CIFAR-10 archive (cifar10-jpeg.tar.xz, an ImageFolder tree)
+# OUT_DIR          where the logs and presets.json go (default: $OUT, else /tmp/gpu-check)
+# Needs torch, torchvision and Pillow (optuna and ray are not used): the trial function
+# (proxy training + latency) for ThreshNet28/79/95 and the proxy throughput benchmark.
+# Takes under 8 minutes.
 set -euo pipefail
-OUT=${OUT:-/tmp/gpu-check}
-mkdir -p "$OUT" /tmp/data
+if [ $# -lt 1 ] || [ ! -f "$1" ]; then
+    echo "usage: bash bench/gpu_check.sh CIFAR10_ARCHIVE [OUT_DIR] (the archive must exist)" >&2
+    exit 2
+fi
+ARCHIVE=$1
+OUT=${2:-${OUT:-/tmp/gpu-check}}
+DATA=$(mktemp -d)
+mkdir -p "$OUT"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$OUT/gpu.txt"
-tar -xJf .device-data/cifar10-jpeg.tar.xz -C /tmp/data
-timeout 330 python3 bench/gpu_check.py --data-dir /tmp/data/cifar10-jpeg \
+tar -xJf "$ARCHIVE" -C "$DATA"
+timeout 330 python3 bench/gpu_check.py --data-dir "$DATA/cifar10-jpeg" \
     --out "$OUT/presets.json" 2>&1 | tee "$OUT/presets.log"
-timeout 110 python3 bench/proxy_throughput.py --data-dir /tmp/data/cifar10-jpeg \
+timeout 110 python3 bench/proxy_throughput.py --data-dir "$DATA/cifar10-jpeg" \
     --cache-dir /tmp/threshnet-cache --images 20000 --workers 4 2>&1 | tee "$OUT/throughput.log"

@@ -3,7 +3,7 @@
 Reference (as the ThreshNet repository trains): a torchvision-style dataset that turns
 each uint8 image into a PIL image and applies RandomHorizontalFlip + ToTensor per item,
 a DataLoader (batch 100, shuffled, worker processes), fp32, Adam 1e-3.
-Ours: the proxy loop of ``threshnet.training`` (data held on the device as uint8, crop +
+Ours: the proxy loop of ``threshnet.training.loops`` (data held on the device as uint8, crop +
 flip + normalise per batch as tensors; bf16 autocast and channels_last on CUDA), at the
 proxy's default batch size.
 
@@ -27,12 +27,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from threshnet.batches import DeviceBatches
-from threshnet.data import ImageSet, load_split, stratified_subset
 from threshnet.latency import device_name
 from threshnet.model import build_model
 from threshnet.presets import get_preset
-from threshnet.training import (
+from threshnet.training.batches import DeviceBatches
+from threshnet.training.data import ImageSet, load_split, stratified_subset
+from threshnet.training.loops import (
     TrainSettings,
     batch_settings,
     make_optimizer,

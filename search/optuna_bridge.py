@@ -3,7 +3,8 @@
 Ray's ``OptunaSearch`` asks and tells the Optuna study from the driver. The subclass
 here also stores every measured field as the Optuna trial's user attributes, maps a
 trial's own status to Optuna's states (ok -> COMPLETE, infeasible -> PRUNED, failed ->
-FAIL) and rewrites ``trials.csv`` as each trial finishes.
+FAIL; a trial stopped before it reported is recorded as interrupted and queued again)
+and rewrites ``trials.csv`` as each trial finishes.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search.records import INTERRUPTED, RECORD_FIELDS, TrialsTable
+from search.bookkeeping import requeue_trial
+from search.records import TrialsTable
 from search.settings import SAMPLERS
 from search.trial import NUMBER_KEY
 from space import SearchSpace, sample_params
+from studies.schema import INTERRUPTED, RECORD_FIELDS
+
+# Optuna state of a finished trial by its status ("ok" is told with its two values).
+STATES = {"infeasible": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -59,12 +65,27 @@ def describe_outcome(number: int, record: dict[str, Any]) -> str:
 
 
 class RecordingOptunaSearch(OptunaSearch):
-    """OptunaSearch that records each trial's full result in the study and the table."""
+    """OptunaSearch that records each trial's full result in the study and the table.
 
-    def __init__(self, *, table: TrialsTable, failure_hint: str, **kwargs: Any):
-        super().__init__(**kwargs)
+    It reads OptunaSearch's own bookkeeping (``_ot_trials``, ``_ot_study``,
+    ``_completed_trials``): Ray offers no public hook for what a searcher does with a
+    finished trial, so this subclass replaces ``on_trial_complete`` whole; ray is pinned
+    below 2.61 in pyproject.toml for that, and the in-process tests of this class would
+    catch a rename.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: TrialsTable,
+        failure_hint: str,
+        storage: optuna.storages.BaseStorage,
+        **kwargs: Any,
+    ):
+        super().__init__(storage=storage, **kwargs)
         self._table = table
         self._failure_hint = failure_hint
+        self._optuna_storage = storage
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -72,37 +93,29 @@ class RecordingOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        study = self._ot_study
         record = {
             key: result[key]
             for key in RECORD_FIELDS
             if result and key in result and not _is_nan(result[key])
         }
-        requeue = False
         if "status" not in record and not error:  # stopped before it reported: Ctrl-C
-            record = {
-                "status": INTERRUPTED,
-                "error": "interrupted before it finished; queued again",
-            }
-            requeue = True
-        elif "status" not in record:
-            record = {
-                "status": "failed",
-                "error": "the trial's worker died or Ray failed to run it"
-                + (f"; see {self._failure_hint}" if self._failure_hint else ""),
-            }
-        for key, value in record.items():
-            ot_trial.set_user_attr(key, value)
-        status = record["status"]
-        if status == "ok":
-            self._ot_study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
-        elif status == "infeasible":
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            reason = "interrupted before it finished; queued again"
+            record = {"status": INTERRUPTED, "error": reason}
+            requeue_trial(study, self._optuna_storage, ot_trial.number, ot_trial.params, reason)
         else:
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-        if requeue:
-            self._ot_study.enqueue_trial(
-                ot_trial.params, user_attrs={"requeued_from": ot_trial.number}
-            )
+            if "status" not in record:
+                record = {
+                    "status": "failed",
+                    "error": "the trial's worker died or Ray failed to run it"
+                    + (f"; see {self._failure_hint}" if self._failure_hint else ""),
+                }
+            for key, value in record.items():
+                ot_trial.set_user_attr(key, value)
+            if record["status"] == "ok":
+                study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
+            else:
+                study.tell(ot_trial, state=STATES[record["status"]])
         self._completed_trials.add(trial_id)
-        self._table.write(self._ot_study)
+        self._table.write(study)
         print(describe_outcome(ot_trial.number, record), flush=True)

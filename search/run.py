@@ -25,7 +25,9 @@ from typing import Any
 import optuna
 import torch
 
-from search.runner import new_manifest, prepare_data, run_study
+from search.provenance import new_manifest
+from search.proxy_data import prepare_data
+from search.runner import run_study
 from search.settings import (
     DEFAULT_SETTINGS,
     SAMPLERS,
@@ -46,29 +48,15 @@ from threshnet.cli import (
     run_cli,
     unit_fraction,
 )
-from threshnet.data import CacheEntry
-from threshnet.training import OPTIMIZERS, SCHEDULES
+from threshnet.training.data import CacheEntry
+from threshnet.training.loops import OPTIMIZERS, SCHEDULES
 
 PROG = "search.run"
 
-# flag -> (section, field) for study-defining flags
-TRAIN_FLAGS = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "optimizer": "optimizer",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "schedule": "schedule",
-    "input_size": "input_size",
-}
-LATENCY_FLAGS = {
-    "latency_input_size": "input_size",
-    "latency_device": "device",
-    "latency_batch_size": "batch_size",
-    "latency_repeats": "repeats",
-    "latency_warmup": "warmup",
-}
-TOP_FLAGS = ("val_size", "train_fraction", "max_train_images", "sampler", "seed")
+# Study-defining flags are named after the settings field they set: a training flag after
+# its TrainSettings field, a latency flag after its LatencyProtocol field with a
+# "latency_" prefix, a cap after its CostCaps field, and the rest after StudySettings'.
+LATENCY_PREFIX = "latency_"
 
 
 def _val_size(text: str) -> int | float:
@@ -129,34 +117,35 @@ def _parser() -> ArgumentParser:
     return parser
 
 
+def _given(section: Any, given: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The fields of the dataclass ``section`` that ``given`` sets (as ``prefix + field``)."""
+    return {
+        field.name: given[prefix + field.name]
+        for field in dataclasses.fields(section)
+        if prefix + field.name in given
+    }
+
+
 def build_settings(args: argparse.Namespace, base: StudySettings) -> StudySettings:
     """``base`` with the explicitly given study-defining flags applied."""
     given = vars(args)
-    train = dataclasses.replace(
-        base.train, **{field: given[flag] for flag, field in TRAIN_FLAGS.items() if flag in given}
+    sections = {"space", "train", "latency", "caps", "data_dir"}  # set apart below
+    changes = {key: value for key, value in _given(base, given).items() if key not in sections}
+    changes["train"] = dataclasses.replace(base.train, **_given(base.train, given))
+    changes["latency"] = dataclasses.replace(
+        base.latency, **_given(base.latency, given, LATENCY_PREFIX)
     )
-    latency = dataclasses.replace(
-        base.latency,
-        **{field: given[flag] for flag, field in LATENCY_FLAGS.items() if flag in given},
-    )
-    caps = dataclasses.replace(
-        base.caps,
-        **{field: given[field] for field in ("max_params", "max_macs") if field in given},
-    )
-    space = base.space
+    changes["caps"] = dataclasses.replace(base.caps, **_given(base.caps, given))
     if "space" in given:
         try:
-            space = DEFAULT_SPACE.load_overrides(given["space"])
+            changes["space"] = DEFAULT_SPACE.load_overrides(given["space"])
         except ValueError as error:
             raise UserError(str(error)) from None
-    changes: dict[str, Any] = {flag: given[flag] for flag in TOP_FLAGS if flag in given}
     if "data_dir" in given:
         changes["data_dir"] = str(Path(given["data_dir"]).resolve())
     if "no_presets" in given:
         changes["enqueue_presets"] = False
-    settings = dataclasses.replace(
-        base, train=train, latency=latency, caps=caps, space=space, **changes
-    )
+    settings = dataclasses.replace(base, **changes)
     try:
         settings.train.validate()
     except ValueError as error:

@@ -8,11 +8,13 @@ runs of the same study (more GPUs, another cluster).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
-from threshnet.training import TrainSettings
+from threshnet.latency import LatencySettings
+from threshnet.training.loops import TrainSettings
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 OBJECTIVES = ("val_acc", "latency_ms")
@@ -26,8 +28,8 @@ class LatencyProtocol:
     input_size: int | None = None  # None: the training input size
     device: str = "trial"  # "trial" (the trial's device), "cpu" or "cuda"
     batch_size: int | None = None  # also time this batch and report ms per image
-    warmup: int = 10
-    repeats: int = 50
+    warmup: int = LatencySettings.warmup
+    repeats: int = LatencySettings.repeats
 
 
 @dataclass(frozen=True)
@@ -49,43 +51,27 @@ class StudySettings:
     enqueue_presets: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "space": self.space.to_dict(),
-            "train": self.train.to_dict(),
-            "latency": asdict(self.latency),
-            "caps": asdict(self.caps),
-            "data_dir": self.data_dir,
-            "val_size": self.val_size,
-            "max_val_images": self.max_val_images,
-            "split_seed": self.split_seed,
-            "train_fraction": self.train_fraction,
-            "max_train_images": self.max_train_images,
-            "sampler": self.sampler,
-            "seed": self.seed,
-            "enqueue_presets": self.enqueue_presets,
-            "objectives": dict(zip(OBJECTIVES, DIRECTIONS, strict=True)),
-        }
+        """A JSON-ready dict (the manifest's ``settings``); the objectives are recorded too."""
+        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        data.update({name: to_dict(data[name]) for name, (_, to_dict) in _SECTIONS.items()})
+        data["objectives"] = dict(zip(OBJECTIVES, DIRECTIONS, strict=True))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
         """Inverse of :meth:`to_dict` (for resuming from a manifest)."""
-        train = dict(data["train"])
-        train["milestones"] = tuple(train["milestones"])
-        return cls(
-            space=SearchSpace.from_dict(data["space"]),
-            train=TrainSettings(**train),
-            latency=LatencyProtocol(**data["latency"]),
-            caps=CostCaps(**data["caps"]),
-            data_dir=data["data_dir"],
-            val_size=data["val_size"],
-            max_val_images=data["max_val_images"],
-            split_seed=data["split_seed"],
-            train_fraction=data["train_fraction"],
-            max_train_images=data["max_train_images"],
-            sampler=data["sampler"],
-            seed=data["seed"],
-            enqueue_presets=data["enqueue_presets"],
-        )
+        values = {field.name: data[field.name] for field in fields(cls)}
+        values.update({name: from_dict(values[name]) for name, (from_dict, _) in _SECTIONS.items()})
+        return cls(**values)
+
+
+# The sections of StudySettings that are dataclasses: field -> (from dict, to dict).
+_SECTIONS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], dict[str, Any]]]] = {
+    "space": (SearchSpace.from_dict, SearchSpace.to_dict),
+    "train": (TrainSettings.from_dict, TrainSettings.to_dict),
+    "latency": (lambda data: LatencyProtocol(**data), asdict),
+    "caps": (lambda data: CostCaps(**data), asdict),
+}
 
 
 @dataclass(frozen=True)

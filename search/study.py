@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -23,11 +22,8 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from studies import schema
 from threshnet.cli import UserError
-from threshnet.fileio import atomic_write_text
-
-MANIFEST_KIND = "threshnet-search-study"
-MANIFEST_VERSION = 1
 
 
 class StudyDirectory:
@@ -35,14 +31,19 @@ class StudyDirectory:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.manifest_path = self.root / "manifest.json"
+        self.manifest_path = self.root / schema.MANIFEST_FILE
         self.journal_path = self.root / "optuna.journal"
-        self.trials_path = self.root / "trials.csv"
+        self.trials_path = self.root / schema.TRIALS_FILE
         self.ray_dir = self.root / "ray"
         self.lock_path = self.root / ".run.lock"
 
     @property
     def name(self) -> str:
+        return self.root.name
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study's name in the storage."""
         return self.root.name
 
     def create(self) -> None:
@@ -78,29 +79,16 @@ class StudyDirectory:
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, None for a new study; UserError if it is not ours or unreadable."""
-        if not self.manifest_path.exists():
-            if self.journal_path.exists():
-                raise UserError(f"{self.root} has an Optuna journal but no manifest.json")
-            return None
         try:
-            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise UserError(f"cannot read {self.manifest_path}: {error}") from None
-        if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-            raise UserError(f"{self.root} is not a threshnet-search study directory")
-        if manifest.get("version") != MANIFEST_VERSION:
-            raise UserError(
-                f"{self.manifest_path} has version {manifest.get('version')!r}; "
-                f"this toolkit reads version {MANIFEST_VERSION}"
-            )
+            manifest = schema.read_manifest(self.root)
+        except schema.StudyError as error:
+            raise UserError(str(error)) from None
+        if manifest is None and self.journal_path.exists():
+            raise UserError(f"{self.root} has an Optuna journal but no {schema.MANIFEST_FILE}")
         return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_text(
-            self.manifest_path,
-            json.dumps({"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, **manifest}, indent=2)
-            + "\n",
-        )
+        schema.write_manifest(self.root, manifest)
 
     def storage(self, url: str | None = None) -> optuna.storages.BaseStorage:
         """The Optuna storage: by default an append-only journal file in the study
@@ -113,11 +101,11 @@ class StudyDirectory:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise UserError(f"cannot open the Optuna storage {url!r}: {message}") from None
 
-    def load_study(self, storage_url: str | None = None) -> optuna.Study:
-        """Create or open the study (two objectives: val_acc max, latency_ms min)."""
+    def load_study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
+        """Create or open the study in ``storage`` (val_acc max, latency_ms min)."""
         study = optuna.create_study(
-            storage=self.storage(storage_url),
-            study_name=self.name,
+            storage=storage,
+            study_name=self.study_name,
             directions=["maximize", "minimize"],
             load_if_exists=True,
         )

@@ -16,15 +16,15 @@ from typing import Any
 
 import torch
 
-from search.faults import apply_fault
 from search.gate import DeviceGate, device_key
+from search.proxy_data import split_training_data
 from search.settings import StudySettings
 from space import check_config, params_to_config
-from threshnet.data import CacheEntry, ImageSet, load_split, stratified_split, stratified_subset
 from threshnet.latency import LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
-from threshnet.proxy import run_proxy
+from threshnet.training.data import CacheEntry, load_split
+from threshnet.training.proxy import run_proxy
 
 NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 
@@ -37,28 +37,6 @@ class TrialContext:
     cache_dir: str | None
     train_cache: CacheEntry | None
     cpus_per_trial: float
-
-
-def split_training_data(data: ImageSet, settings: StudySettings) -> tuple[ImageSet, ImageSet]:
-    """(proxy training subset, validation split) of the training images.
-
-    The test split is never loaded during a search.
-    """
-    train_idx, val_idx = stratified_split(data.labels, settings.val_size, seed=settings.split_seed)
-    train = data.subset(train_idx)
-    keep = stratified_subset(train.labels, settings.train_fraction, seed=settings.split_seed)
-    keep = _capped(keep, train.labels, settings.max_train_images, settings.split_seed)
-    val_idx = _capped(val_idx, data.labels, settings.max_val_images, settings.split_seed)
-    return train.subset(keep), data.subset(val_idx)
-
-
-def _capped(
-    indices: torch.Tensor, labels: torch.Tensor, limit: int | None, seed: int
-) -> torch.Tensor:
-    """A class-stratified subset of ``indices`` of at most about ``limit`` items."""
-    if limit is None or len(indices) <= limit:
-        return indices
-    return indices[stratified_subset(labels[indices], limit / len(indices), seed=seed)]
 
 
 def _node_name() -> str:
@@ -129,7 +107,6 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
     }
     gate = DeviceGate(device_key(device))
     try:
-        train_settings = apply_fault(number, settings.train)
         config = params_to_config(params, settings.space)
         record["preset"] = preset_name(config) or ""
         record["depth"] = config.depth
@@ -155,10 +132,10 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
             config,
             train_set,
             val_set,
-            train_settings,
+            settings.train,
             device=device,
             seed=record["seed"],
-            compute_slot=gate.shared,
+            around_chunk=gate.shared,
         )
         record.update(proxy.to_dict())
         latency_device = _latency_device(context, device)

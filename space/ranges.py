@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threshnet.config import (
+    DEFAULT_BOTTLENECK,
+    DEFAULT_NUM_CLASSES,
+    DEFAULT_STEM,
+    MULTIPLIER_RANGE,
+)
+
 
 @dataclass(frozen=True)
 class IntRange:
@@ -94,9 +101,9 @@ class SearchSpace:
 
     stages: tuple[StageSpace, ...]
     threshold: IntRange
-    stem: tuple[int, int] = (32, 64)
-    bottleneck: int = 128
-    num_classes: int = 10
+    stem: tuple[int, int] = DEFAULT_STEM
+    bottleneck: int = DEFAULT_BOTTLENECK
+    num_classes: int = DEFAULT_NUM_CLASSES
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -107,8 +114,11 @@ class SearchSpace:
                 f"[0, {len(self.stages)}] (the number of stages)"
             )
         for index, stage in enumerate(self.stages):
-            if not stage.m or any(not 1.0 <= value <= 2.5 for value in stage.m):
-                raise ValueError(f"stages[{index}].m must be a non-empty list within [1.0, 2.5]")
+            low, high = MULTIPLIER_RANGE
+            if not stage.m or any(not low <= value <= high for value in stage.m):
+                raise ValueError(
+                    f"stages[{index}].m must be a non-empty list within [{low}, {high}]"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,13 +185,12 @@ class SearchSpace:
                     downsample=table["downsample"],
                 )
             )
-        stem = data.get("stem", [32, 64])
         return cls(
             stages=tuple(stages),
             threshold=IntRange.parse(data["threshold"], "space.threshold"),
-            stem=tuple(stem),
-            bottleneck=data.get("bottleneck", 128),
-            num_classes=data.get("num_classes", 10),
+            stem=tuple(data.get("stem", DEFAULT_STEM)),
+            bottleneck=data.get("bottleneck", DEFAULT_BOTTLENECK),
+            num_classes=data.get("num_classes", DEFAULT_NUM_CLASSES),
         )
 
     def load_overrides(self, path: str | Path) -> SearchSpace:

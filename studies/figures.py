@@ -7,7 +7,11 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 
-PRESET_COLOURS = {"threshnet28": "#d62728", "threshnet79": "#9467bd", "threshnet95": "#8c564b"}
+from threshnet.presets import PUBLISHED_PRESETS
+
+# One colour per published preset, in their order (plotly's red, purple, brown, pink, ...).
+_PRESET_PALETTE = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+PRESET_COLOURS = dict(zip(PUBLISHED_PRESETS, _PRESET_PALETTE, strict=False))
 
 
 def describe_config(config_json: str) -> str:

@@ -11,8 +11,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+
+# Optuna has no public API for these (its samplers and plots use them); optuna is pinned
+# below 6 in pyproject.toml, and tests/test_pareto.py checks both on hand-made points.
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
+
+from threshnet.presets import PUBLISHED_PRESETS
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
 
 def default_reference(frame: pd.DataFrame, num_classes: int) -> Reference:
     """Chance accuracy, and twice the slowest published preset's latency in this study."""
-    presets = frame[frame["preset"].isin(["threshnet28", "threshnet79", "threshnet95"])]
+    presets = frame[frame["preset"].isin(PUBLISHED_PRESETS)]
     if not presets.empty:
         latency = 2.0 * float(presets["latency_ms"].max())
         rule = "accuracy 1/classes; latency 2 x the slowest published preset's in this study"

@@ -30,9 +30,9 @@ from studies.pareto import (
 )
 from threshnet.cli import ArgumentParser, UserError, run_cli
 from threshnet.fileio import atomic_write_text
+from threshnet.presets import PUBLISHED_PRESETS
 
 PROG = "studies.report"
-PUBLISHED = ("threshnet28", "threshnet79", "threshnet95")
 NOTE = (
     "Accuracies are proxy validation accuracies: short training on the training split minus "
     "a held-out validation split. They rank architectures; they are not test errors, and "
@@ -70,7 +70,7 @@ def analyse(study: Study, reference: Reference | None = None) -> Analysis:
     reference = reference or default_reference(eligible, study.settings["space"]["num_classes"])
     preset_dominators = {
         row.preset: dominators(front, eligible.loc[row.Index])
-        for row in eligible[eligible["preset"].isin(PUBLISHED)].itertuples()
+        for row in eligible[eligible["preset"].isin(PUBLISHED_PRESETS)].itertuples()
     }
     return Analysis(
         study=study,

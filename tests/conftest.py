@@ -12,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from search.study import StudyDirectory
+
 CLASSES = ("cat", "dog", "ship")
 
 
@@ -50,6 +52,14 @@ def tiny_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "data", per_class=12)
 
 
+@pytest.fixture
+def directory(tmp_path: Path) -> StudyDirectory:
+    """An empty, created study directory."""
+    directory = StudyDirectory(tmp_path / "study")
+    directory.create()
+    return directory
+
+
 @dataclass(frozen=True)
 class SmokeStudy:
     """A study made by the real CLI (`search.run --smoke`) on a tiny dataset."""
@@ -59,8 +69,18 @@ class SmokeStudy:
     result: subprocess.CompletedProcess[str]
 
 
+FAULT_INJECTION = Path(__file__).parent / "fault_injection"
+
+
 def search_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def fault_env(**faults: str) -> dict[str, str]:
+    """``search_env`` with the test-only fault injector (tests/fault_injection) loaded in
+    every Python process the command starts, Ray workers included; see its docstring."""
+    path = os.pathsep.join(filter(None, [str(FAULT_INJECTION), os.environ.get("PYTHONPATH")]))
+    return search_env(PYTHONPATH=path, **faults)
 
 
 def smoke_command(data_dir: Path, out: Path, name: str, trials: int, cache: Path) -> list[str]:
@@ -103,7 +123,7 @@ def smoke_study(search_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     command = smoke_command(search_data_dir, base / "runs", "e2e", 8, base / "cache")
     result = subprocess.run(
         command,
-        env=search_env(THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"),
+        env=fault_env(THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"),
         capture_output=True,
         text=True,
         timeout=900,

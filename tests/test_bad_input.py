@@ -13,6 +13,7 @@ from conftest import write_image_folder
 from search import run as search_run
 from studies import export as studies_export
 from studies import report as studies_report
+from studies import schema
 from threshnet import profile as threshnet_profile
 from threshnet import train as threshnet_train
 from threshnet.cli import run_cli
@@ -37,17 +38,8 @@ def world(tmp_path: Path) -> Path:
     study = tmp_path / "runs" / "existing"
     study.mkdir(parents=True)
     settings = search_run.DEFAULT_SETTINGS.to_dict()
-    (study / "manifest.json").write_text(
-        json.dumps(
-            {
-                "kind": "threshnet-search-study",
-                "version": 1,
-                "name": "existing",
-                "storage": None,
-                "settings": settings,
-                "runs": [],
-            }
-        )
+    schema.write_manifest(
+        study, {"name": "existing", "storage": None, "settings": settings, "runs": []}
     )
     (study / "trials.csv").write_text("number,state\n0,COMPLETE\n")
     (tmp_path / "runs" / "other").mkdir()

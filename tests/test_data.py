@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import CLASSES, write_image_folder
 
-from threshnet.data import DataError, load_split, stratified_split, stratified_subset
+from threshnet.training.data import DataError, load_split, stratified_split, stratified_subset
 
 
 def test_image_folder_loads_as_uint8_with_sorted_classes(tiny_folder: Path, tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SmokeStudy
+from conftest import SmokeStudy, fault_env
 
 from studies.export import PROG as EXPORT
 from studies.export import main as export_main
@@ -19,7 +18,6 @@ from threshnet.cli import run_cli
 from threshnet.config import ThreshNetConfig
 from threshnet.profile import main as profile_main
 from threshnet.train import PROG as TRAIN
-from threshnet.train import STOP_AFTER_EPOCH_VARIABLE
 from threshnet.train import main as train_main
 
 pytestmark = pytest.mark.slow
@@ -68,7 +66,7 @@ def test_export_errors(
 
 
 def _train(
-    config: Path, data: Path, out: Path, epochs: int, **env: str
+    config: Path, data: Path, out: Path, epochs: int, **faults: str
 ) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
@@ -92,7 +90,7 @@ def _train(
         "16",
     ]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=600, check=False, env={**os.environ, **env}
+        command, capture_output=True, text=True, timeout=600, check=False, env=fault_env(**faults)
     )
 
 
@@ -109,9 +107,9 @@ def test_training_an_exported_config_resumes_identically(
     assert "best-epoch test accuracy" in straight.stdout
 
     killed = _train(
-        config, tiny_folder, tmp_path / "resumed", 2, **{STOP_AFTER_EPOCH_VARIABLE: "1"}
+        config, tiny_folder, tmp_path / "resumed", 2, THRESHNET_TRAIN_EXIT_AFTER_EPOCH="1"
     )
-    assert killed.returncode != 0 and "epoch 1/2" in killed.stdout
+    assert killed.returncode == 17 and "epoch 1/2" in killed.stdout
     assert not (tmp_path / "resumed" / "summary.json").exists()
     resumed = _train(config, tiny_folder, tmp_path / "resumed", 2)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

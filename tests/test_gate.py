@@ -6,6 +6,8 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import pytest
+
 from search.gate import DeviceGate
 
 
@@ -24,6 +26,7 @@ def _late_shared(lock_dir: str, log) -> None:
         log.put(("b-start", time.monotonic()))
 
 
+@pytest.mark.timeout(90)  # a broken gate deadlocks: fail instead of hanging
 def test_exclusive_waits_for_compute_and_blocks_newcomers(tmp_path: Path) -> None:
     context = mp.get_context("spawn")
     started, log = context.Event(), context.Queue()
@@ -40,12 +43,14 @@ def test_exclusive_waits_for_compute_and_blocks_newcomers(tmp_path: Path) -> Non
         released_at = time.monotonic()
     holder.join(30)
     late.join(30)
+    assert holder.exitcode == 0 and late.exitcode == 0
     events = dict(log.get(timeout=5) for _ in range(3))
     assert events["a-end"] <= measured_at
     assert events["b-start"] >= released_at
     gate.close()
 
 
+@pytest.mark.timeout(30)
 def test_shared_holders_run_together(tmp_path: Path) -> None:
     first, second = DeviceGate("d", tmp_path), DeviceGate("d", tmp_path)
     with first.shared(), second.shared():

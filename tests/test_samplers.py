@@ -11,7 +11,12 @@ from search.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, params_to_config
 
 
-@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize(
+    "name",
+    # GP fits a model per suggestion: about 2 s on an idle 2-core machine, minutes when
+    # the cores are shared, so it runs with the slow tests.
+    [pytest.param(name, marks=pytest.mark.slow) if name == "gp" else name for name in SAMPLERS],
+)
 def test_sampler_proposes_valid_configs_after_its_startup_phase(name: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(

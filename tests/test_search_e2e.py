@@ -28,9 +28,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _start_and_wait_for_two(
-    command: list[str], trials_csv: Path, output: int
+    command: list[str], trials_csv: Path, output: int, *, one_running: bool = False
 ) -> tuple[subprocess.Popen[str], list[dict[str, str]]]:
-    """Start a study in its own process group; return once two trials completed."""
+    """Start a study in its own process group; return once two trials completed (and,
+    with ``one_running``, another one is in flight)."""
     process = subprocess.Popen(
         command,
         env=search_env(),
@@ -41,10 +42,13 @@ def _start_and_wait_for_two(
     )
     deadline = time.monotonic() + 600
     completed: list[dict[str, str]] = []
-    while time.monotonic() < deadline and len(completed) < 2:
+    running: list[dict[str, str]] = []
+    while time.monotonic() < deadline and (len(completed) < 2 or (one_running and not running)):
         time.sleep(0.5)
         if trials_csv.exists():
-            completed = [row for row in _rows(trials_csv) if row["state"] == "COMPLETE"]
+            rows = _rows(trials_csv)
+            completed = [row for row in rows if row["state"] == "COMPLETE"]
+            running = [row for row in rows if row["state"] == "RUNNING"]
     return process, completed
 
 
@@ -140,7 +144,9 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
 ) -> None:
     command = smoke_command(search_data_dir, tmp_path / "runs", "ctrlc", 6, tmp_path / "cache")
     study_dir = StudyDirectory(tmp_path / "runs" / "ctrlc")
-    process, completed = _start_and_wait_for_two(command, study_dir.trials_path, subprocess.PIPE)
+    process, completed = _start_and_wait_for_two(
+        command, study_dir.trials_path, subprocess.PIPE, one_running=True
+    )
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
@@ -156,6 +162,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
     assert {int(r["number"]): r["state"] for r in rows} == started  # table == storage
     assert "RUNNING" not in started.values()
     interrupted = [r for r in rows if r["status"] == "interrupted"]
+    assert interrupted, "a trial was in flight at Ctrl-C, so one must be marked interrupted"
     for row in interrupted:
         assert row["state"] == "FAIL"
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from studies import schema
 from studies.load import StudyError, eligible_trials, load_study
 
 HEADER = "number,state,status,preset,val_acc,latency_ms,params,macs,epochs,config_json,threshold"
@@ -15,11 +16,15 @@ HEADER = "number,state,status,preset,val_acc,latency_ms,params,macs,epochs,confi
 def _study(root: Path, rows: list[str] | None) -> Path:
     root.mkdir(parents=True)
     settings = {"train": {"epochs": 2}, "space": {"num_classes": 10}}
-    (root / "manifest.json").write_text(
-        json.dumps({"kind": "threshnet-search-study", "name": "s", "settings": settings})
-    )
+    schema.write_manifest(root, {"name": "s", "settings": settings})
     if rows is not None:
         (root / "trials.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    return root
+
+
+def _versioned(root: Path, version: int | None) -> Path:
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "version": version}))
     return root
 
 
@@ -60,6 +65,8 @@ def test_a_study_without_finished_trials_loads_empty(tmp_path: Path) -> None:
             lambda root: _study(root, ['0,COMPLETE,ok,,0.5,1,1,1,2,"{unterminated']),
             "is not a valid trials table",
         ),
+        (lambda root: _versioned(_study(root, []), 99), "has version 99; this toolkit reads"),
+        (lambda root: _versioned(_study(root, []), None), "has version None"),
     ],
 )
 def test_broken_studies_fail_with_one_line(tmp_path: Path, make, message: str) -> None:

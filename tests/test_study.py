@@ -7,21 +7,19 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search.bookkeeping import (
+    QUEUED_PRESET_ATTR,
+    finished_trials,
+    queue_presets,
+    requeue_interrupted,
+)
 from search.records import TrialsTable
 from search.run import PROG, build_settings, main
-from search.runner import finished_trials, presets_to_queue, requeue_interrupted
 from search.settings import DEFAULT_SETTINGS
 from search.study import StudyDirectory
-from space import config_to_params, param_names
+from space import config_to_params, param_names, sample_params
 from threshnet.cli import UserError, run_cli
 from threshnet.presets import get_preset
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> StudyDirectory:
-    directory = StudyDirectory(tmp_path / "study")
-    directory.create()
-    return directory
 
 
 def _params(name: str) -> dict:
@@ -29,32 +27,40 @@ def _params(name: str) -> dict:
 
 
 def test_interrupted_trials_are_failed_and_queued_again(directory: StudyDirectory) -> None:
-    study = directory.load_study()
+    storage = directory.storage()
+    study = directory.load_study(storage)
     done = study.ask()
     done.suggest_int("threshold", 0, 5)
     study.tell(done, [0.5, 1.0])
     running = study.ask()
     running.suggest_int("threshold", 0, 5)
-    reopened = directory.load_study()  # as a new run would see it after a kill
-    assert requeue_interrupted(reopened) == 1
+    running.suggest_int("s1_depth", 1, 12)
+    reopened = directory.load_study(directory.storage())  # as a new run sees it after a kill
+    assert requeue_interrupted(reopened, directory.storage()) == 1
     states = {t.number: t for t in reopened.get_trials()}
     assert states[running.number].state == optuna.trial.TrialState.FAIL
     assert states[running.number].user_attrs["status"] == "interrupted"
-    waiting = reopened.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting] == [running.params]
     assert [t.number for t in finished_trials(reopened)] == [done.number]
+    rerun = reopened.ask()  # the queued copy comes first, with the same parameters
+    assert rerun.suggest_int("threshold", 0, 5) == running.params["threshold"]
+    assert rerun.suggest_int("s1_depth", 1, 12) == running.params["s1_depth"]
+    assert rerun.user_attrs["requeued_from"] == running.number
 
 
-def test_presets_are_queued_once(directory: StudyDirectory) -> None:
-    study = directory.load_study()
-    points = presets_to_queue(study, DEFAULT_SETTINGS)
-    assert points == [_params(n) for n in ("threshnet28", "threshnet79", "threshnet95")]
-    study.enqueue_trial(points[0])
-    assert presets_to_queue(study, DEFAULT_SETTINGS) == points[1:]
+def test_presets_are_queued_once_and_run_first(directory: StudyDirectory) -> None:
+    study = directory.load_study(directory.storage())
+    space = DEFAULT_SETTINGS.space
+    assert queue_presets(study, space) == ["threshnet28", "threshnet79", "threshnet95"]
+    assert queue_presets(study, space) == []  # queued already
+    first = study.ask()
+    assert first.user_attrs[QUEUED_PRESET_ATTR] == "threshnet28"
+    assert sample_params(first, space) == _params("threshnet28")
+    reopened = directory.load_study(directory.storage())
+    assert queue_presets(reopened, space) == []  # also once the queued one has started
 
 
 def test_trials_table_has_a_column_per_parameter(directory: StudyDirectory) -> None:
-    study = directory.load_study()
+    study = directory.load_study(directory.storage())
     trial = study.ask()
     trial.suggest_int("threshold", 0, 5)
     trial.set_user_attr("status", "ok")
@@ -104,7 +110,7 @@ def test_a_half_written_trials_table_is_rebuilt_from_the_storage(
 ) -> None:
     import dataclasses
 
-    from search.runner import new_manifest
+    from search.provenance import new_manifest
     from search.settings import SMOKE_SETTINGS
 
     directory = StudyDirectory(tmp_path / "runs" / "s")
@@ -114,7 +120,7 @@ def test_a_half_written_trials_table_is_rebuilt_from_the_storage(
         settings, space=dataclasses.replace(settings.space, num_classes=3)
     )
     directory.write_manifest(new_manifest("s", settings, None))
-    study = directory.load_study()
+    study = directory.load_study(directory.storage())
     trial = study.ask()
     trial.suggest_int("threshold", 0, 5)
     trial.set_user_attr("status", "ok")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from threshnet.batches import BatchSettings, DeviceBatches, random_crop, random_flip
 from threshnet.config import StageConfig, ThreshNetConfig
-from threshnet.data import ImageSet, load_split, stratified_split
-from threshnet.proxy import run_proxy
-from threshnet.training import NonFiniteLossError, TrainSettings, lr_factor
+from threshnet.training.batches import BatchSettings, DeviceBatches, random_crop, random_flip
+from threshnet.training.data import ImageSet, load_split, stratified_split
+from threshnet.training.loops import NonFiniteLossError, TrainSettings, lr_factor
+from threshnet.training.proxy import run_proxy
 
 TINY = ThreshNetConfig(
     stages=(StageConfig(2, 8, 16, True), StageConfig(2, 8, 32, False)),
@@ -112,4 +112,10 @@ def test_non_finite_loss_stops_training(tiny_folder: Path, tmp_path: Path) -> No
 def test_bad_training_settings() -> None:
     with pytest.raises(ValueError, match="optimizer='lbfgs'"):
         TrainSettings(optimizer="lbfgs").validate()
-    assert math.isclose(TrainSettings().lr, 0.2)
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainSettings.from_dict({"epochs": 2, "learning_rate": 0.1})
+
+
+def test_settings_round_trip_through_json() -> None:
+    settings = TrainSettings(epochs=7, milestones=(3, 5), lr=0.05, augment="flip")
+    assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings

@@ -27,6 +27,9 @@ WIDTH_RANGE = (1, 8192)
 MULTIPLIER_RANGE = (1.0, 2.5)
 CLASSES_RANGE = (2, 100_000)
 DEFAULT_MULTIPLIER = 1.7  # HarDNet's and ThreshNet's m; no effect on dense stages
+DEFAULT_STEM = (32, 64)  # ThreshNet's and HarDNet's stem widths
+DEFAULT_BOTTLENECK = 128  # the 1x1 width inside every dense unit
+DEFAULT_NUM_CLASSES = 10  # CIFAR-10
 
 
 def _check_int(field: str, value: Any, bounds: tuple[int, int]) -> int:
@@ -126,9 +129,9 @@ class ThreshNetConfig:
 
     stages: tuple[StageConfig, ...]
     threshold: int
-    stem: tuple[int, int] = (32, 64)
-    bottleneck: int = 128
-    num_classes: int = 10
+    stem: tuple[int, int] = DEFAULT_STEM
+    bottleneck: int = DEFAULT_BOTTLENECK
+    num_classes: int = DEFAULT_NUM_CLASSES
 
     def __post_init__(self) -> None:
         if isinstance(self.stages, Sequence) and not isinstance(self.stages, str):
@@ -235,7 +238,7 @@ class ThreshNetConfig:
             raise ValueError(
                 f"config.stages has {len(stages)} entries: allowed [{MIN_STAGES}, {MAX_STAGES}]"
             )
-        stem = data.get("stem", [32, 64])
+        stem = data.get("stem", list(DEFAULT_STEM))
         if not isinstance(stem, list):
             raise ValueError(f"config.stem must be a list of two widths, got {stem!r}")
         return cls(
@@ -245,8 +248,8 @@ class ThreshNetConfig:
             ),
             threshold=data["threshold"],
             stem=tuple(stem),
-            bottleneck=data.get("bottleneck", 128),
-            num_classes=data.get("num_classes", 10),
+            bottleneck=data.get("bottleneck", DEFAULT_BOTTLENECK),
+            num_classes=data.get("num_classes", DEFAULT_NUM_CLASSES),
         )
 
     def to_json(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 from threshnet.cli import (
@@ -39,12 +40,25 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (latency only)")
     parser.add_argument("--latency", action="store_true", help="also time inference")
-    parser.add_argument("--batch-size", type=positive_int, default=1, help="latency batch (1)")
-    parser.add_argument("--warmup", type=non_negative_int, default=10, help="untimed passes (10)")
-    parser.add_argument("--repeats", type=positive_int, default=50, help="timed passes (50)")
+    timing = LatencySettings()  # the defaults
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=timing.batch_size,
+        help="latency batch (%(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=timing.warmup,
+        help="untimed passes (%(default)s)",
+    )
+    parser.add_argument(
+        "--repeats", type=positive_int, default=timing.repeats, help="timed passes (%(default)s)"
+    )
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=timing.dtype)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -169,13 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = str(resolve_device(args.device))
     settings = None
     if args.latency:
+        # each latency flag's destination is the LatencySettings field of that name
         settings = LatencySettings(
-            batch_size=args.batch_size,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            threads=args.threads,
-            channels_last=args.channels_last,
-            dtype=args.dtype,
+            **{field.name: getattr(args, field.name) for field in fields(LatencySettings)}
         )
     report = profile_report(
         config,

@@ -1,7 +1,7 @@
 """Training and evaluation loops shared by the search proxy and full training.
 
 On CUDA the loops use bf16 autocast, channels_last and cudnn benchmark; batches come
-from :class:`~threshnet.batches.DeviceBatches`, so nothing runs per item in Python. A
+from :class:`~threshnet.training.batches.DeviceBatches`, so nothing runs per item in Python. A
 non-finite loss stops training with :class:`NonFiniteLossError`.
 """
 
@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 
-from threshnet.batches import AUGMENTATIONS, BatchSettings, DeviceBatches
 from threshnet.config import ThreshNetConfig
-from threshnet.data import ImageSet
 from threshnet.model import build_model
+from threshnet.training.batches import AUGMENTATIONS, BatchSettings, DeviceBatches
+from threshnet.training.data import ImageSet
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "multistep", "constant")
@@ -74,10 +75,21 @@ class TrainSettings:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is not allowed")
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["milestones"] = list(self.milestones)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
+        """Inverse of :meth:`to_dict`; ValueError names an unknown key."""
+        unknown = sorted(set(data) - {field.name for field in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}")
+        values = dict(data)
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -164,13 +176,13 @@ def train_epoch(
     settings: TrainSettings,
     *,
     epoch: int,
-    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> EpochStats:
     """One pass over ``batches``; returns mean loss and accuracy.
 
-    ``compute_slot`` wraps each group of CHECK_EVERY_STEPS steps (and ends it after the
-    device has finished them), so another process can wait for a moment when this one
-    is not computing, e.g. to measure latency.
+    ``around_chunk`` is a hook: a context manager entered around each chunk of up to
+    CHECK_EVERY_STEPS optimiser steps and left only after the device has finished that
+    chunk's work (the chunk ends with the loss check, which synchronises).
     """
     device = batches.device
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
@@ -183,7 +195,7 @@ def train_epoch(
     iterator = iter(batches)
     exhausted = False
     while not exhausted:
-        with compute_slot():
+        with around_chunk():
             for _ in range(CHECK_EVERY_STEPS):
                 try:
                     inputs, labels = next(iterator)
@@ -218,14 +230,17 @@ def evaluate(
     batches: DeviceBatches,
     settings: TrainSettings,
     *,
-    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` over ``batches``."""
+    """(mean cross-entropy, accuracy) of ``model`` over ``batches``.
+
+    ``around_chunk`` is entered once around the whole pass, as in :func:`train_epoch`.
+    """
     device = batches.device
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    with compute_slot(), torch.inference_mode():
+    with around_chunk(), torch.inference_mode():
         for inputs, labels in batches:
             with _autocast(device, settings):
                 logits = model(inputs).float()

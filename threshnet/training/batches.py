@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from threshnet.data import ImageSet
+from threshnet.training.data import ImageSet
 
 AUGMENTATIONS = ("crop-flip", "flip", "none")
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from threshnet.config import ThreshNetConfig
-from threshnet.data import ImageSet
-from threshnet.training import (
+from threshnet.training.data import ImageSet
+from threshnet.training.loops import (
     EpochStats,
     TrainSettings,
     evaluate,
@@ -46,7 +46,7 @@ def run_proxy(
     *,
     device: torch.device,
     seed: int,
-    compute_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> ProxyResult:
     """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``."""
@@ -64,13 +64,13 @@ def run_proxy(
             run.scheduler,
             settings,
             epoch=epoch,
-            compute_slot=compute_slot,
+            around_chunk=around_chunk,
         )
         images += stats.images
         if on_epoch is not None:
             on_epoch(stats)
     train_seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate(run.model, run.eval_batches, settings, compute_slot=compute_slot)
+    val_loss, val_acc = evaluate(run.model, run.eval_batches, settings, around_chunk=around_chunk)
     assert stats is not None
     return ProxyResult(
         val_acc=val_acc,

@@ -56,6 +56,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("THRESHNET_CACHE", Path.home() / ".cache" / "threshnet-search"))
 
 
+def _cache_root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
 def _checksum(images: torch.Tensor, labels: torch.Tensor) -> int:
     checksum = zlib.crc32(images.contiguous().numpy().tobytes())
     return zlib.crc32(labels.contiguous().numpy().tobytes(), checksum)
@@ -126,7 +130,7 @@ def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) 
         )
     stat = path.stat()
     digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    parent = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "extracted"
+    parent = _cache_root(cache_dir) / "extracted"
     target = parent / f"{path.name.split('.')[0]}-{digest.hexdigest()[:16]}"
     if not (target / ".complete").exists():
         parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +237,7 @@ def _locate(
     """Cache entry, class names and image files of a split (no files for torchvision)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_root = _cache_root(cache_dir)
     if data_dir is None:
         entry = CacheEntry(
             cache_root / f"cifar10-torchvision-{split}.pt",
@@ -274,21 +278,8 @@ def load_split(
     cached = _read_cache(entry.path, entry.key)
     if cached is None:
         if data_dir is None:
-            cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            cached = _load_torchvision_cifar10(split, cache_root)
+            cached = _load_torchvision_cifar10(split, _cache_root(cache_dir))
         else:
-            cached = _decode_folder(files, classes)
-        _write_cache(entry.path, entry.key, cached)
-    return cached
-    entry = locate_cache(split, data_dir=data_dir, cache_dir=cache_dir)
-    cached = _read_cache(entry.path, entry.key)
-    if cached is None:
-        if data_dir is None:
-            cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            cached = _load_torchvision_cifar10(split, cache_root)
-        else:
-            root = resolve_data_dir(data_dir, cache_dir)
-            classes, files = _scan_image_folder(root, split)
             cached = _decode_folder(files, classes)
         _write_cache(entry.path, entry.key, cached)
     return cached

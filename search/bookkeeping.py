@@ -1,0 +1,96 @@
+"""Optuna bookkeeping of a study: finished trials, re-queueing, presets, sampler seeds.
+
+The Optuna storage is the study's source of truth; these functions read and update it
+through Optuna's public study and storage APIs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from space import SearchSpace, config_to_params
+from studies.schema import INTERRUPTED
+from threshnet.presets import PUBLISHED_PRESETS, get_preset
+
+logger = logging.getLogger("search")
+
+QUEUED_PRESET_ATTR = "queued_preset"  # user attribute of a trial queued for a preset
+REQUEUED_FROM_ATTR = "requeued_from"  # user attribute of a trial queued for an interrupted one
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that ran to an end (completed, failed or infeasible), not interrupted ones."""
+    done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=done)
+        if trial.user_attrs.get("status") != INTERRUPTED
+    ]
+
+
+def requeue_trial(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    number: int,
+    params: dict[str, Any],
+    reason: str,
+) -> None:
+    """Record trial ``number`` as interrupted (state FAIL) and queue its parameters again."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    storage.set_trial_user_attr(trial_id, "status", INTERRUPTED)
+    storage.set_trial_user_attr(trial_id, "error", reason)
+    study.tell(number, state=TrialState.FAIL)
+    study.enqueue_trial(params, user_attrs={REQUEUED_FROM_ATTR: number})
+
+
+def requeue_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+    """Re-queue the trials a stopped run left RUNNING; returns how many."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        requeue_trial(
+            study,
+            storage,
+            trial.number,
+            trial.params,
+            "interrupted before it finished; queued to run again",
+        )
+    return len(running)
+
+
+def queue_presets(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Queue the published presets not yet in the study (in any state); their names.
+
+    A preset counts as present when a trial has its parameters or was queued for it.
+    """
+    present_params = [trial.params for trial in study.get_trials(deepcopy=False)]
+    queued = {
+        trial.user_attrs.get(QUEUED_PRESET_ATTR) for trial in study.get_trials(deepcopy=False)
+    }
+    names = []
+    for name in PUBLISHED_PRESETS:
+        preset = dataclasses.replace(get_preset(name), num_classes=space.num_classes)
+        try:
+            params = config_to_params(preset, space)
+        except ValueError as error:
+            logger.warning("preset %s is not queued: %s", name, error)
+            continue
+        if name in queued or params in present_params:
+            continue
+        study.enqueue_trial(params, user_attrs={QUEUED_PRESET_ATTR: name})
+        names.append(name)
+    return names
+
+
+def sampler_seed(seed: int, run_index: int) -> int:
+    """The sampler's seed for the ``run_index``-th run (1-based) of a study.
+
+    The first run uses ``seed``; each resumed run gets its own, so a resumed run does not
+    replay the first run's random suggestions (which would duplicate trials).
+    """
+    return seed + (run_index - 1) * 1_000_003

@@ -1,0 +1,131 @@
+"""Ray set-up: start or join Ray, size each trial, and run trials with Ray Tune."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search.bookkeeping import sampler_seed
+from search.optuna_bridge import RecordingOptunaSearch, make_sampler, suggest
+from search.records import TrialsTable
+from search.settings import OBJECTIVES, RunResources, StudySettings
+from search.trial import TrialContext, evaluate_trial
+from threshnet.cli import UserError
+from threshnet.training.data import CacheEntry
+
+
+def start_ray(resources: RunResources) -> bool:
+    """Connect to or start Ray; True when this process started it."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if resources.address:
+        try:
+            ray.init(address=resources.address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(
+                f"cannot join the Ray cluster at {resources.address}: {error}"
+            ) from None
+        return False
+    ray.init(
+        num_cpus=resources.num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+    )
+    return True
+
+
+def trial_resources(resources: RunResources) -> tuple[float, float]:
+    """(CPUs, GPUs) per trial, checked against what the Ray cluster has."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    gpus_per_trial = resources.gpus_per_trial
+    if gpus_per_trial is None:
+        gpus_per_trial = 1.0 if gpus >= 1 else 0.0
+    if gpus_per_trial > gpus:
+        raise UserError(
+            f"--gpus-per-trial {gpus_per_trial:g} needs a GPU, but the Ray cluster has {gpus:g}"
+        )
+    if resources.cpus_per_trial > cpus:
+        raise UserError(
+            f"--cpus-per-trial {resources.cpus_per_trial:g} exceeds the cluster's {cpus:g} CPUs"
+        )
+    return resources.cpus_per_trial, gpus_per_trial
+
+
+def _trainable(config: dict[str, Any], context: TrialContext) -> None:
+    from ray import tune
+
+    result = evaluate_trial(config, context)
+    for objective in OBJECTIVES:  # Tune requires the metrics in every result
+        result.setdefault(objective, math.nan)
+    tune.report(result)
+
+
+@dataclass(frozen=True)
+class TuneRun:
+    """One Ray Tune run of a study's missing trials."""
+
+    study_name: str
+    storage: optuna.storages.BaseStorage
+    table: TrialsTable
+    experiment_dir: str  # Ray Tune's storage path; also where a failed worker's logs are
+    run_index: int  # 1-based, over the study's runs
+    trials: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+
+def run_trials(
+    run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
+) -> None:
+    """Ask Ray Tune for ``run.trials`` trials, suggested and recorded through Optuna."""
+    from ray import tune
+
+    searcher = RecordingOptunaSearch(
+        table=run.table,
+        failure_hint=run.experiment_dir,
+        space=functools.partial(suggest, space=settings.space),
+        metric=list(OBJECTIVES),
+        mode=["max", "min"],
+        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
+        study_name=run.study_name,
+        storage=run.storage,
+    )
+    context = TrialContext(
+        settings=settings,
+        cache_dir=resources.cache_dir,
+        train_cache=train_cache,
+        cpus_per_trial=run.cpus_per_trial,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, context=context),
+        {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=run.trials,
+            max_concurrent_trials=resources.max_concurrent,
+        ),
+        run_config=tune.RunConfig(
+            name=f"run-{run.run_index:03d}",
+            storage_path=run.experiment_dir,
+            failure_config=tune.FailureConfig(max_failures=0),
+            verbose=0,  # one line per finished trial comes from the searcher instead
+        ),
+    )
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        # Their advice (Tuner.restore) does not apply: this study resumes by rerunning
+        # the same command, which the summary says.
+        logging.getLogger(name).setLevel(logging.ERROR)
+    tuner.fit()

@@ -1,0 +1,163 @@
+"""The study directory's file format, in one place: ``search`` writes it, ``studies`` reads it.
+
+    manifest.json   {"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, "settings": {...}, ...}
+    trials.csv      number, state, the RECORD_FIELDS, datetime_start, datetime_complete,
+                    then one column per search-space parameter (empty where not sampled)
+
+Every field has one type here; the writer writes what a trial recorded, the reader gives
+back the same values with these types. Both files are written atomically (temporary file,
+then rename), so a reader never sees half a file. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from threshnet.fileio import atomic_write_text
+
+MANIFEST_KIND = "threshnet-search-study"
+MANIFEST_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TRIALS_FILE = "trials.csv"
+
+INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
+
+# What a trial records (see search.trial.evaluate_trial), in table order, with its type.
+RECORD_FIELDS: dict[str, type] = {
+    "status": str,  # ok, failed, infeasible or interrupted (running/queued in the table)
+    "preset": str,
+    "val_acc": float,
+    "latency_ms": float,
+    "latency_p10_ms": float,
+    "latency_p90_ms": float,
+    "latency_stdev_ms": float,
+    "batch_latency_ms": float,
+    "batch_per_image_ms": float,
+    "latency_batch_size": int,
+    "params": int,
+    "macs": int,
+    "flops": int,
+    "activation_mb": float,
+    "depth": int,
+    "val_loss": float,
+    "train_loss": float,
+    "train_acc": float,
+    "epochs": int,
+    "train_seconds": float,
+    "images_per_second": float,
+    "trial_seconds": float,
+    "seed": int,
+    "device": str,
+    "device_name": str,
+    "latency_device": str,
+    "latency_device_name": str,
+    "latency_dtype": str,
+    "latency_threads": int,
+    "latency_input_size": int,
+    "latency_repeats": int,
+    "node": str,
+    "error": str,
+    "config_json": str,
+}
+LEADING_COLUMNS: dict[str, type] = {"number": int, "state": str}  # Optuna's number and state
+DATETIME_COLUMNS = ("datetime_start", "datetime_complete")  # ISO 8601, UTC offset included
+
+_PANDAS_TYPES = {int: "Int64", float: "float64", str: "string"}
+
+
+class StudyError(ValueError):
+    """A directory or file that is not a readable study (the message is one line)."""
+
+
+def table_columns(param_columns: Sequence[str]) -> list[str]:
+    """The columns of ``trials.csv`` for a space with ``param_columns``."""
+    return [*LEADING_COLUMNS, *RECORD_FIELDS, *DATETIME_COLUMNS, *param_columns]
+
+
+def param_columns(columns: Iterable[str]) -> list[str]:
+    """The search-space parameter columns among ``columns`` (all that are not fixed)."""
+    fixed = {*LEADING_COLUMNS, *RECORD_FIELDS, *DATETIME_COLUMNS}
+    return [column for column in columns if column not in fixed]
+
+
+def write_trials(
+    path: Path, rows: Iterable[Mapping[str, Any]], param_columns: Sequence[str]
+) -> None:
+    """Write ``trials.csv`` atomically; missing values are written as empty cells."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=table_columns(param_columns), restval="", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_trials(path: Path) -> pd.DataFrame:
+    """``trials.csv`` as a typed frame (empty cells are missing values), sorted by number."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        frame = _typed(frame)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StudyError(f"{path} is not a valid trials table: {first_line}") from None
+    missing = [column for column in LEADING_COLUMNS if column not in frame.columns]
+    if missing:
+        raise StudyError(f"{path} is not a valid trials table: no {'/'.join(missing)} column")
+    return frame.sort_values("number").reset_index(drop=True)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    types = {**LEADING_COLUMNS, **RECORD_FIELDS}
+    for column in frame.columns:
+        if column in types:
+            kind = types[column]
+            if kind is str:
+                frame[column] = frame[column].fillna("").astype("string")
+            else:
+                numbers = pd.to_numeric(frame[column], errors="raise")
+                frame[column] = numbers.astype(_PANDAS_TYPES[kind])
+        elif column in DATETIME_COLUMNS:
+            frame[column] = pd.to_datetime(frame[column], errors="raise", utc=True)
+        else:  # space parameters: numbers, empty where not sampled
+            frame[column] = pd.to_numeric(frame[column], errors="raise")
+    return frame
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest of the study in ``root``; None when there is none.
+
+    Raises StudyError when it is unreadable, not a study's, of another version, or has no
+    settings.
+    """
+    path = root / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise StudyError(f"cannot read {path}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise StudyError(f"{root} is not a threshnet-search study directory")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise StudyError(
+            f"{path} has version {manifest.get('version')!r}; "
+            f"this toolkit reads version {MANIFEST_VERSION}"
+        )
+    if not isinstance(manifest.get("settings"), dict):
+        raise StudyError(f"{path} has no settings")
+    return manifest
+
+
+def write_manifest(root: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest`` atomically, stamped with the kind and version."""
+    body = {key: value for key, value in manifest.items() if key not in ("kind", "version")}
+    stamped = {"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, **body}
+    atomic_write_text(root / MANIFEST_FILE, json.dumps(stamped, indent=2) + "\n")

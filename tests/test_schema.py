@@ -1,0 +1,92 @@
+"""The study-file schema: what search writes, studies reads back, field by field, typed."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.records import TrialsTable
+from search.settings import DEFAULT_SETTINGS
+from search.study import StudyDirectory
+from space import param_names
+from studies import schema
+from studies.load import StudyError, load_study
+from threshnet.cli import UserError
+
+SAMPLE_VALUES = {int: 12345678901, float: 0.123456789012345, str: 'a "quoted", text\nline'}
+PANDAS_TYPES = {int: "Int64", float: "float64", str: "string"}
+
+
+def _record() -> dict[str, object]:
+    """A value of the declared type for every field (status must be a real one)."""
+    record = {name: SAMPLE_VALUES[kind] for name, kind in schema.RECORD_FIELDS.items()}
+    record["status"] = "ok"
+    return record
+
+
+@pytest.fixture
+def study_dir(directory: StudyDirectory) -> StudyDirectory:
+    """A study directory with a manifest and no trials yet."""
+    directory.write_manifest({"name": "study", "settings": DEFAULT_SETTINGS.to_dict()})
+    return directory
+
+
+def test_what_search_writes_studies_reads_back_field_by_field(study_dir: StudyDirectory) -> None:
+    study = study_dir.load_study(study_dir.storage())
+    finished = study.ask()
+    finished.suggest_int("threshold", 0, 5)
+    finished.suggest_int("s1_depth", 1, 12)
+    record = _record()
+    for key, value in record.items():
+        finished.set_user_attr(key, value)
+    study.tell(finished, [0.5, 2.0])
+    failed = study.ask()  # a trial with nothing measured: empty cells, missing values
+    failed.suggest_int("threshold", 0, 5)
+    failed.set_user_attr("status", "failed")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+
+    TrialsTable(study_dir.trials_path, tuple(param_names(DEFAULT_SETTINGS.space))).write(study)
+    loaded = load_study(study_dir.root)
+    assert list(loaded.trials.columns) == schema.table_columns(param_names(DEFAULT_SETTINGS.space))
+    first, second = loaded.trials.iloc[0], loaded.trials.iloc[1]
+    for name, kind in schema.RECORD_FIELDS.items():
+        assert str(loaded.trials[name].dtype) == PANDAS_TYPES[kind], name
+        if kind is float:
+            assert math.isclose(first[name], record[name], rel_tol=1e-15), name
+        else:
+            assert first[name] == record[name], name
+    assert (first["number"], first["state"]) == (0, "COMPLETE")
+    assert (second["number"], second["state"], second["status"]) == (1, "FAIL", "failed")
+    assert pd.isna(second["val_acc"]) and pd.isna(second["params"]) and second["preset"] == ""
+    assert first["threshold"] == finished.params["threshold"] and pd.isna(second["s1_depth"])
+    assert loaded.trials["datetime_start"].dt.tz is not None
+    assert loaded.param_columns == param_names(DEFAULT_SETTINGS.space)
+
+
+def test_the_manifest_round_trips_and_both_readers_check_its_version(
+    directory: StudyDirectory,
+) -> None:
+    manifest = {"name": "study", "settings": DEFAULT_SETTINGS.to_dict(), "runs": [{"a": 1}]}
+    directory.write_manifest(manifest)
+    stored = json.loads(directory.manifest_path.read_text())
+    assert (stored["kind"], stored["version"]) == (schema.MANIFEST_KIND, schema.MANIFEST_VERSION)
+    assert load_study(directory.root).manifest == stored
+    assert directory.read_manifest() == stored
+
+    directory.manifest_path.write_text(json.dumps({**stored, "version": 0}))
+    with pytest.raises(UserError, match="has version 0"):
+        directory.read_manifest()
+    with pytest.raises(StudyError, match="has version 0"):
+        load_study(directory.root)
+
+
+def test_every_recorded_status_and_type_is_declared_once() -> None:
+    assert set(schema.RECORD_FIELDS.values()) <= {int, float, str}
+    overlap = set(schema.RECORD_FIELDS) & (
+        set(schema.LEADING_COLUMNS) | set(schema.DATETIME_COLUMNS)
+    )
+    assert overlap == set()

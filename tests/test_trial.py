@@ -1,0 +1,87 @@
+"""One trial in-process: infeasible without training, failures recorded, every key in the schema."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from search.settings import SMOKE_SETTINGS, StudySettings
+from search.trial import NUMBER_KEY, TrialContext, evaluate_trial
+from space import CostCaps, SearchSpace, config_to_params
+from studies import schema
+from threshnet.config import StageConfig, ThreshNetConfig
+
+# A two-stage space small enough to train in a second on CPU.
+_STAGE = {"depth": [1, 3], "growth": [8, 16, 8], "k": [8, 16, 8], "m": [1.7]}
+TINY_SPACE = SearchSpace.from_dict(
+    {
+        "threshold": [0, 2],
+        "stem": [8, 16],
+        "bottleneck": 16,
+        "num_classes": 3,
+        "stages": [
+            {**_STAGE, "transition": [16, 32, 16], "downsample": True},
+            {**_STAGE, "transition": [16, 32, 16], "downsample": False},
+        ],
+    }
+)
+TINY = ThreshNetConfig(
+    stages=(StageConfig(2, 8, 16, True), StageConfig(2, 8, 32, False)),
+    threshold=1,
+    stem=(8, 16),
+    bottleneck=16,
+    num_classes=3,
+)
+ALLOWED_KEYS = set(schema.RECORD_FIELDS) | {"number"}
+
+
+def _context(data_dir: Path, cache: Path, **changes: object) -> TrialContext:
+    settings = dataclasses.replace(
+        SMOKE_SETTINGS, space=TINY_SPACE, data_dir=str(data_dir), val_size=9, **changes
+    )
+    assert isinstance(settings, StudySettings)
+    return TrialContext(settings=settings, cache_dir=str(cache), train_cache=None, cpus_per_trial=1)
+
+
+def _params(number: int) -> dict[str, object]:
+    return {**config_to_params(TINY, TINY_SPACE), NUMBER_KEY: number}
+
+
+def test_an_infeasible_config_is_recorded_without_reading_data(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-data"  # reading data would fail the trial instead
+    context = _context(missing, tmp_path / "cache", caps=CostCaps(max_params=1000))
+    record = evaluate_trial(_params(4), context)
+    assert record["status"] == "infeasible"
+    assert record["error"].startswith("params ") and "> max 1,000" in record["error"]
+    assert record["params"] > 1000 and record["macs"] > 0
+    assert record["number"] == 4 and ThreshNetConfig.from_json(record["config_json"]) == TINY
+    assert "val_acc" not in record and "latency_ms" not in record
+    assert set(record) <= ALLOWED_KEYS
+
+
+def test_a_failing_trial_returns_its_reason_instead_of_raising(tmp_path: Path) -> None:
+    context = _context(tmp_path / "no-such-data", tmp_path / "cache")
+    record = evaluate_trial(_params(2), context)
+    assert record["status"] == "failed"
+    assert "DataError" in record["error"] and "does not exist" in record["error"]
+    assert record["trial_seconds"] >= 0 and record["device"] == "cpu"
+    assert set(record) <= ALLOWED_KEYS
+
+
+@pytest.mark.parametrize("batch", [None, 4])
+def test_a_finished_trial_records_only_schema_fields(
+    tiny_folder: Path, tmp_path: Path, batch: int | None
+) -> None:
+    latency = dataclasses.replace(SMOKE_SETTINGS.latency, batch_size=batch)
+    context = _context(tiny_folder, tmp_path / "cache", latency=latency)
+    record = evaluate_trial(_params(0), context)
+    assert record["status"] == "ok", record["error"]
+    assert 0.0 <= record["val_acc"] <= 1.0 and record["latency_ms"] > 0
+    assert record["epochs"] == SMOKE_SETTINGS.train.epochs and record["latency_threads"] == 1
+    assert ("batch_latency_ms" in record) == (batch is not None)
+    assert set(record) <= ALLOWED_KEYS
+    for key, value in record.items():  # each value has the type the schema declares
+        kind = schema.RECORD_FIELDS.get(key, int)
+        assert isinstance(value, kind), (key, value)
