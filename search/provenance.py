@@ -56,6 +56,7 @@ def new_manifest(name: str, settings: StudySettings, storage: str | None) -> dic
     """The manifest of a new study (``storage``: None for the journal file, or a URL)."""
     return {
         "name": name,
+        "study_name": name,  # the Optuna study's name: the study's identity, never changed
         "storage": storage,
         "created": dt.datetime.now(dt.UTC).isoformat(),
         "settings": settings.to_dict(),

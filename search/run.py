@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 import torch
 
+from search.journal import repair_journal
 from search.provenance import new_manifest
 from search.proxy_data import prepare_data
 from search.runner import run_study
@@ -80,6 +81,11 @@ def _parser() -> ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="tiny CPU-sized study for trying")
     parser.add_argument(
         "--storage", help="Optuna database URL (default: a journal file in the study directory)"
+    )
+    parser.add_argument(
+        "--repair-journal",
+        action="store_true",
+        help="cut a journal damaged in the middle back to the operations before the damage",
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=unset, help="ImageFolder root (train/, test/)")
@@ -204,7 +210,18 @@ def _open_study(
             f"study {directory.root} uses {stored_storage} as its Optuna storage; "
             "omit --storage to resume it"
         )
-    stored = StudySettings.from_dict(manifest["settings"])
+    try:
+        stored = StudySettings.from_dict(manifest["settings"])
+    except (ValueError, TypeError, KeyError) as error:
+        versions = manifest.get("versions")
+        written_by = (versions if isinstance(versions, dict) else {}).get(
+            "threshnet-search", "an unknown version"
+        )
+        raise UserError(
+            f"study {directory.root} was written by threshnet-search {written_by} and its "
+            f"settings cannot be resumed by this version ({_one_line(error)}); report and "
+            "export still read it; continue the search in a new study (another --name)"
+        ) from None
     settings = build_settings(args, stored)
     differences = _differences(stored.to_dict(), settings.to_dict())
     if differences:
@@ -220,6 +237,21 @@ def _open_study(
             f"{settings.space.num_classes}; use a new --name"
         )
     return settings, manifest, train_cache
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text or type(error).__name__
+
+
+def _check_journal(directory: StudyDirectory, *, cut_middle: bool) -> None:
+    """Cut a journal tail that an interrupted write left unreadable (one line says so)."""
+    try:
+        message = repair_journal(directory.journal_path, cut_middle=cut_middle)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if message:
+        print(f"{PROG}: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -240,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{directory.root} exists and is not a threshnet-search study directory")
     directory.create()
     with directory.run_lock():
+        _check_journal(directory, cut_middle=args.repair_journal)
         try:
             settings, manifest, train_cache = _open_study(args, directory, name)
         except UserError:

@@ -73,7 +73,8 @@ def run_study(
     started = time.perf_counter()
     storage_url = manifest.get("storage")
     storage = directory.storage(storage_url)
-    study = directory.load_study(storage)
+    study_name = manifest["study_name"]
+    study = directory.load_study(storage, study_name)
     requeued = requeue_interrupted(study, storage)
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
     table.write(study)  # replaces a table a crash may have left behind
@@ -98,7 +99,7 @@ def run_study(
         manifest["runs"].append(run_record)
         directory.write_manifest(manifest)
         run = TuneRun(
-            study_name=directory.study_name,
+            study_name=study_name,
             storage=storage,
             table=table,
             experiment_dir=str(directory.ray_dir.resolve()),
@@ -114,7 +115,7 @@ def run_study(
             import ray
 
             ray.shutdown()
-    study = directory.load_study(storage)
+    study = directory.load_study(storage, study_name)
     requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
     table.write(study)
     run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()

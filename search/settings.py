@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
+from threshnet.config import dataclass_kwargs
 from threshnet.latency import LatencySettings
 from threshnet.training.loops import TrainSettings
 
@@ -59,18 +60,25 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudySettings:
-        """Inverse of :meth:`to_dict` (for resuming from a manifest)."""
-        values = {field.name: data[field.name] for field in fields(cls)}
-        values.update({name: from_dict(values[name]) for name, (from_dict, _) in _SECTIONS.items()})
+        """Inverse of :meth:`to_dict` (for resuming from a manifest); ValueError names a
+        key that is unknown or missing."""
+        values = dataclass_kwargs(cls, data, "settings", ignore=frozenset({"objectives"}))
+        for name, (from_dict, _) in _SECTIONS.items():
+            if name in values:
+                values[name] = from_dict(values[name])
         return cls(**values)
+
+
+def _plain_section(cls: type, name: str) -> Callable[[Any], Any]:
+    return lambda data: cls(**dataclass_kwargs(cls, data, f"settings.{name}"))
 
 
 # The sections of StudySettings that are dataclasses: field -> (from dict, to dict).
 _SECTIONS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], dict[str, Any]]]] = {
     "space": (SearchSpace.from_dict, SearchSpace.to_dict),
     "train": (TrainSettings.from_dict, TrainSettings.to_dict),
-    "latency": (lambda data: LatencyProtocol(**data), asdict),
-    "caps": (lambda data: CostCaps(**data), asdict),
+    "latency": (_plain_section(LatencyProtocol, "latency"), asdict),
+    "caps": (_plain_section(CostCaps, "caps"), asdict),
 }
 
 

@@ -41,11 +41,6 @@ class StudyDirectory:
     def name(self) -> str:
         return self.root.name
 
-    @property
-    def study_name(self) -> str:
-        """The Optuna study's name in the storage."""
-        return self.root.name
-
     def create(self) -> None:
         """Make the directory; a clear UserError when that is impossible."""
         try:
@@ -101,11 +96,12 @@ class StudyDirectory:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise UserError(f"cannot open the Optuna storage {url!r}: {message}") from None
 
-    def load_study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
-        """Create or open the study in ``storage`` (val_acc max, latency_ms min)."""
+    def load_study(self, storage: optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
+        """Create or open the study ``study_name`` (the manifest's; fixed at creation, so
+        a moved or copied directory keeps it) in ``storage``: val_acc max, latency_ms min."""
         study = optuna.create_study(
             storage=storage,
-            study_name=self.study_name,
+            study_name=study_name,
             directions=["maximize", "minimize"],
             load_if_exists=True,
         )

@@ -23,7 +23,7 @@ import pandas as pd
 from threshnet.fileio import atomic_write_text
 
 MANIFEST_KIND = "threshnet-search-study"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: "study_name", the study's identity in the Optuna storage
 MANIFEST_FILE = "manifest.json"
 TRIALS_FILE = "trials.csv"
 
@@ -132,9 +132,9 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
-    """The manifest of the study in ``root``; None when there is none.
+    """The manifest of the study in ``root``, migrated to MANIFEST_VERSION; None if none.
 
-    Raises StudyError when it is unreadable, not a study's, of another version, or has no
+    Raises StudyError when it is unreadable, not a study's, of a newer version, or has no
     settings.
     """
     path = root / MANIFEST_FILE
@@ -146,14 +146,37 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
         raise StudyError(f"cannot read {path}: {error}") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
         raise StudyError(f"{root} is not a threshnet-search study directory")
-    if manifest.get("version") != MANIFEST_VERSION:
+    version = manifest.get("version")
+    if version not in _MIGRATIONS and version != MANIFEST_VERSION:
+        newer = isinstance(version, int) and version > MANIFEST_VERSION
         raise StudyError(
-            f"{path} has version {manifest.get('version')!r}; "
-            f"this toolkit reads version {MANIFEST_VERSION}"
+            f"{path} has version {version!r}; this toolkit reads versions 1 to "
+            f"{MANIFEST_VERSION}" + (" (a newer threshnet-search wrote it)" if newer else "")
         )
+    while manifest["version"] != MANIFEST_VERSION:
+        manifest = _MIGRATIONS[manifest["version"]](manifest)
     if not isinstance(manifest.get("settings"), dict):
         raise StudyError(f"{path} has no settings")
+    if not isinstance(manifest.get("study_name"), str) or not manifest["study_name"]:
+        raise StudyError(f"{path} has no study name")
     return manifest
+
+
+# Settings an earlier version recorded that no longer exist (they had no effect).
+REMOVED_SETTINGS = (("latency", "cpu_threads"),)
+
+
+def _from_version_1(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named the Optuna study after the directory it was created in."""
+    settings = manifest.get("settings")
+    if isinstance(settings, dict):
+        for section, name in REMOVED_SETTINGS:
+            if isinstance(settings.get(section), dict):
+                settings[section].pop(name, None)
+    return {**manifest, "version": 2, "study_name": manifest.get("name")}
+
+
+_MIGRATIONS = {1: _from_version_1}  # version -> its manifest in the next version's format
 
 
 def write_manifest(root: Path, manifest: Mapping[str, Any]) -> None:

@@ -39,7 +39,8 @@ def world(tmp_path: Path) -> Path:
     study.mkdir(parents=True)
     settings = search_run.DEFAULT_SETTINGS.to_dict()
     schema.write_manifest(
-        study, {"name": "existing", "storage": None, "settings": settings, "runs": []}
+        study,
+        {"name": "existing", "study_name": "existing", "settings": settings, "runs": []},
     )
     (study / "trials.csv").write_text("number,state\n0,COMPLETE\n")
     (tmp_path / "runs" / "other").mkdir()

@@ -16,6 +16,8 @@ from search.study import StudyDirectory
 from search.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, param_names
 
+STUDY = "bridge"
+
 
 def _searcher(directory: StudyDirectory) -> RecordingOptunaSearch:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -26,13 +28,13 @@ def _searcher(directory: StudyDirectory) -> RecordingOptunaSearch:
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
-        study_name=directory.study_name,
+        study_name=STUDY,
         storage=directory.storage(),
     )
 
 
 def _stored(directory: StudyDirectory) -> dict[int, optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=directory.study_name, storage=directory.storage())
+    study = optuna.load_study(study_name=STUDY, storage=directory.storage())
     return {trial.number: trial for trial in study.get_trials()}
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from search.records import TrialsTable
-from search.settings import DEFAULT_SETTINGS
+from search.settings import DEFAULT_SETTINGS, StudySettings
 from search.study import StudyDirectory
 from space import param_names
 from studies import schema
@@ -31,12 +31,14 @@ def _record() -> dict[str, object]:
 @pytest.fixture
 def study_dir(directory: StudyDirectory) -> StudyDirectory:
     """A study directory with a manifest and no trials yet."""
-    directory.write_manifest({"name": "study", "settings": DEFAULT_SETTINGS.to_dict()})
+    directory.write_manifest(
+        {"name": "study", "study_name": "study", "settings": DEFAULT_SETTINGS.to_dict()}
+    )
     return directory
 
 
 def test_what_search_writes_studies_reads_back_field_by_field(study_dir: StudyDirectory) -> None:
-    study = study_dir.load_study(study_dir.storage())
+    study = study_dir.load_study(study_dir.storage(), "study")
     finished = study.ask()
     finished.suggest_int("threshold", 0, 5)
     finished.suggest_int("s1_depth", 1, 12)
@@ -70,18 +72,35 @@ def test_what_search_writes_studies_reads_back_field_by_field(study_dir: StudyDi
 def test_the_manifest_round_trips_and_both_readers_check_its_version(
     directory: StudyDirectory,
 ) -> None:
-    manifest = {"name": "study", "settings": DEFAULT_SETTINGS.to_dict(), "runs": [{"a": 1}]}
+    manifest = {
+        "name": "study",
+        "study_name": "study",
+        "settings": DEFAULT_SETTINGS.to_dict(),
+        "runs": [{"a": 1}],
+    }
     directory.write_manifest(manifest)
     stored = json.loads(directory.manifest_path.read_text())
     assert (stored["kind"], stored["version"]) == (schema.MANIFEST_KIND, schema.MANIFEST_VERSION)
     assert load_study(directory.root).manifest == stored
     assert directory.read_manifest() == stored
 
-    directory.manifest_path.write_text(json.dumps({**stored, "version": 0}))
-    with pytest.raises(UserError, match="has version 0"):
+    directory.manifest_path.write_text(json.dumps({**stored, "version": 3}))
+    with pytest.raises(UserError, match=r"has version 3; .* reads versions 1 to 2 .*newer"):
         directory.read_manifest()
-    with pytest.raises(StudyError, match="has version 0"):
+    with pytest.raises(StudyError, match="has version 3"):
         load_study(directory.root)
+
+
+def test_a_version_1_manifest_is_migrated(directory: StudyDirectory) -> None:
+    settings = DEFAULT_SETTINGS.to_dict()
+    settings["latency"]["cpu_threads"] = None  # recorded by version 1, removed since
+    old = {"kind": schema.MANIFEST_KIND, "version": 1, "name": "first-name", "settings": settings}
+    directory.manifest_path.write_text(json.dumps(old))
+    manifest = directory.read_manifest()
+    assert manifest["version"] == 2 and manifest["study_name"] == "first-name"
+    assert "cpu_threads" not in manifest["settings"]["latency"]
+    assert StudySettings.from_dict(manifest["settings"]) == DEFAULT_SETTINGS
+    assert load_study(directory.root).manifest == manifest
 
 
 def test_every_recorded_status_and_type_is_declared_once() -> None:

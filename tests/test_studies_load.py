@@ -16,7 +16,7 @@ HEADER = "number,state,status,preset,val_acc,latency_ms,params,macs,epochs,confi
 def _study(root: Path, rows: list[str] | None) -> Path:
     root.mkdir(parents=True)
     settings = {"train": {"epochs": 2}, "space": {"num_classes": 10}}
-    schema.write_manifest(root, {"name": "s", "settings": settings})
+    schema.write_manifest(root, {"name": "s", "study_name": "s", "settings": settings})
     if rows is not None:
         (root / "trials.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     return root

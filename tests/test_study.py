@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 import pytest
 
@@ -28,14 +26,16 @@ def _params(name: str) -> dict:
 
 def test_interrupted_trials_are_failed_and_queued_again(directory: StudyDirectory) -> None:
     storage = directory.storage()
-    study = directory.load_study(storage)
+    study = directory.load_study(storage, "study")
     done = study.ask()
     done.suggest_int("threshold", 0, 5)
     study.tell(done, [0.5, 1.0])
     running = study.ask()
     running.suggest_int("threshold", 0, 5)
     running.suggest_int("s1_depth", 1, 12)
-    reopened = directory.load_study(directory.storage())  # as a new run sees it after a kill
+    reopened = directory.load_study(
+        directory.storage(), "study"
+    )  # as a new run sees it after a kill
     assert requeue_interrupted(reopened, directory.storage()) == 1
     states = {t.number: t for t in reopened.get_trials()}
     assert states[running.number].state == optuna.trial.TrialState.FAIL
@@ -48,19 +48,19 @@ def test_interrupted_trials_are_failed_and_queued_again(directory: StudyDirector
 
 
 def test_presets_are_queued_once_and_run_first(directory: StudyDirectory) -> None:
-    study = directory.load_study(directory.storage())
+    study = directory.load_study(directory.storage(), "study")
     space = DEFAULT_SETTINGS.space
     assert queue_presets(study, space) == ["threshnet28", "threshnet79", "threshnet95"]
     assert queue_presets(study, space) == []  # queued already
     first = study.ask()
     assert first.user_attrs[QUEUED_PRESET_ATTR] == "threshnet28"
     assert sample_params(first, space) == _params("threshnet28")
-    reopened = directory.load_study(directory.storage())
+    reopened = directory.load_study(directory.storage(), "study")
     assert queue_presets(reopened, space) == []  # also once the queued one has started
 
 
 def test_trials_table_has_a_column_per_parameter(directory: StudyDirectory) -> None:
-    study = directory.load_study(directory.storage())
+    study = directory.load_study(directory.storage(), "study")
     trial = study.ask()
     trial.suggest_int("threshold", 0, 5)
     trial.set_user_attr("status", "ok")
@@ -103,43 +103,3 @@ def test_a_directory_that_is_not_a_study_is_refused(directory: StudyDirectory) -
     directory.manifest_path.write_text('{"kind": "something-else"}')
     with pytest.raises(UserError, match="is not a threshnet-search study directory"):
         directory.read_manifest()
-
-
-def test_a_half_written_trials_table_is_rebuilt_from_the_storage(
-    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import dataclasses
-
-    from search.provenance import new_manifest
-    from search.settings import SMOKE_SETTINGS
-
-    directory = StudyDirectory(tmp_path / "runs" / "s")
-    directory.create()
-    settings = dataclasses.replace(SMOKE_SETTINGS, data_dir=str(tiny_folder))
-    settings = dataclasses.replace(
-        settings, space=dataclasses.replace(settings.space, num_classes=3)
-    )
-    directory.write_manifest(new_manifest("s", settings, None))
-    study = directory.load_study(directory.storage())
-    trial = study.ask()
-    trial.suggest_int("threshold", 0, 5)
-    trial.set_user_attr("status", "ok")
-    study.tell(trial, [0.5, 2.0])
-    directory.trials_path.write_text("number,state,status\n0,COMPL")  # a crash mid-write
-    code = main(
-        [
-            "--out",
-            str(tmp_path / "runs"),
-            "--name",
-            "s",
-            "--trials",
-            "1",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    assert code == 0
-    assert "0 run now" in capsys.readouterr().out
-    lines = directory.trials_path.read_text().splitlines()
-    assert lines[0].startswith("number,state,status,") and len(lines) == 2
-    assert lines[1].startswith("0,COMPLETE,ok,")

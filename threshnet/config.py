@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,8 @@ def _check_bool(field: str, value: Any) -> bool:
     return value
 
 
-def _check_keys(
-    where: str, data: Mapping[str, Any], required: set[str], optional: set[str]
-) -> None:
+def check_keys(where: str, data: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
+    """Raise ValueError naming unknown or missing keys of the JSON object ``data``."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - required - optional)
@@ -68,6 +67,21 @@ def _check_keys(
     missing = sorted(required - set(data))
     if missing:
         raise ValueError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+
+
+def dataclass_kwargs(
+    cls: type, data: Mapping[str, Any], where: str, *, ignore: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The keyword arguments of dataclass ``cls`` in ``data`` (keys in ``ignore`` dropped);
+    ValueError names unknown keys and missing ones that have no default."""
+    names = {field.name for field in fields(cls)}
+    required = {
+        field.name
+        for field in fields(cls)
+        if field.default is MISSING and field.default_factory is MISSING
+    }
+    check_keys(where, data, required, (names - required) | ignore)
+    return {key: value for key, value in data.items() if key not in ignore}
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,7 @@ class StageConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "stage") -> StageConfig:
-        _check_keys(where, data, {"depth", "growth", "transition", "downsample"}, {"multiplier"})
+        check_keys(where, data, {"depth", "growth", "transition", "downsample"}, {"multiplier"})
         stage = cls(
             depth=data["depth"],
             growth=data["growth"],
@@ -218,7 +232,7 @@ class ThreshNetConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThreshNetConfig:
         """Parse and validate; raises ValueError naming the offending key."""
-        _check_keys(
+        check_keys(
             "config",
             data,
             {"schema_version", "threshold", "stages"},

@@ -12,13 +12,13 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from threshnet.config import ThreshNetConfig
+from threshnet.config import ThreshNetConfig, dataclass_kwargs
 from threshnet.model import build_model
 from threshnet.training.batches import AUGMENTATIONS, BatchSettings, DeviceBatches
 from threshnet.training.data import ImageSet
@@ -83,10 +83,7 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
         """Inverse of :meth:`to_dict`; ValueError names an unknown key."""
-        unknown = sorted(set(data) - {field.name for field in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}")
-        values = dict(data)
+        values = dataclass_kwargs(cls, data, "training settings")
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)

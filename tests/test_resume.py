@@ -1,0 +1,165 @@
+"""Resuming studies that a crash, a move or an older version left behind (no Ray needed:
+each study already has all the finished trials it asks for)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from search.provenance import new_manifest
+from search.run import PROG, main
+from search.settings import SMOKE_SETTINGS
+from search.study import StudyDirectory
+from threshnet.cli import run_cli
+
+
+def _finished_study(root: Path, data: Path) -> StudyDirectory:
+    """A smoke study named after ``root`` with one finished trial and its trials.csv."""
+    directory = StudyDirectory(root)
+    directory.create()
+    settings = dataclasses.replace(SMOKE_SETTINGS, data_dir=str(data))
+    settings = dataclasses.replace(
+        settings, space=dataclasses.replace(settings.space, num_classes=3)
+    )
+    directory.write_manifest(new_manifest(root.name, settings, None))
+    study = directory.load_study(directory.storage(), root.name)
+    trial = study.ask()
+    trial.suggest_int("threshold", 0, 5)
+    trial.set_user_attr("status", "ok")
+    study.tell(trial, [0.5, 2.0])
+    return directory
+
+
+def _resume(directory: StudyDirectory, *extra: str) -> int:
+    return run_cli(
+        PROG,
+        main,
+        [
+            "--out",
+            str(directory.root.parent),
+            "--name",
+            directory.root.name,
+            "--trials",
+            "1",
+            "--cache-dir",
+            str(directory.root.parent.parent / "cache"),
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture
+def study(tiny_folder: Path, tmp_path: Path) -> StudyDirectory:
+    return _finished_study(tmp_path / "runs" / "s", tiny_folder)
+
+
+def _table_rows(directory: StudyDirectory) -> list[str]:
+    lines = directory.trials_path.read_text().splitlines()
+    assert lines[0].startswith("number,state,status,")
+    return lines[1:]
+
+
+def test_a_half_written_trials_table_is_rebuilt_from_the_storage(
+    study: StudyDirectory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study.trials_path.write_text("number,state,status\n0,COMPL")  # a crash mid-write
+    assert _resume(study) == 0
+    assert "0 run now" in capsys.readouterr().out
+    (row,) = _table_rows(study)
+    assert row.startswith("0,COMPLETE,ok,")
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'{"op_code": 5, "worker_id": "x", "trial_id": 0, "user', b"\x00\x00garbage\n"],
+    ids=["partial-line", "garbage-line"],
+)
+def test_a_damaged_journal_tail_is_cut_and_the_study_resumes(
+    study: StudyDirectory, tail: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    intact = study.journal_path.read_bytes()
+    with open(study.journal_path, "ab") as handle:
+        handle.write(tail)  # what a crash or a full disk in the middle of an append leaves
+    assert _resume(study) == 0
+    err = capsys.readouterr().err
+    assert "unreadable line(s) from line" in err and "original kept as" in err
+    repaired = study.journal_path.read_bytes()
+    assert repaired.startswith(intact) and tail not in repaired  # later lines: this run's
+    (copy,) = study.root.glob("optuna.journal.damaged-*")
+    assert copy.read_bytes() == intact + tail
+    (row,) = _table_rows(study)
+    assert row.startswith("0,COMPLETE,ok,")
+    assert _resume(study) == 0  # appending after the cut keeps the journal readable
+    assert "unreadable" not in capsys.readouterr().err
+
+
+def test_damage_in_the_middle_of_the_journal_is_named_and_repaired_on_request(
+    study: StudyDirectory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = study.journal_path.read_bytes().splitlines(keepends=True)
+    damaged = [*lines[:3], b"not json\n", *lines[3:]]
+    study.journal_path.write_bytes(b"".join(damaged))
+    assert _resume(study) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert f"damaged at line 4 of {len(damaged)}" in error and "--repair-journal" in error
+    assert study.journal_path.read_bytes() == b"".join(damaged)  # nothing changed
+
+    assert _resume(study, "--repair-journal") == 0
+    repaired = study.journal_path.read_bytes()
+    assert repaired.startswith(b"".join(lines[:3])) and b"not json" not in repaired
+    assert len(list(study.root.glob("optuna.journal.damaged-*"))) == 1
+
+
+@pytest.mark.parametrize("how", [shutil.move, shutil.copytree])
+def test_a_moved_or_copied_study_keeps_its_trials(
+    study: StudyDirectory, how, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = StudyDirectory(study.root.parent / "renamed")
+    how(study.root, elsewhere.root)
+    assert _resume(elsewhere) == 0
+    assert "0 run now" in capsys.readouterr().out  # the finished trial counts: none retrained
+    (row,) = _table_rows(elsewhere)
+    assert row.startswith("0,COMPLETE,ok,")
+
+
+def _rewrite_manifest(directory: StudyDirectory, change) -> None:
+    manifest = json.loads(directory.manifest_path.read_text())
+    change(manifest)
+    directory.manifest_path.write_text(json.dumps(manifest))
+
+
+def test_a_version_1_study_resumes(
+    study: StudyDirectory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def to_version_1(manifest: dict) -> None:
+        manifest["version"] = 1
+        del manifest["study_name"]
+        manifest["settings"]["latency"]["cpu_threads"] = None
+
+    _rewrite_manifest(study, to_version_1)
+    assert _resume(study) == 0
+    assert "0 run now" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda m: m["settings"].pop("space"), "missing key(s) 'space'"),
+        (lambda m: m["settings"]["latency"].update(smoothing=3), "unknown key(s) 'smoothing'"),
+    ],
+)
+def test_settings_this_version_cannot_resume_are_refused_in_one_line(
+    study: StudyDirectory, change, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rewrite_manifest(study, change)
+    before = study.manifest_path.read_bytes()
+    assert _resume(study) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "cannot be resumed by this version" in error
+    assert named in error
+    assert study.manifest_path.read_bytes() == before
