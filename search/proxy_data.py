@@ -13,6 +13,7 @@ from threshnet.training.data import (
     CacheEntry,
     DataError,
     ImageSet,
+    check_same_classes,
     load_split,
     locate_cache,
     stratified_split,
@@ -44,6 +45,7 @@ def _capped(
 def prepare_data(settings: StudySettings, cache_dir: str | None) -> tuple[CacheEntry, int]:
     """Decode and cache the training images once, check the split; (cache entry, classes)."""
     try:
+        check_same_classes(settings.data_dir, cache_dir)
         entry = locate_cache("train", data_dir=settings.data_dir, cache_dir=cache_dir)
         data = load_split("train", data_dir=settings.data_dir, cache_dir=cache_dir, entry=entry)
         train_set, val_set = split_training_data(data, settings)

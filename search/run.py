@@ -26,6 +26,7 @@ import optuna
 import torch
 
 from search.journal import repair_journal
+from search.preflight import check_settings
 from search.provenance import new_manifest
 from search.proxy_data import prepare_data
 from search.runner import run_study
@@ -151,12 +152,7 @@ def build_settings(args: argparse.Namespace, base: StudySettings) -> StudySettin
         changes["data_dir"] = str(Path(given["data_dir"]).resolve())
     if "no_presets" in given:
         changes["enqueue_presets"] = False
-    settings = dataclasses.replace(base, **changes)
-    try:
-        settings.train.validate()
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    return settings
+    return dataclasses.replace(base, **changes)
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -198,6 +194,7 @@ def _open_study(
     manifest = directory.read_manifest()
     if manifest is None:
         settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
+        check_settings(settings)
         train_cache, classes = prepare_data(settings, args.cache_dir)
         space = dataclasses.replace(settings.space, num_classes=classes)
         settings = dataclasses.replace(settings, space=space)
@@ -229,6 +226,7 @@ def _open_study(
             f"study {directory.root} was created with other settings "
             f"({'; '.join(differences)}); omit those flags to resume, or use a new --name"
         )
+    check_settings(settings)
     print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
     train_cache, classes = prepare_data(settings, args.cache_dir)
     if classes != settings.space.num_classes:

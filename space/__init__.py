@@ -2,7 +2,13 @@
 
 from space.constraints import CostCaps, check_config
 from space.ranges import DEFAULT_SPACE, IntRange, SearchSpace, StageSpace
-from space.sampling import config_to_params, param_names, params_to_config, sample_params
+from space.sampling import (
+    config_to_params,
+    extreme_configs,
+    param_names,
+    params_to_config,
+    sample_params,
+)
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -12,6 +18,7 @@ __all__ = [
     "StageSpace",
     "check_config",
     "config_to_params",
+    "extreme_configs",
     "param_names",
     "params_to_config",
     "sample_params",

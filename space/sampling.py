@@ -117,3 +117,46 @@ def config_to_params(config: ThreshNetConfig, space: SearchSpace) -> dict[str, A
     if problems:
         raise ValueError("config is not in the space: " + "; ".join(problems))
     return params
+
+
+def extreme_configs(space: SearchSpace) -> list[tuple[str, ThreshNetConfig]]:
+    """The smallest and largest config of the space at its lowest and highest threshold,
+    named; between them every stage takes every kind (dense, harmonic) it can take.
+
+    Raises ValueError (naming the config and the field) when one is not a valid network.
+    """
+    configs = []
+    for threshold in sorted({space.threshold.low, space.threshold.high}):
+        for label, pick, choose in (("smallest", _low, min), ("largest", _high, max)):
+            name = f"the {label} config at threshold {threshold}"
+            dense = [index < threshold for index in range(len(space.stages))]
+            try:
+                stages = tuple(
+                    StageConfig(
+                        depth=pick(stage.depth),
+                        growth=pick(stage.growth if is_dense else stage.k),
+                        transition=pick(stage.transition),
+                        downsample=stage.downsample,
+                        multiplier=DEFAULT_MULTIPLIER if is_dense else choose(stage.m),
+                    )
+                    for stage, is_dense in zip(space.stages, dense, strict=True)
+                )
+                config = ThreshNetConfig(
+                    stages=stages,
+                    threshold=threshold,
+                    stem=space.stem,
+                    bottleneck=space.bottleneck,
+                    num_classes=space.num_classes,
+                )
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{name} is not a valid network: {error}") from None
+            configs.append((name, config))
+    return configs
+
+
+def _low(bounds: IntRange) -> int:
+    return bounds.low
+
+
+def _high(bounds: IntRange) -> int:
+    return bounds.high

@@ -109,9 +109,10 @@ def search_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Training images only, plus a test split that cannot be decoded: a search that read
     the test split would fail."""
     root = write_image_folder(tmp_path_factory.mktemp("data"), per_class=34, splits=("train",))
-    broken = root / "test" / "cat"
-    broken.mkdir(parents=True)
-    (broken / "0000.png").write_bytes(b"this is not an image")
+    for name in CLASSES:
+        broken = root / "test" / name
+        broken.mkdir(parents=True)
+        (broken / "0000.png").write_bytes(b"this is not an image")
     return root
 
 

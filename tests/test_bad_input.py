@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,16 @@ CLIS = {
     "studies.export": studies_export.main,
     "threshnet.train": threshnet_train.main,
     "threshnet.profile": threshnet_profile.main,
+}
+
+
+# --space files under which every trial would fail: name -> TOML
+DOOMED_SPACES = {
+    "space-stem": 'stem = "abc"\n',
+    "space-bottleneck": "bottleneck = -5\n",
+    "space-depth": "[[stages]]\ndepth = [0, 4]\n",
+    "space-transition": "[[stages]]\ntransition = [0, 64, 32]\n",
+    "space-scalar": "[[stages]]\ntransition = 0\n",
 }
 
 
@@ -55,6 +66,12 @@ def world(tmp_path: Path) -> Path:
     wrong = {**THRESHNET79.to_dict(), "threshold": "3"}
     (tmp_path / "wrong-type.json").write_text(json.dumps(wrong))
     (tmp_path / "pickle.json").write_bytes(b"\x80\x04\x95 cos\nsystem\n")
+    shutil.copytree(tmp_path / "data", tmp_path / "renamed")
+    (tmp_path / "renamed" / "test" / "cat").rename(tmp_path / "renamed" / "test" / "kitten")
+    shutil.copytree(tmp_path / "data", tmp_path / "extra")
+    shutil.copytree(tmp_path / "data" / "test" / "cat", tmp_path / "extra" / "test" / "zebra")
+    for name, text in DOOMED_SPACES.items():
+        (tmp_path / f"{name}.toml").write_text(text)
     (tmp_path / "train-out").mkdir()
     (tmp_path / "train-out" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not ours")
     return tmp_path
@@ -77,7 +94,7 @@ CASES = [
     ("search.run", _search("--trials", "-5"), "expected a positive integer"),
     ("search.run", _search("--sampler", "cmaes"), "invalid choice: 'cmaes'"),
     ("search.run", _search("--num-cpus", "1.5"), "expected a positive integer, got '1.5'"),
-    ("search.run", _search("--cpus-per-trial", "0"), "expected a positive number"),
+    ("search.run", _search("--cpus-per-trial", "0"), "expected a finite positive number"),
     ("search.run", _search("--gpus-per-trial", "1", "--smoke"), "needs a GPU"),
     (
         "search.run",
@@ -132,6 +149,58 @@ CASES = [
         lambda w: [*_search("--smoke", "--name", "n5")(w), "--space", str(w / "huge.json")],
         "not valid TOML",
     ),
+    *[
+        (
+            "search.run",
+            lambda w, flags=flags: [*_search("--smoke", "--name", "doomed")(w), *flags],
+            message,
+        )
+        for flags, message in [
+            (["--input-size", "8"], "cannot run at --input-size 8"),
+            (["--latency-input-size", "12"], "cannot run at --latency-input-size 12"),
+            (["--latency-repeats", "2"], "repeats must be an integer >= 3"),
+            (["--weight-decay", "inf"], "expected a finite number >= 0, got inf"),
+            (["--lr", "nan"], "expected a finite positive number, got nan"),
+        ]
+    ],
+    *[
+        (
+            "search.run",
+            lambda w, name=name: [
+                *_search("--smoke", "--name", "doomed")(w),
+                "--space",
+                str(w / f"{name}.toml"),
+            ],
+            message,
+        )
+        for name, message in [
+            ("space-stem", "stem must be two widths"),
+            ("space-bottleneck", "bottleneck=-5 is out of range"),
+            ("space-depth", "stages[0].depth=0 is out of range"),
+            ("space-transition", "stages[0].transition=0 is out of range"),
+            ("space-scalar", "stages[0].transition: expected [low, high]"),
+        ]
+    ],
+    *[
+        (
+            cli,
+            lambda w, cli=cli, data=data: [
+                *(
+                    _search("--smoke", "--name", "mismatch")(w)
+                    if cli == "search.run"
+                    else ["--preset", "threshnet28", "--cache-dir", str(w / "cache")]
+                ),
+                "--data-dir",
+                str(w / data),
+            ],
+            message,
+        )
+        for cli in ("search.run", "threshnet.train")
+        for data, message in [
+            ("renamed", "other class folders than"),
+            ("extra", "(missing: none; extra: zebra)"),
+        ]
+    ],
     ("studies.report", lambda w: [str(w / "runs" / "other")], "not a threshnet-search study"),
     ("studies.report", lambda w: [str(w / "half")], "is not a valid trials table"),
     ("studies.export", lambda w: [str(w / "empty")], "no manifest.json"),
@@ -185,7 +254,9 @@ def test_bad_input_is_one_line_and_changes_nothing(
     make_args: Callable[[Path], list[str]],
     message: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(world)  # what a CLI writes to a relative default path lands in world
     before = _snapshot(world)
     try:
         code = run_cli(cli, CLIS[cli], make_args(world))

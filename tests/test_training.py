@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_training(tiny_folder: Path, tmp_path: Path) -> No
 def test_bad_training_settings() -> None:
     with pytest.raises(ValueError, match="optimizer='lbfgs'"):
         TrainSettings(optimizer="lbfgs").validate()
-    with pytest.raises(ValueError, match="training settings: unknown key.*learning_rate"):
+    with pytest.raises(ValueError, match=r"training settings: unknown key.*learning_rate"):
         TrainSettings.from_dict({"epochs": 2, "learning_rate": 0.1})
 
 

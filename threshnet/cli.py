@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -60,8 +61,8 @@ def number_type(
 
 positive_int = number_type(int, "a positive integer", lambda value: value >= 1)
 non_negative_int = number_type(int, "an integer >= 0", lambda value: value >= 0)
-positive_float = number_type(float, "a positive number", lambda value: value > 0)
-non_negative_float = number_type(float, "a number >= 0", lambda value: value >= 0)
+positive_float = number_type(float, "a finite positive number", lambda value: 0 < value < math.inf)
+non_negative_float = number_type(float, "a finite number >= 0", lambda value: 0 <= value < math.inf)
 unit_fraction = number_type(float, "a number in (0, 1]", lambda value: 0 < value <= 1)
 
 

@@ -149,6 +149,36 @@ def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) 
     return target
 
 
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
+
+
+def check_same_classes(data_dir: str | Path | None, cache_dir: str | Path | None = None) -> None:
+    """Raise DataError when the splits of an ImageFolder have different class folders.
+
+    Labels are class indices in sorted order, so a test split with a renamed, missing or
+    extra class would be scored against the wrong labels. Only folder names are read.
+    """
+    if data_dir is None:  # torchvision's CIFAR-10: one class list
+        return
+    root = resolve_data_dir(data_dir, cache_dir)
+    if not (root / "train").is_dir():
+        return  # reading the training split says what is missing
+    train = _class_folders(root / "train")
+    for split in SPLITS[1:]:
+        if not (root / split).is_dir():
+            continue
+        classes = _class_folders(root / split)
+        if classes != train:
+            missing = sorted(set(train) - set(classes))
+            extra = sorted(set(classes) - set(train))
+            raise DataError(
+                f"{root / split} has other class folders than {root / 'train'} "
+                f"(missing: {', '.join(missing) or 'none'}; extra: {', '.join(extra) or 'none'}"
+                "); every split needs the same class folders"
+            )
+
+
 def _scan_image_folder(root: Path, split: str) -> tuple[list[str], list[tuple[Path, int]]]:
     split_dir = root / split
     expected = f"expected {split_dir}/<class>/<image> (ImageFolder layout: train/ and test/)"
@@ -156,7 +186,7 @@ def _scan_image_folder(root: Path, split: str) -> tuple[list[str], list[tuple[Pa
         raise DataError(f"data directory {root} does not exist; {expected}")
     if not split_dir.is_dir():
         raise DataError(f"no '{split}' folder in {root}; {expected}")
-    classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
+    classes = _class_folders(split_dir)
     if len(classes) < 2:
         raise DataError(
             f"{split_dir} has {len(classes)} class folder(s), need 2 or more; {expected}"

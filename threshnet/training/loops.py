@@ -61,7 +61,7 @@ class TrainSettings:
             ("batch_size", self.batch_size >= 1),
             ("eval_batch_size", self.eval_batch_size >= 1),
             ("lr", self.lr > 0 and math.isfinite(self.lr)),
-            ("weight_decay", self.weight_decay >= 0),
+            ("weight_decay", 0 <= self.weight_decay < math.inf),
             ("momentum", 0 <= self.momentum < 1),
             ("warmup_fraction", 0 <= self.warmup_fraction < 1),
             ("gamma", 0 < self.gamma <= 1),
@@ -74,6 +74,8 @@ class TrainSettings:
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is not allowed")
+        if not all(milestone >= 1 for milestone in self.milestones):
+            raise ValueError(f"training setting milestones={self.milestones!r} is not allowed")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -41,7 +41,7 @@ from threshnet.cli import (
 from threshnet.fileio import atomic_write, atomic_write_text
 from threshnet.presets import PRESETS
 from threshnet.training.batches import AUGMENTATIONS
-from threshnet.training.data import DataError, load_split
+from threshnet.training.data import DataError, check_same_classes, load_split
 from threshnet.training.loops import (
     OPTIMIZERS,
     SCHEDULES,
@@ -145,10 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{name}-seed{args.seed}"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create the run directory {out}: {error.strerror}") from None
-    try:
+        check_same_classes(args.data_dir, args.cache_dir)
         train_set = load_split("train", data_dir=args.data_dir, cache_dir=args.cache_dir)
         test_set = load_split("test", data_dir=args.data_dir, cache_dir=args.cache_dir)
     except DataError as error:
@@ -165,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "data": str(args.data_dir or "torchvision-cifar10"),
     }
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the run directory {out}: {error.strerror}") from None
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = _read_checkpoint(checkpoint_path, identity)
 

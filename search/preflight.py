@@ -1,0 +1,73 @@
+"""Checks before Ray starts: settings under which every trial would fail are refused.
+
+A study that spends its budget on trials that all fail (a NaN from an infinite weight
+decay, a latency that cannot be measured, a space whose networks do not fit the input)
+is worse than a refusal: this finds such settings in about a second, on the meta device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from search.settings import StudySettings
+from space import config_to_params, extreme_configs
+from threshnet.cli import UserError
+from threshnet.config import ThreshNetConfig
+from threshnet.latency import LatencySettings
+from threshnet.model import build_model
+from threshnet.presets import PUBLISHED_PRESETS, get_preset
+
+
+def _builds(config: ThreshNetConfig, input_size: int) -> None:
+    """Build ``config`` and run a batch-1 forward pass on the meta device (shapes only)."""
+    config.validate(input_size=input_size)
+    with torch.device("meta"), torch.inference_mode():
+        build_model(config).eval()(torch.empty(1, 3, input_size, input_size))
+
+
+def _networks(settings: StudySettings) -> list[tuple[str, ThreshNetConfig]]:
+    """The space's extreme configs, and the presets the study queues."""
+    try:
+        networks = [
+            (f"the space's {name}", config) for name, config in extreme_configs(settings.space)
+        ]
+    except ValueError as error:
+        raise UserError(f"the search space cannot be searched: {error}") from None
+    if settings.enqueue_presets:
+        for name in PUBLISHED_PRESETS:
+            preset = dataclasses.replace(get_preset(name), num_classes=settings.space.num_classes)
+            try:
+                config_to_params(preset, settings.space)
+            except ValueError:
+                continue  # not a point of this space: not queued (the runner says so)
+            networks.append((f"preset {name}", preset))
+    return networks
+
+
+def check_settings(settings: StudySettings) -> None:
+    """Raise UserError (one line) when the settings would make every trial fail."""
+    try:
+        settings.train.validate()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    protocol = settings.latency
+    try:
+        LatencySettings(
+            batch_size=protocol.batch_size or 1, warmup=protocol.warmup, repeats=protocol.repeats
+        ).validate()
+    except ValueError as error:
+        raise UserError(f"{error} (--latency-*)") from None
+    input_sizes = {
+        "--input-size": settings.train.input_size,
+        "--latency-input-size": protocol.input_size or settings.train.input_size,
+    }
+    for name, config in _networks(settings):
+        for flag, size in input_sizes.items():
+            try:
+                _builds(config, size)
+            except (ValueError, RuntimeError) as error:
+                raise UserError(
+                    f"{name} cannot run at {flag} {size}: {str(error).splitlines()[0]}"
+                ) from None
