@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import os
 import shutil
 import sys
 import warnings
@@ -50,6 +51,7 @@ from threshnet.cli import (
     run_cli,
     unit_fraction,
 )
+from threshnet.fileio import remove_stale_temporaries
 from threshnet.training.data import CacheEntry
 from threshnet.training.loops import OPTIMIZERS, SCHEDULES
 
@@ -59,6 +61,7 @@ PROG = "search.run"
 # its TrainSettings field, a latency flag after its LatencyProtocol field with a
 # "latency_" prefix, a cap after its CostCaps field, and the rest after StudySettings'.
 LATENCY_PREFIX = "latency_"
+MAX_NAME_BYTES = 200  # below the usual 255-byte limit, leaving room for temporary names
 
 
 def _val_size(text: str) -> int | float:
@@ -237,6 +240,17 @@ def _open_study(
     return settings, manifest, train_cache
 
 
+def _check_name(name: str) -> None:
+    """A study name is one plain directory name the file system can hold."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise UserError(f"--name {name!r} must be a plain, non-empty directory name")
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise UserError(
+            f"--name is {len(os.fsencode(name))} bytes long; a directory name holds at most "
+            f"{MAX_NAME_BYTES}"
+        )
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     return text or type(error).__name__
@@ -258,9 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _check_local_gpus(args)
-    name = args.name or dt.datetime.now().strftime("study-%Y%m%d-%H%M%S")
-    if "/" in name or name in (".", ".."):
-        raise UserError(f"--name {name!r} must be a plain directory name")
+    name = dt.datetime.now().strftime("study-%Y%m%d-%H%M%S") if args.name is None else args.name
+    _check_name(name)
     directory = StudyDirectory(Path(args.out) / name)
     is_new = not directory.root.exists()
     foreign = (
@@ -270,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{directory.root} exists and is not a threshnet-search study directory")
     directory.create()
     with directory.run_lock():
+        remove_stale_temporaries(directory.root)
         _check_journal(directory, cut_middle=args.repair_journal)
         try:
             settings, manifest, train_cache = _open_study(args, directory, name)

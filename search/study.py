@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from studies import schema
 from threshnet.cli import UserError
@@ -32,7 +30,7 @@ class StudyDirectory:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.manifest_path = self.root / schema.MANIFEST_FILE
-        self.journal_path = self.root / "optuna.journal"
+        self.journal_path = self.root / schema.JOURNAL_FILE
         self.trials_path = self.root / schema.TRIALS_FILE
         self.ray_dir = self.root / "ray"
         self.lock_path = self.root / ".run.lock"
@@ -88,13 +86,10 @@ class StudyDirectory:
     def storage(self, url: str | None = None) -> optuna.storages.BaseStorage:
         """The Optuna storage: by default an append-only journal file in the study
         directory (safe across crashes); or a database URL (sqlite:///..., postgresql://...)."""
-        if url is None:
-            return JournalStorage(JournalFileBackend(str(self.journal_path)))
         try:
-            return optuna.storages.RDBStorage(url)
-        except Exception as error:  # SQLAlchemy raises many types for a bad URL
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise UserError(f"cannot open the Optuna storage {url!r}: {message}") from None
+            return schema.open_storage(self.root, url)
+        except schema.StudyError as error:
+            raise UserError(str(error)) from None
 
     def load_study(self, storage: optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
         """Create or open the study ``study_name`` (the manifest's; fixed at creation, so

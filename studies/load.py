@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
+from space import SearchSpace, param_names
 from studies import schema
 from studies.schema import StudyError
 
@@ -53,9 +55,32 @@ def load_study(root: str | Path) -> Study:
     if manifest is None:
         raise StudyError(f"{root} is not a study directory (no {schema.MANIFEST_FILE})")
     path = root / schema.TRIALS_FILE
-    if not path.exists():
+    if not path.exists() and not _rebuild_trials(root, manifest, path):
         return Study(root, manifest, pd.DataFrame({"number": pd.Series([], dtype="Int64")}))
     return Study(root, manifest, schema.read_trials(path))
+
+
+def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:
+    """Write a missing ``trials.csv`` from the study's Optuna storage, as the search does
+    at every start; False when the storage has no such study yet."""
+    url = manifest.get("storage")
+    if url is None and not (root / schema.JOURNAL_FILE).exists():
+        return False
+    try:
+        storage = schema.open_storage(root, url)
+        study = optuna.load_study(study_name=manifest["study_name"], storage=storage)
+    except KeyError:  # no study of that name in the storage yet
+        return False
+    except StudyError:
+        raise
+    except ValueError as error:  # a journal line that is not JSON
+        raise StudyError(f"cannot read the Optuna storage of {root}: {error}") from None
+    try:
+        space = SearchSpace.from_dict(manifest["settings"]["space"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise StudyError(f"{root}: the manifest's settings.space is unreadable ({error})") from None
+    schema.write_trials_of(study, path, param_names(space))
+    return True
 
 
 def eligible_trials(study: Study) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from studies.pareto import (
     hypervolume_history,
     pareto_front,
 )
-from threshnet.cli import ArgumentParser, UserError, run_cli
+from threshnet.cli import ArgumentParser, UserError, finite_float, run_cli
 from threshnet.fileio import atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
 
@@ -217,7 +217,8 @@ def write_report(study_dir: str | Path, reference: Reference | None = None) -> P
     analysis = analyse(study, reference)
     root = Path(study_dir)
     try:
-        atomic_write_text(root / "pareto.json", json.dumps(analysis.to_dict(), indent=2) + "\n")
+        pareto = json.dumps(analysis.to_dict(), indent=2, allow_nan=False)  # strict JSON
+        atomic_write_text(root / "pareto.json", pareto + "\n")
         return atomic_write_text(root / "report.html", render(analysis))
     except OSError as error:
         raise UserError(f"cannot write the report into {root}: {error.strerror}") from None
@@ -229,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reference",
         nargs=2,
-        type=float,
+        type=finite_float,
         metavar=("ACC", "MS"),
         help="hypervolume reference point (default: chance accuracy, 2x slowest preset)",
     )

@@ -1,8 +1,11 @@
 """The study directory's file format, in one place: ``search`` writes it, ``studies`` reads it.
 
     manifest.json   {"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, "settings": {...}, ...}
+    optuna.journal  the Optuna storage (or the database URL in the manifest's "storage"):
+                    the source of truth; each trial's record is its user attributes
     trials.csv      number, state, the RECORD_FIELDS, datetime_start, datetime_complete,
-                    then one column per search-space parameter (empty where not sampled)
+                    then one column per search-space parameter (empty where not sampled);
+                    a table of the storage, rebuilt from it whenever it is missing
 
 Every field has one type here; the writer writes what a trial recorded, the reader gives
 back the same values with these types. Both files are written atomically (temporary file,
@@ -18,7 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from threshnet.fileio import atomic_write_text
 
@@ -26,6 +33,7 @@ MANIFEST_KIND = "threshnet-search-study"
 MANIFEST_VERSION = 2  # 2: "study_name", the study's identity in the Optuna storage
 MANIFEST_FILE = "manifest.json"
 TRIALS_FILE = "trials.csv"
+JOURNAL_FILE = "optuna.journal"
 
 INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
 
@@ -85,6 +93,42 @@ def param_columns(columns: Iterable[str]) -> list[str]:
     """The search-space parameter columns among ``columns`` (all that are not fixed)."""
     fixed = {*LEADING_COLUMNS, *RECORD_FIELDS, *DATETIME_COLUMNS}
     return [column for column in columns if column not in fixed]
+
+
+def open_storage(root: Path, url: str | None) -> optuna.storages.BaseStorage:
+    """The Optuna storage of the study in ``root``: its journal file, or the database
+    ``url`` (sqlite:///..., postgresql://...). StudyError (one line) when it cannot open."""
+    if url is None:
+        return JournalStorage(JournalFileBackend(str(root / JOURNAL_FILE)))
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # SQLAlchemy raises many types for a bad URL
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StudyError(f"cannot open the Optuna storage {url!r}: {message}") from None
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, param_columns: Sequence[str]) -> dict[str, Any]:
+    """One table row: number, Optuna state, the trial's record, its parameters."""
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    row.update({name: trial.user_attrs.get(name, "") for name in RECORD_FIELDS})
+    if trial.state == TrialState.RUNNING:
+        row["status"] = "running"
+    row["datetime_start"] = trial.datetime_start.isoformat() if trial.datetime_start else ""
+    row["datetime_complete"] = (
+        trial.datetime_complete.isoformat() if trial.datetime_complete else ""
+    )
+    row.update({name: trial.params.get(name, "") for name in param_columns})
+    return row
+
+
+def write_trials_of(study: optuna.Study, path: Path, param_columns: Sequence[str]) -> None:
+    """Write ``trials.csv`` from the study's trials (queued ones are not rows yet)."""
+    rows = [
+        trial_row(trial, param_columns)
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state != TrialState.WAITING
+    ]
+    write_trials(path, rows, param_columns)
 
 
 def write_trials(

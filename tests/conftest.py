@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,23 @@ def write_image_folder(
                 pixels = image.permute(1, 2, 0).numpy()
                 Image.fromarray(pixels).save(folder / f"{index:04d}.png")
     return root
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none (readers that
+    check the header first refuse it before decoding anything)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + iend
+
+
+def make_archive(folder: Path, archive: Path) -> Path:
+    """``folder`` packed as a .tar.xz (one top folder inside, like the CIFAR-10 archive)."""
+    with tarfile.open(archive, "w:xz") as bundle:
+        bundle.add(folder, arcname=folder.name)
+    return archive
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_image_folder
+from conftest import make_archive, png_header, write_image_folder
 
 from search import run as search_run
 from studies import export as studies_export
@@ -72,6 +72,20 @@ def world(tmp_path: Path) -> Path:
     shutil.copytree(tmp_path / "data" / "test" / "cat", tmp_path / "extra" / "test" / "zebra")
     for name, text in DOOMED_SPACES.items():
         (tmp_path / f"{name}.toml").write_text(text)
+    (tmp_path / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    shutil.copytree(tmp_path / "data", tmp_path / "bomb")
+    (tmp_path / "bomb" / "train" / "cat" / "9999.png").write_bytes(png_header(30_000, 30_000))
+    shutil.copytree(tmp_path / "data", tmp_path / "mixed")
+    (tmp_path / "mixed" / "train" / "dog" / "9999.png").write_bytes(png_header(64, 64))
+    make_archive(tmp_path / "data", tmp_path / "good.tar.xz")
+    archive = (tmp_path / "good.tar.xz").read_bytes()
+    (tmp_path / "truncated.tar.xz").write_bytes(archive[: len(archive) // 2])
+    middle = len(archive) // 2
+    (tmp_path / "corrupt.tar.xz").write_bytes(
+        archive[:middle]
+        + bytes(b ^ 0x5A for b in archive[middle : middle + 64])
+        + archive[middle + 64 :]
+    )
     (tmp_path / "train-out").mkdir()
     (tmp_path / "train-out" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not ours")
     return tmp_path
@@ -116,7 +130,7 @@ CASES = [
         lambda w: ["--out", str(w / "a-file"), "--smoke"],
         "cannot write the study directory",
     ),
-    ("search.run", _search("--name", "../escape"), "must be a plain directory name"),
+    ("search.run", _search("--name", "../escape"), "must be a plain, non-empty directory name"),
     ("search.run", _search("--name", "other"), "is not a threshnet-search study directory"),
     (
         "search.run",
@@ -201,6 +215,62 @@ CASES = [
             ("extra", "(missing: none; extra: zebra)"),
         ]
     ],
+    ("search.run", _search("--smoke", "--name", ""), "must be a plain, non-empty directory"),
+    ("search.run", _search("--smoke", "--name", "x" * 300), "a directory name holds at most"),
+    *[
+        (
+            "search.run",
+            lambda w, cache=cache: [
+                "--out",
+                str(w / "runs"),
+                "--smoke",
+                "--name",
+                "n6",
+                "--data-dir",
+                str(w / "data"),
+                "--cache-dir",
+                cache(w),
+            ],
+            "cannot write the cache directory",
+        )
+        for cache in (lambda w: str(w / "a-file"), lambda w: "/proc/no-such-cache")
+    ],
+    *[
+        (
+            "search.run",
+            lambda w, data=data: [
+                *_search("--smoke", "--name", "n7")(w),
+                "--data-dir",
+                str(w / data),
+            ],
+            message,
+        )
+        for data, message in [
+            ("bomb", "cannot decode image"),
+            ("mixed", "is 64x64 but earlier images are 32x32"),
+            ("truncated.tar.xz", "cannot extract"),
+            ("corrupt.tar.xz", "cannot extract"),
+        ]
+    ],
+    *[
+        (cli, lambda w: ["--config", str(w / "nested.json")], "nested too deeply")
+        for cli in ("threshnet.profile", "threshnet.train")
+    ],
+    (
+        "threshnet.profile",
+        lambda w: ["--preset", "threshnet28", "--latency", "--threads", "100000"],
+        "this machine's CPUs",
+    ),
+    (
+        "threshnet.profile",
+        lambda w: ["--preset", "threshnet28", "--latency", "--batch-size", "100000000"],
+        "use a smaller batch",
+    ),
+    (
+        "studies.report",
+        lambda w: [str(w / "runs" / "existing"), "--reference", "nan", "1"],
+        "expected a finite number, got nan",
+    ),
     ("studies.report", lambda w: [str(w / "runs" / "other")], "not a threshnet-search study"),
     ("studies.report", lambda w: [str(w / "half")], "is not a valid trials table"),
     ("studies.export", lambda w: [str(w / "empty")], "no manifest.json"),

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import CLASSES, write_image_folder
 
-from threshnet.training.data import DataError, load_split, stratified_split, stratified_subset
+from threshnet.fileio import remove_stale_temporaries
+from threshnet.training.data import (
+    DataError,
+    load_split,
+    stratified_split,
+    stratified_subset,
+    writable_cache_root,
+)
 
 
 def test_image_folder_loads_as_uint8_with_sorted_classes(tiny_folder: Path, tmp_path: Path) -> None:
@@ -135,3 +144,42 @@ def test_a_plain_file_is_not_a_data_dir(tmp_path: Path) -> None:
     path.write_text("hello")
     with pytest.raises(DataError, match=r"is a file; expected a directory in ImageFolder layout"):
         load_split("train", data_dir=path, cache_dir=tmp_path / "cache")
+
+
+def test_image_names_that_are_not_utf8_load(tiny_folder: Path, tmp_path: Path) -> None:
+    cat = tiny_folder / "train" / "cat"
+    first = sorted(cat.iterdir())[0]
+    os.rename(first, os.path.join(os.fsencode(cat), b"caf\xe9-\xff.png"))  # Latin-1 bytes
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    assert len(data) == 36 and data.classes == ("cat", "dog", "ship")
+
+
+def test_stale_temporaries_are_removed_and_fresh_ones_kept(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    old_file = cache / ".imagefolder-train-x.pt.abc123.tmp"
+    old_dir = cache / "extracted" / ".extract-q1w2e3"
+    fresh = cache / ".imagefolder-test-y.pt.def456.tmp"
+    kept = cache / "imagefolder-train-z.pt"
+    for path in (old_file, old_dir / "train" / "a.png", fresh, kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+    two_hours_ago = time.time() - 7200
+    for path in (old_file, old_dir, kept):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    writable_cache_root(cache)  # what every load does first
+    assert not old_file.exists() and not old_dir.exists()
+    assert fresh.exists() and kept.exists()  # in progress elsewhere; not a temporary
+
+
+def test_remove_stale_temporaries_only_touches_temporaries(tmp_path: Path) -> None:
+    names = [".trials.csv.x1.tmp", ".extract-abc", "trials.csv", "notes.tmp", ".hidden"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (0, 0))
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(path.name for path in removed) == [".extract-abc", ".trials.csv.x1.tmp"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".hidden",
+        "notes.tmp",
+        "trials.csv",
+    ]

@@ -156,3 +156,4 @@ def test_a_checkpoint_that_is_not_ours_is_refused(
     assert code == 2
     error = capsys.readouterr().err.strip()
     assert "is not a readable threshnet checkpoint" in error and len(error.splitlines()) == 1
+    assert "weights_only" not in error  # no advice to run the file's code

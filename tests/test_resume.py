@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from search.provenance import new_manifest
 from search.run import PROG, main
 from search.settings import SMOKE_SETTINGS
 from search.study import StudyDirectory
+from studies.report import main as report_main
 from threshnet.cli import run_cli
 
 
@@ -163,3 +165,23 @@ def test_settings_this_version_cannot_resume_are_refused_in_one_line(
     assert len(error.splitlines()) == 1 and "cannot be resumed by this version" in error
     assert named in error
     assert study.manifest_path.read_bytes() == before
+
+
+def test_a_deleted_trials_table_is_rebuilt_by_the_report(study: StudyDirectory) -> None:
+    assert _resume(study) == 0
+    study.trials_path.unlink()
+    report = run_cli("studies.report", report_main, [str(study.root)])
+    assert report == 0
+    (row,) = _table_rows(study)
+    assert row.startswith("0,COMPLETE,ok,")
+    assert json.loads((study.root / "pareto.json").read_text())["eligible_trials"] == 0
+
+
+def test_a_run_removes_the_temporaries_a_killed_run_left(study: StudyDirectory) -> None:
+    stale = study.root / ".trials.csv.k1ll3d.tmp"
+    fresh = study.root / ".report.html.wr1t1ng.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b"x" * 1000)
+    os.utime(stale, (0, 0))
+    assert _resume(study) == 0
+    assert not stale.exists() and fresh.exists()

@@ -63,6 +63,7 @@ positive_int = number_type(int, "a positive integer", lambda value: value >= 1)
 non_negative_int = number_type(int, "an integer >= 0", lambda value: value >= 0)
 positive_float = number_type(float, "a finite positive number", lambda value: 0 < value < math.inf)
 non_negative_float = number_type(float, "a finite number >= 0", lambda value: 0 <= value < math.inf)
+finite_float = number_type(float, "a finite number", math.isfinite)
 unit_fraction = number_type(float, "a number in (0, 1]", lambda value: 0 < value <= 1)
 
 

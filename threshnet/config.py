@@ -275,6 +275,8 @@ class ThreshNetConfig:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"config is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ValueError("config is nested too deeply to be a ThreshNet config") from None
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -93,6 +93,11 @@ def _leaf_statistics(model: nn.Module, example: torch.Tensor) -> tuple[int, int,
     return totals[0], totals[1], totals[2]
 
 
+def output_bytes(model: nn.Module, example: torch.Tensor) -> int:
+    """Bytes of every leaf module's output for ``example`` (runs one forward pass)."""
+    return _leaf_statistics(model, example)[0]
+
+
 def _count_flops(model: nn.Module, example: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(example)

@@ -8,6 +8,7 @@ the settings it was measured under, so two numbers are only compared when they m
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from threshnet.costs import output_bytes
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,8 +42,14 @@ class LatencySettings:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"latency {name} must be an integer >= {low}, got {value!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"latency threads must be an integer >= 1, got {self.threads!r}")
+        cpus = os.cpu_count() or 1
+        if self.threads is not None and (
+            not isinstance(self.threads, int) or not 1 <= self.threads <= cpus
+        ):
+            raise ValueError(
+                f"latency threads must be an integer in [1, {cpus}] (this machine's CPUs), "
+                f"got {self.threads!r}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(
                 f"latency dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
@@ -122,6 +131,29 @@ def _time_repeats(
     return times
 
 
+def _device_memory(device: torch.device) -> int:
+    """Bytes of memory of ``device`` (the host's physical memory for the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits(model: nn.Module, example: torch.Tensor, batch_size: int) -> None:
+    """ValueError when a batch of ``batch_size`` would not fit in the device's memory,
+    judged from the input and every layer's output (``example`` is one input)."""
+    per_image = example.numel() * example.element_size()
+    if batch_size > 1:
+        with torch.inference_mode():
+            per_image += output_bytes(model, example)
+    needed, available = batch_size * per_image, _device_memory(example.device)
+    if needed > available:
+        raise ValueError(
+            f"a latency batch of {batch_size} needs about {needed / 2**30:.1f} GiB for its "
+            f"inputs and layer outputs; {example.device} has {available / 2**30:.1f} GiB: "
+            "use a smaller batch"
+        )
+
+
 def measure_latency(
     model: nn.Module,
     *,
@@ -142,12 +174,19 @@ def measure_latency(
     dtype = DTYPES[settings.dtype]
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model = model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
-    example = torch.randn(
-        settings.batch_size, 3, input_size, input_size, device=device, dtype=dtype
-    )
-    example = example.contiguous(memory_format=memory_format)
-    with _cpu_threads(settings.threads) as threads, torch.inference_mode():
-        times = sorted(_time_repeats(model, example, settings))
+    one = torch.randn(1, 3, input_size, input_size, device=device, dtype=dtype)
+    _check_fits(model, one, settings.batch_size)
+    try:
+        example = one.expand(settings.batch_size, -1, -1, -1).contiguous(
+            memory_format=memory_format
+        )
+        with _cpu_threads(settings.threads) as threads, torch.inference_mode():
+            times = sorted(_time_repeats(model, example, settings))
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise ValueError(
+            f"out of memory timing batch {settings.batch_size} at {input_size}x{input_size} "
+            f"on {device} ({str(error).splitlines()[0][:120]}); use a smaller batch"
+        ) from None
     median = statistics.median(times)
     deciles = statistics.quantiles(times, n=10, method="inclusive")
     return LatencyResult(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import lzma
 import os
 import shutil
 import tarfile
@@ -20,9 +21,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from threshnet.fileio import atomic_write
+from threshnet.fileio import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ CACHE_FORMAT = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 SPLITS = ("train", "test")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".zip")
+_ARCHIVE_ERRORS = (lzma.LZMAError, zlib.error)  # a damaged .xz / .gz stream
 
 
 class DataError(ValueError):
@@ -58,6 +61,23 @@ def default_cache_dir() -> Path:
 
 def _cache_root(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+def writable_cache_root(cache_dir: str | Path | None) -> Path:
+    """The cache directory, created if needed; DataError when it cannot be written."""
+    root = _cache_root(cache_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as error:
+        raise DataError(
+            f"cannot write the cache directory {root}: {error.strerror or error}; "
+            "pass --cache-dir with a writable directory"
+        ) from None
+    for folder in (root, root / "extracted"):
+        remove_stale_temporaries(folder)
+    return root
 
 
 def _checksum(images: torch.Tensor, labels: torch.Tensor) -> int:
@@ -130,14 +150,14 @@ def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) 
         )
     stat = path.stat()
     digest = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    parent = _cache_root(cache_dir) / "extracted"
+    parent = writable_cache_root(cache_dir) / "extracted"
     target = parent / f"{path.name.split('.')[0]}-{digest.hexdigest()[:16]}"
     if not (target / ".complete").exists():
         parent.mkdir(parents=True, exist_ok=True)
         temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=parent))
         try:
             _extract(path, temp)
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as error:
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, *_ARCHIVE_ERRORS) as error:
             shutil.rmtree(temp, ignore_errors=True)
             raise DataError(f"cannot extract {path}: {error}") from None
         (temp / ".complete").touch()
@@ -208,29 +228,34 @@ def _folder_key(root: Path, split: str, files: list[tuple[Path, int]]) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT}|{root.resolve()}|{split}".encode())
     for path, label in files:
         stat = path.stat()
-        digest.update(
-            f"|{path.relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-        )
+        digest.update(b"|" + os.fsencode(path.relative_to(root)))  # names need not be UTF-8
+        digest.update(f"|{label}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
-def _decode_folder(files: list[tuple[Path, int]], classes: list[str]) -> ImageSet:
-    import numpy as np
+def _decode_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """RGB pixels (H, W, 3) of one image; DataError when it is unreadable or, reading only
+    its header, not ``size`` (width, height) pixels."""
     from PIL import Image, UnidentifiedImageError
 
-    images = []
+    try:
+        with Image.open(path) as image:  # reads the header; pixels on convert
+            found = image.size
+            if size is None or found == size:
+                return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot decode image {path}: {error}") from None
+    raise DataError(
+        f"image {path} is {found[0]}x{found[1]} but earlier images are {size[0]}x{size[1]}; "
+        "all images must share one size"
+    )
+
+
+def _decode_folder(files: list[tuple[Path, int]], classes: list[str]) -> ImageSet:
+    images: list[np.ndarray] = []
     for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise DataError(f"cannot decode image {path}: {error}") from None
-        if images and pixels.shape != images[0].shape:
-            raise DataError(
-                f"image {path} is {pixels.shape[1]}x{pixels.shape[0]} but earlier images are "
-                f"{images[0].shape[1]}x{images[0].shape[0]}; all images must share one size"
-            )
-        images.append(pixels)
+        size = (images[0].shape[1], images[0].shape[0]) if images else None
+        images.append(_decode_image(path, size))
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return ImageSet(stacked, labels, tuple(classes))
@@ -267,7 +292,7 @@ def _locate(
     """Cache entry, class names and image files of a split (no files for torchvision)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    cache_root = _cache_root(cache_dir)
+    cache_root = writable_cache_root(cache_dir)
     if data_dir is None:
         entry = CacheEntry(
             cache_root / f"cifar10-torchvision-{split}.pt",

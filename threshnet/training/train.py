@@ -38,7 +38,7 @@ from threshnet.cli import (
     resolve_device,
     unit_fraction,
 )
-from threshnet.fileio import atomic_write, atomic_write_text
+from threshnet.fileio import atomic_write, atomic_write_text, remove_stale_temporaries
 from threshnet.presets import PRESETS
 from threshnet.training.batches import AUGMENTATIONS
 from threshnet.training.data import DataError, check_same_classes, load_split
@@ -124,9 +124,11 @@ def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | N
         return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # never unpickle code; anything unreadable is refused
+    except Exception:  # never unpickle code; anything unreadable is refused
+        # torch's own message advises weights_only=False, i.e. running the file's code
         raise UserError(
-            f"{path} is not a readable threshnet checkpoint: {error}".splitlines()[0]
+            f"{path} is not a readable threshnet checkpoint (it was not written by "
+            "threshnet.train, or is damaged); move it away or use another --out"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise UserError(f"{path} is not a threshnet.train checkpoint")
@@ -166,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create the run directory {out}: {error.strerror}") from None
+    remove_stale_temporaries(out)
     checkpoint_path = out / "checkpoint.pt"
     checkpoint = _read_checkpoint(checkpoint_path, identity)
 
