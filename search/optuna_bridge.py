@@ -86,10 +86,30 @@ class RecordingOptunaSearch(OptunaSearch):
         self._table = table
         self._failure_hint = failure_hint
         self._optuna_storage = storage
+        # The first failure to write the study (a full disk, say): the run stops on it
+        # (see search.ray_setup) instead of losing the results that follow.
+        self.write_error: OSError | None = None
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.write_error is not None:
+            return None
+        try:
+            return super().suggest(trial_id)
+        except OSError as error:  # the storage cannot be written: stop (see ``write_error``)
+            self.write_error = error
+            return None
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        if self.write_error is not None:
+            return  # nothing more can be recorded; the next run re-queues what is left
+        try:
+            self._record(trial_id, result, error)
+        except OSError as write_error:
+            self.write_error = write_error
+
+    def _record(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]

@@ -6,6 +6,8 @@ import functools
 import logging
 import math
 import os
+import signal
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +21,29 @@ from search.trial import TrialContext, evaluate_trial
 from threshnet.cli import UserError
 from threshnet.training.data import CacheEntry
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (what ``timeout``, ``kill`` and batch schedulers send) stop the run the
+    way Ctrl-C does: Ray Tune's SIGINT handler ends the trials in flight, which are then
+    recorded as interrupted and queued again; outside Tune it is a KeyboardInterrupt."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+
 
 def start_ray(resources: RunResources) -> bool:
-    """Connect to or start Ray; True when this process started it."""
+    """Connect to or start Ray; True when this process started it.
+
+    Workers' own output stays in Ray's session logs (a trial's result, or the reason it
+    failed, reaches the driver as its record): a worker stopped mid-trial prints
+    tracebacks that would otherwise reach the user's terminal as if the run had failed.
+    """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if resources.address:
         try:
-            ray.init(address=resources.address, logging_level=logging.WARNING)
+            ray.init(address=resources.address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(
                 f"cannot join the Ray cluster at {resources.address}: {error}"
@@ -37,8 +53,28 @@ def start_ray(resources: RunResources) -> bool:
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
         logging_level=logging.WARNING,
+        log_to_driver=False,
     )
     return True
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """UserError (one line) when nothing answers at a ``host:port`` Ray address.
+
+    Ray itself retries an unreachable head node for minutes; a plain TCP connection says
+    within seconds. Other forms ("auto", "ray://...") are left to Ray.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(
+            f"cannot reach the Ray cluster at {address} ({reason}); check the address and "
+            "that `ray start --head` runs there"
+        ) from None
 
 
 def trial_resources(resources: RunResources) -> tuple[float, float]:
@@ -86,9 +122,20 @@ class TuneRun:
 
 def run_trials(
     run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
-) -> None:
-    """Ask Ray Tune for ``run.trials`` trials, suggested and recorded through Optuna."""
+) -> OSError | None:
+    """Ask Ray Tune for ``run.trials`` trials, suggested and recorded through Optuna.
+
+    Returns the error that stopped the run when the study could not be written (a full
+    disk): trials in flight then end, unrecorded, and the next run queues them again.
+    """
     from ray import tune
+
+    class StopWhenRecordingFails(tune.Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return searcher.write_error is not None
 
     searcher = RecordingOptunaSearch(
         table=run.table,
@@ -121,6 +168,7 @@ def run_trials(
             name=f"run-{run.run_index:03d}",
             storage_path=run.experiment_dir,
             failure_config=tune.FailureConfig(max_failures=0),
+            stop=StopWhenRecordingFails(),
             verbose=0,  # one line per finished trial comes from the searcher instead
         ),
     )
@@ -129,3 +177,4 @@ def run_trials(
         # the same command, which the summary says.
         logging.getLogger(name).setLevel(logging.ERROR)
     tuner.fit()
+    return searcher.write_error

@@ -30,6 +30,7 @@ from search.journal import repair_journal
 from search.preflight import check_settings
 from search.provenance import new_manifest
 from search.proxy_data import prepare_data
+from search.ray_setup import check_reachable, stop_on_sigterm
 from search.runner import run_study
 from search.settings import (
     DEFAULT_SETTINGS,
@@ -268,10 +269,13 @@ def _check_journal(directory: StudyDirectory, *, cut_middle: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    stop_on_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _check_local_gpus(args)
+    if args.address:
+        check_reachable(args.address)  # before anything is written: Ray would retry minutes
     name = dt.datetime.now().strftime("study-%Y%m%d-%H%M%S") if args.name is None else args.name
     _check_name(name)
     directory = StudyDirectory(Path(args.out) / name)

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.bookkeeping import finished_trials, queue_presets, requeue_interrupted, sampler_seed
-from search.ray_setup import TuneRun, run_trials, start_ray, trial_resources
+from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, trial_resources
 from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
 from search.study import StudyDirectory
@@ -84,7 +84,11 @@ def run_study(
     if settings.enqueue_presets:
         queue_presets(study, settings.space)
 
+    for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
+        if earlier.get("status") == "running":
+            earlier["status"] = "ended abruptly (killed, or its machine failed)"
     started_ray = start_ray(resources)
+    stop_on_sigterm()  # again: starting Ray may have installed its own handler
     try:
         cpus_per_trial, gpus_per_trial = trial_resources(resources)
         run_index = len(manifest["runs"]) + 1
@@ -108,18 +112,22 @@ def run_study(
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
         )
-        run_trials(run, settings, resources, train_cache)
-        run_record["status"] = "finished"
+        write_error = run_trials(run, settings, resources, train_cache)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
+    if write_error is not None:
+        raise write_error  # nothing more can be written; the next run tidies up
     study = directory.load_study(storage, study_name)
     requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
     table.write(study)
     run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()
     run_record["trials_after"] = len(finished_trials(study))
+    run_record["status"] = (
+        "finished" if run_record["trials_after"] >= resources.trials else "stopped"
+    )
     directory.write_manifest(manifest)
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,6 +90,13 @@ def world(tmp_path: Path) -> Path:
     (tmp_path / "train-out").mkdir()
     (tmp_path / "train-out" / "checkpoint.pt").write_bytes(b"PK\x03\x04 not ours")
     return tmp_path
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -216,6 +224,15 @@ CASES = [
         ]
     ],
     ("search.run", _search("--smoke", "--name", ""), "must be a plain, non-empty directory"),
+    (
+        "search.run",
+        lambda w: [
+            *_search("--smoke", "--name", "n8")(w),
+            "--address",
+            f"127.0.0.1:{closed_port()}",
+        ],
+        "cannot reach the Ray cluster at 127.0.0.1:",
+    ),
     ("search.run", _search("--smoke", "--name", "x" * 300), "a directory name holds at most"),
     *[
         (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import math
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.optuna_bridge import RecordingOptunaSearch, suggest
@@ -106,3 +108,24 @@ def test_a_second_completion_of_the_same_trial_is_ignored(directory: StudyDirect
     searcher.on_trial_complete("a", {"status": "failed", "error": "late"})
     (trial,) = _stored(directory).values()
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["status"] == "ok"
+
+
+def test_a_study_that_cannot_be_written_stops_the_searcher(
+    directory: StudyDirectory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searcher = _searcher(directory)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    full = OSError(errno.ENOSPC, "No space left on device", "optuna.journal")
+
+    def disk_full(*args: object) -> None:
+        raise full
+
+    monkeypatch.setattr(searcher._optuna_storage, "set_trial_user_attr", disk_full)
+    searcher.on_trial_complete("a", OK)  # recording fails: kept, not raised
+    assert searcher.write_error is full
+    searcher.on_trial_complete("b", OK)  # nothing more is attempted
+    assert searcher.suggest("c") is None  # and nothing new is started
+    monkeypatch.undo()
+    states = {t.number: t.state for t in _stored(directory).values()}
+    assert states == {0: TrialState.RUNNING, 1: TrialState.RUNNING}  # the next run re-queues

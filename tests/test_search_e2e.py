@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import SmokeStudy, search_env, smoke_command
+from conftest import SmokeStudy, fault_env, search_env, smoke_command
 
 from search.study import StudyDirectory
 
@@ -139,19 +139,29 @@ def test_killed_study_resumes_without_rerunning_finished_trials(
     assert {row["preset"] for row in rows if row["status"] == "ok"} >= PUBLISHED
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
-    search_data_dir: Path, tmp_path: Path
+def _ctrl_c(process: subprocess.Popen[str]) -> None:
+    os.killpg(process.pid, signal.SIGINT)  # a terminal sends SIGINT to the process group
+
+
+def _sigterm(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)  # timeout, kill and schedulers: the driver alone
+
+
+@pytest.mark.parametrize("stop", [_ctrl_c, _sigterm], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_ends_cleanly_and_the_same_command_resumes(
+    search_data_dir: Path, tmp_path: Path, stop
 ) -> None:
     command = smoke_command(search_data_dir, tmp_path / "runs", "ctrlc", 6, tmp_path / "cache")
     study_dir = StudyDirectory(tmp_path / "runs" / "ctrlc")
     process, completed = _start_and_wait_for_two(
         command, study_dir.trials_path, subprocess.PIPE, one_running=True
     )
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    stop(process)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-3000:]
     assert "rerun the same command to resume" in output
     assert "Traceback" not in output
+    assert json.loads(study_dir.manifest_path.read_text())["runs"][-1]["status"] == "stopped"
 
     rows = _rows(study_dir.trials_path)
     storage = optuna.storages.JournalStorage(
@@ -185,3 +195,37 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
     for row in interrupted:  # its parameters ran again, once, to completion
         rerun = [r for r in final if params(r) == params(row) and r["status"] == "ok"]
         assert len(rerun) == 1, (row, rerun)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_trial(
+    search_data_dir: Path, tmp_path: Path
+) -> None:
+    command = smoke_command(search_data_dir, tmp_path / "runs", "full", 6, tmp_path / "cache")
+    study_dir = StudyDirectory(tmp_path / "runs" / "full")
+    full = subprocess.run(
+        command,
+        env=fault_env(THRESHNET_DISK_FULL_AT_BYTES="60000"),  # about five trials' records
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert full.returncode == 3, full.stderr[-3000:]
+    assert "Traceback" not in full.stdout + full.stderr
+    (error,) = [line for line in full.stderr.splitlines() if "error:" in line]
+    assert "no space left on the device writing" in error and "optuna.journal" in error
+    assert study_dir.journal_path.stat().st_size == 60000  # the last append was cut short
+    before = {row["number"]: row for row in _rows(study_dir.trials_path)}
+    completed = [row for row in before.values() if row["state"] == "COMPLETE"]
+    assert completed, "no trial finished before the disk filled"
+
+    again = subprocess.run(
+        command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "unreadable line(s)" in again.stderr  # the cut-short append was cut off
+    after = {row["number"]: row for row in _rows(study_dir.trials_path)}
+    for row in completed:  # kept, identical, not retrained
+        assert after[row["number"]] == row
+    finished = [r for r in after.values() if r["status"] in ("ok", "failed", "infeasible")]
+    assert len(finished) == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from threshnet.presets import get_preset
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_DISK_FULL = 3
 
 
 class UserError(Exception):
@@ -28,10 +30,22 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _disk_full(error: BaseException | None) -> OSError | None:
+    """The out-of-space OSError behind ``error`` (libraries may wrap it), if there is one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def run_cli(
     prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None
 ) -> int:
-    """Run ``main``; turn a UserError into one line on stderr and exit status 2."""
+    """Run ``main``; a UserError becomes one line on stderr and exit status 2, Ctrl-C exit
+    status 130, a full disk one line and exit status 3."""
     try:
         return main(argv)
     except UserError as error:
@@ -40,6 +54,17 @@ def run_cli(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:
+        full = _disk_full(error)
+        if full is None:
+            raise
+        where = f" writing {full.filename}" if full.filename else ""
+        print(
+            f"{prog}: error: no space left on the device{where}: free some space, then rerun "
+            "the same command to resume (finished work is kept)",
+            file=sys.stderr,
+        )
+        return EXIT_DISK_FULL
 
 
 def number_type(

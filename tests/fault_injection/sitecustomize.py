@@ -8,6 +8,8 @@ it patches product modules right after they are imported.
 - ``THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"``: in ``search.trial``, trial 3's
   proxy training raises, 4's runs out of CUDA memory, 5's trains with a learning rate that
   drives the loss to NaN, and 6's worker process exits mid-trial.
+- ``THRESHNET_DISK_FULL_AT_BYTES=N``: the Optuna journal's file system is full once the
+  journal holds N bytes: the append that crosses N writes what fits, then fails ENOSPC.
 - ``THRESHNET_TRAIN_EXIT_AFTER_EPOCH=N``: ``threshnet.train`` exits (status 17) when
   epoch N+1 would start, after epoch N's checkpoint, like a kill between two epochs.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.abc
 import importlib.machinery
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +27,7 @@ from types import ModuleType
 
 SEARCH_FAULTS = "THRESHNET_SEARCH_FAULTS"
 TRAIN_EXIT = "THRESHNET_TRAIN_EXIT_AFTER_EPOCH"
+DISK_FULL = "THRESHNET_DISK_FULL_AT_BYTES"
 
 
 def _planned_faults() -> dict[int, str]:
@@ -76,6 +80,26 @@ def _patch_train(module: ModuleType) -> None:
     module.train_epoch = exit_before_the_next_epoch
 
 
+def _patch_journal(module: ModuleType) -> None:
+    import errno
+
+    limit = int(os.environ[DISK_FULL])
+    backend = module.JournalFileBackend
+
+    def append_until_full(self, logs: list) -> None:
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        size = os.path.getsize(self._file_path)
+        if size + len(text) <= limit:
+            with open(self._file_path, "ab") as handle:
+                handle.write(text)
+            return
+        with open(self._file_path, "ab") as handle:
+            handle.write(text[: max(0, limit - size)])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._file_path)
+
+    backend.append_logs = append_until_full
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     """Runs ``patches[name](module)`` right after module ``name`` is executed."""
 
@@ -104,6 +128,8 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 _patches: dict[str, Callable[[ModuleType], None]] = {}
 if os.environ.get(SEARCH_FAULTS):
     _patches["search.trial"] = _patch_search_trial
+if os.environ.get(DISK_FULL):
+    _patches["optuna.storages.journal._file"] = _patch_journal
 if os.environ.get(TRAIN_EXIT):
     _patches["threshnet.training.train"] = _patch_train
 if _patches:
