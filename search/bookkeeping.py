@@ -23,14 +23,28 @@ QUEUED_PRESET_ATTR = "queued_preset"  # user attribute of a trial queued for a p
 REQUEUED_FROM_ATTR = "requeued_from"  # user attribute of a trial queued for an interrupted one
 
 
-def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that ran to an end (completed, failed or infeasible), not interrupted ones."""
+FINISHED = ("ok", "failed")  # statuses that count towards --trials
+
+
+def trials_by_status(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Ended trials by their status: ok, failed, infeasible (interrupted ones are not
+    ended: they are queued again). Infeasible trials cost no training and do not count
+    towards --trials."""
+    ended: dict[str, list[optuna.trial.FrozenTrial]] = {"ok": [], "failed": [], "infeasible": []}
     done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-    return [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=done)
-        if trial.user_attrs.get("status") != INTERRUPTED
-    ]
+    for trial in study.get_trials(deepcopy=False, states=done):
+        status = trial.user_attrs.get("status")
+        if status == "infeasible" or trial.state == TrialState.PRUNED:
+            ended["infeasible"].append(trial)  # PRUNED: how earlier versions recorded it
+        elif status != INTERRUPTED:
+            ended["ok" if trial.state == TrialState.COMPLETE else "failed"].append(trial)
+    return ended
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that trained to an end, completed or failed: what --trials counts."""
+    ended = trials_by_status(study)
+    return [trial for status in FINISHED for trial in ended[status]]
 
 
 def requeue_trial(

@@ -1,14 +1,17 @@
 """Optuna inside Ray Tune: samplers, the define-by-run space, and trial recording.
 
 Ray's ``OptunaSearch`` asks and tells the Optuna study from the driver. The subclass
-here also stores every measured field as the Optuna trial's user attributes, maps a
-trial's own status to Optuna's states (ok -> COMPLETE, infeasible -> PRUNED, failed ->
-FAIL; a trial stopped before it reported is recorded as interrupted and queued again)
-and rewrites ``trials.csv`` as each trial finishes.
+here also checks each suggested config against the cost caps (an infeasible one is
+recorded at once, never trained; see search.feasibility), stores every measured field
+as the Optuna trial's user attributes, maps a trial's own status to Optuna's states (ok
+-> COMPLETE with its two values, failed -> FAIL; a trial stopped before it reported is
+recorded as interrupted and queued again) and rewrites ``trials.csv`` as each trial
+finishes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -17,29 +20,12 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search.bookkeeping import requeue_trial
+from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, constrain, placeholder_values
 from search.records import TrialsTable
-from search.settings import SAMPLERS
-from search.trial import NUMBER_KEY
-from space import SearchSpace, sample_params
+from search.trial import NUMBER_KEY, config_record
+from space import CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_FIELDS
-
-# Optuna state of a finished trial by its status ("ok" is told with its two values).
-STATES = {"infeasible": TrialState.PRUNED, "failed": TrialState.FAIL}
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """A multi-objective Optuna sampler by name (tpe, nsga2, gp, random)."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+from threshnet.cli import UserError
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -80,34 +66,74 @@ class RecordingOptunaSearch(OptunaSearch):
         table: TrialsTable,
         failure_hint: str,
         storage: optuna.storages.BaseStorage,
+        space: SearchSpace,
+        caps: CostCaps,
+        input_size: int,
         **kwargs: Any,
     ):
-        super().__init__(storage=storage, **kwargs)
+        super().__init__(storage=storage, space=functools.partial(suggest, space=space), **kwargs)
         self._table = table
         self._failure_hint = failure_hint
         self._optuna_storage = storage
-        # The first failure to write the study (a full disk, say): the run stops on it
-        # (see search.ray_setup) instead of losing the results that follow.
-        self.write_error: OSError | None = None
+        self._search_space = space
+        self._caps = caps
+        self._input_size = input_size
+        # Why the run must stop (the first failure to write the study, say a full disk;
+        # or caps that leave almost nothing of the space): search.ray_setup stops on it
+        # instead of losing the results that follow.
+        self.abort: Exception | None = None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.write_error is not None:
+        if self.abort is not None:
             return None
         try:
-            return super().suggest(trial_id)
-        except OSError as error:  # the storage cannot be written: stop (see ``write_error``)
-            self.write_error = error
+            for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+                config = super().suggest(trial_id)
+                if config is None or self._feasible(trial_id):
+                    return config
+                del self._ot_trials[trial_id]  # recorded as infeasible: ask Optuna again
+        except OSError as error:  # the storage cannot be written
+            self.abort = error
             return None
+        self.abort = UserError(
+            f"{MAX_INFEASIBLE_IN_A_ROW} suggested configs in a row broke the cost caps "
+            "(--max-params/--max-macs): they leave almost nothing of the space; loosen "
+            "them or narrow --space"
+        )
+        return None
+
+    def _feasible(self, trial_id: str) -> bool:
+        """Check the suggested config against the caps (closed forms); record it as
+        infeasible, without training, when it breaks one."""
+        if not self._caps.active:
+            return True
+        ot_trial = self._ot_trials[trial_id]
+        config = params_to_config(ot_trial.params, self._search_space)
+        violations = constrain(ot_trial, config, self._caps, self._input_size)
+        if not violations:
+            return True
+        record = {
+            "status": "infeasible",
+            "error": "; ".join(violations),
+            **config_record(config, self._input_size),
+        }
+        for key, value in record.items():
+            ot_trial.set_user_attr(key, value)
+        study = self._ot_study
+        study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
+        self._table.write(study)
+        print(describe_outcome(ot_trial.number, record), flush=True)
+        return False
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        if self.write_error is not None:
-            return  # nothing more can be recorded; the next run re-queues what is left
+        if self.abort is not None:
+            return  # nothing more is recorded; the next run re-queues what is left
         try:
             self._record(trial_id, result, error)
         except OSError as write_error:
-            self.write_error = write_error
+            self.abort = write_error
 
     def _record(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -135,7 +161,7 @@ class RecordingOptunaSearch(OptunaSearch):
             if record["status"] == "ok":
                 study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
             else:
-                study.tell(ot_trial, state=STATES[record["status"]])
+                study.tell(ot_trial, state=TrialState.FAIL)
         self._completed_trials.add(trial_id)
         self._table.write(study)
         print(describe_outcome(ot_trial.number, record), flush=True)

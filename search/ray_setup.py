@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -14,8 +13,9 @@ from typing import Any
 import optuna
 
 from search.bookkeeping import sampler_seed
-from search.optuna_bridge import RecordingOptunaSearch, make_sampler, suggest
+from search.optuna_bridge import RecordingOptunaSearch
 from search.records import TrialsTable
+from search.samplers import make_sampler
 from search.settings import OBJECTIVES, RunResources, StudySettings
 from search.trial import TrialContext, evaluate_trial
 from threshnet.cli import UserError
@@ -122,11 +122,13 @@ class TuneRun:
 
 def run_trials(
     run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
-) -> OSError | None:
-    """Ask Ray Tune for ``run.trials`` trials, suggested and recorded through Optuna.
+) -> Exception | None:
+    """Ask Ray Tune for ``run.trials`` feasible trials, suggested and recorded through
+    Optuna (infeasible suggestions are recorded by the searcher and not counted).
 
-    Returns the error that stopped the run when the study could not be written (a full
-    disk): trials in flight then end, unrecorded, and the next run queues them again.
+    Returns what stopped the run early, if anything: an OSError when the study could not
+    be written (a full disk; trials in flight end unrecorded and the next run queues them
+    again), or a UserError when the cost caps leave almost nothing of the space.
     """
     from ray import tune
 
@@ -135,12 +137,14 @@ def run_trials(
             return False
 
         def stop_all(self) -> bool:
-            return searcher.write_error is not None
+            return searcher.abort is not None
 
     searcher = RecordingOptunaSearch(
         table=run.table,
         failure_hint=run.experiment_dir,
-        space=functools.partial(suggest, space=settings.space),
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
@@ -177,4 +181,4 @@ def run_trials(
         # the same command, which the summary says.
         logging.getLogger(name).setLevel(logging.ERROR)
     tuner.fit()
-    return searcher.write_error
+    return searcher.abort

@@ -32,15 +32,15 @@ from search.provenance import new_manifest
 from search.proxy_data import prepare_data
 from search.ray_setup import check_reachable, stop_on_sigterm
 from search.runner import run_study
+from search.samplers import SAMPLERS
 from search.settings import (
     DEFAULT_SETTINGS,
-    SAMPLERS,
     SMOKE_SETTINGS,
     RunResources,
     StudySettings,
 )
 from search.study import StudyDirectory
-from space import DEFAULT_SPACE
+from space import DEFAULT_SPACE, SPACE_VERSION
 from threshnet.cli import (
     EXIT_INTERRUPTED,
     ArgumentParser,
@@ -223,6 +223,13 @@ def _open_study(
             f"settings cannot be resumed by this version ({_one_line(error)}); report and "
             "export still read it; continue the search in a new study (another --name)"
         ) from None
+    if stored.space.version != SPACE_VERSION:
+        raise UserError(
+            f"study {directory.root} was sampled with the search-space encoding of version "
+            f"{stored.space.version} (conditional parameters); this version samples encoding "
+            f"{SPACE_VERSION}, so it cannot add trials to it: report and export still read "
+            "it; continue the search in a new study (another --name)"
+        )
     settings = build_settings(args, stored)
     differences = _differences(stored.to_dict(), settings.to_dict())
     if differences:

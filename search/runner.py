@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from search.bookkeeping import finished_trials, queue_presets, requeue_interrupted, sampler_seed
+from search.bookkeeping import (
+    finished_trials,
+    queue_presets,
+    requeue_interrupted,
+    sampler_seed,
+    trials_by_status,
+)
 from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, trial_resources
 from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
@@ -48,7 +53,8 @@ class RunSummary:
     def lines(self) -> list[str]:
         return [
             f"study {self.root}: {self.finished} finished trials "
-            f"({self.completed} completed, {self.failed} failed, {self.infeasible} infeasible); "
+            f"({self.completed} completed, {self.failed} failed; {self.infeasible} infeasible "
+            "configs skipped without training); "
             f"{self.started_trials} run now, {self.requeued} re-queued after an interruption; "
             f"{self.seconds:.0f} s",
             f"results: {self.root / 'trials.csv'}; Optuna storage: optuna-dashboard {self.storage}",
@@ -112,14 +118,14 @@ def run_study(
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
         )
-        write_error = run_trials(run, settings, resources, train_cache)
+        abort = run_trials(run, settings, resources, train_cache)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
-    if write_error is not None:
-        raise write_error  # nothing more can be written; the next run tidies up
+    if isinstance(abort, OSError):
+        raise abort  # nothing more can be written; the next run tidies up
     study = directory.load_study(storage, study_name)
     requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
     table.write(study)
@@ -129,6 +135,8 @@ def run_study(
         "finished" if run_record["trials_after"] >= resources.trials else "stopped"
     )
     directory.write_manifest(manifest)
+    if abort is not None:
+        raise abort
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1
@@ -148,14 +156,13 @@ def _summary(
     target: int,
     storage_url: str | None,
 ) -> RunSummary:
-    finished = finished_trials(study)
-    states = [trial.state for trial in finished]
+    ended = trials_by_status(study)
     return RunSummary(
         root=directory.root,
-        finished=len(finished),
-        completed=states.count(TrialState.COMPLETE),
-        failed=states.count(TrialState.FAIL),
-        infeasible=states.count(TrialState.PRUNED),
+        finished=len(ended["ok"]) + len(ended["failed"]),
+        completed=len(ended["ok"]),
+        failed=len(ended["failed"]),
+        infeasible=len(ended["infeasible"]),
         requeued=requeued,
         started_trials=started_trials,
         seconds=time.perf_counter() - started,

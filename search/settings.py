@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from search.samplers import DEFAULT_SAMPLER
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
 from threshnet.latency import LatencySettings
 from threshnet.training.loops import TrainSettings
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
 OBJECTIVES = ("val_acc", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
 
@@ -47,7 +47,7 @@ class StudySettings:
     split_seed: int = 0
     train_fraction: float = 1.0
     max_train_images: int | None = None
-    sampler: str = "tpe"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     enqueue_presets: bool = True
 

@@ -1,4 +1,7 @@
-"""One trial, as a Ray Tune worker runs it: config -> caps -> proxy training -> latency.
+"""One trial, as a Ray Tune worker runs it: config -> costs -> proxy training -> latency.
+
+Configs that break the study's cost caps never get here: the searcher records them as
+infeasible when it suggests them (search.optuna_bridge).
 
 Everything a trial measures is returned as one flat dict (CSV-ready). A trial never
 raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it returns
@@ -19,7 +22,9 @@ import torch
 from search.gate import DeviceGate, device_key
 from search.proxy_data import split_training_data
 from search.settings import StudySettings
-from space import check_config, params_to_config
+from space import params_to_config
+from threshnet.config import ThreshNetConfig
+from threshnet.costs import architecture_costs, static_costs
 from threshnet.latency import LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
@@ -88,6 +93,19 @@ def _measure(
     return result.to_dict()
 
 
+def config_record(config: ThreshNetConfig, input_size: int = 32) -> dict[str, Any]:
+    """The record fields that describe a config: preset name, depth, parameters, MACs
+    (closed forms) and the config itself as one line of JSON."""
+    costs = architecture_costs(config, input_size)
+    return {
+        "preset": preset_name(config) or "",
+        "depth": config.depth,
+        "params": costs.params,
+        "macs": costs.macs,
+        "config_json": config.to_json().replace("\n", ""),
+    }
+
+
 def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, Any]:
     """Run one trial; always returns a result dict with a ``status``."""
     started = time.perf_counter()
@@ -108,19 +126,9 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
     gate = DeviceGate(device_key(device))
     try:
         config = params_to_config(params, settings.space)
-        record["preset"] = preset_name(config) or ""
-        record["depth"] = config.depth
-        record["config_json"] = config.to_json().replace("\n", "")
-        costs, violations = check_config(config, settings.caps, settings.train.input_size)
-        record.update(
-            params=costs.params,
-            macs=costs.macs,
-            flops=costs.flops,
-            activation_mb=costs.activation_mb,
-        )
-        if violations:
-            record.update(status="infeasible", error="; ".join(violations))
-            return record
+        record.update(config_record(config, settings.train.input_size))
+        costs = static_costs(config, settings.train.input_size)
+        record.update(flops=costs.flops, activation_mb=costs.activation_mb)
         data = load_split(
             "train",
             data_dir=settings.data_dir,

@@ -1,7 +1,7 @@
 """The ThreshNet search space: ranges, sampling from Optuna trials, presets as points."""
 
 from space.constraints import CostCaps, check_config
-from space.ranges import DEFAULT_SPACE, IntRange, SearchSpace, StageSpace
+from space.ranges import DEFAULT_SPACE, SPACE_VERSION, IntRange, SearchSpace, StageSpace
 from space.sampling import (
     config_to_params,
     extreme_configs,
@@ -12,6 +12,7 @@ from space.sampling import (
 
 __all__ = [
     "DEFAULT_SPACE",
+    "SPACE_VERSION",
     "CostCaps",
     "IntRange",
     "SearchSpace",

@@ -1,11 +1,16 @@
-"""Cost caps checked from the config alone, before any training."""
+"""Cost caps checked from the config alone (closed forms, microseconds), before training.
+
+A search tells Optuna each cap as a constraint (``Trial.set_constraint``): the relative
+excess ``cost / cap - 1``, feasible when <= 0, so every constrained sampler (TPE,
+NSGA-II, GP) learns where the infeasible region lies and by how much a config misses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from threshnet.config import ThreshNetConfig
-from threshnet.costs import StaticCosts, static_costs
+from threshnet.costs import ArchitectureCosts, architecture_costs
 
 
 @dataclass(frozen=True)
@@ -15,19 +20,31 @@ class CostCaps:
     max_params: int | None = None
     max_macs: int | None = None
 
-    def violations(self, costs: StaticCosts) -> list[str]:
+    @property
+    def active(self) -> bool:
+        return self.max_params is not None or self.max_macs is not None
+
+    def _limits(self, costs: ArchitectureCosts) -> list[tuple[str, str, int, int]]:
+        limits = [("params", "params", costs.params, self.max_params)]
+        limits.append(("macs", "MACs", costs.macs, self.max_macs))
+        return [(key, label, value, cap) for key, label, value, cap in limits if cap is not None]
+
+    def constraint_values(self, costs: ArchitectureCosts) -> dict[str, float]:
+        """Optuna constraint per cap: ``cost / cap - 1`` (feasible when <= 0)."""
+        return {key: value / cap - 1.0 for key, _, value, cap in self._limits(costs)}
+
+    def violations(self, costs: ArchitectureCosts) -> list[str]:
         """Human-readable reasons ``costs`` breaks the caps (empty when feasible)."""
-        reasons = []
-        if self.max_params is not None and costs.params > self.max_params:
-            reasons.append(f"params {costs.params:,} > max {self.max_params:,}")
-        if self.max_macs is not None and costs.macs > self.max_macs:
-            reasons.append(f"MACs {costs.macs:,} > max {self.max_macs:,}")
-        return reasons
+        return [
+            f"{label} {value:,} > max {cap:,}"
+            for _, label, value, cap in self._limits(costs)
+            if value > cap
+        ]
 
 
 def check_config(
     config: ThreshNetConfig, caps: CostCaps, input_size: int
-) -> tuple[StaticCosts, list[str]]:
-    """Static costs of ``config`` and the caps it violates (computed on the meta device)."""
-    costs = static_costs(config, input_size)
+) -> tuple[ArchitectureCosts, list[str]]:
+    """Parameters and MACs of ``config`` and the caps it violates."""
+    costs = architecture_costs(config, input_size)
     return costs, caps.violations(costs)

@@ -95,6 +95,11 @@ class StageSpace:
         }
 
 
+# How trials encode a config (space.sampling): 1 conditional parameters (growth only for
+# dense stages, k and m only for harmonic ones); 2 the same parameters in every trial.
+SPACE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Everything the sampler may vary, and the constants it may not."""
@@ -104,6 +109,7 @@ class SearchSpace:
     stem: tuple[int, int] = DEFAULT_STEM
     bottleneck: int = DEFAULT_BOTTLENECK
     num_classes: int = DEFAULT_NUM_CLASSES
+    version: int = SPACE_VERSION  # of the parameter encoding; older studies record 1
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -122,6 +128,7 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "threshold": [self.threshold.low, self.threshold.high, self.threshold.step],
             "stem": list(self.stem),
             "bottleneck": self.bottleneck,
@@ -136,7 +143,7 @@ class SearchSpace:
         name; stages without a table keep their ranges. A longer list adds stages (every
         key then required).
         """
-        allowed = {"threshold", "stem", "bottleneck", "num_classes", "stages"}
+        allowed = {"threshold", "stem", "bottleneck", "num_classes", "stages"}  # not version
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValueError(f"space: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -191,6 +198,7 @@ class SearchSpace:
             stem=tuple(data.get("stem", DEFAULT_STEM)),
             bottleneck=data.get("bottleneck", DEFAULT_BOTTLENECK),
             num_classes=data.get("num_classes", DEFAULT_NUM_CLASSES),
+            version=data.get("version", 1),  # spaces were recorded without one before 2
         )
 
     def load_overrides(self, path: str | Path) -> SearchSpace:

@@ -1,11 +1,16 @@
 """Between a search space, Optuna trials, flat parameter dicts and ThreshNet configs.
 
-Parameters are conditional: ``threshold`` is sampled first; then, per stage ``i``
-(1-based in names), ``s{i}_depth`` and ``s{i}_transition`` always, ``s{i}_growth`` only
-when the stage is dense, and ``s{i}_k`` and ``s{i}_m`` only when it is harmonic. A
-dense growth rate and a harmonic base width are different quantities on different
-scales, so they are separate parameters rather than one shared name; Optuna's TPE
-(``multivariate=True, group=True``) models such conditional spaces directly.
+Every trial suggests the same parameters (a fixed-dimension space, so that every Optuna
+sampler models all of them jointly): ``threshold``, then per stage ``i`` (1-based in
+names) ``s{i}_depth``, ``s{i}_width``, ``s{i}_m`` and ``s{i}_transition``.
+
+``s{i}_width`` is a position in [0, 1] within the stage's width range, whose meaning
+follows the stage's kind: the dense growth range when the stage is dense, the harmonic
+base width (k) range when it is harmonic. A dense growth of 32 and a harmonic k of 40 are
+different quantities on different scales; one position keeps the dimension fixed and
+each kind's values on its own grid. ``s{i}_m`` is always sampled and used only by a
+harmonic stage. The published presets are exact points (their positions are exact
+fractions of their grids).
 """
 
 from __future__ import annotations
@@ -15,20 +20,24 @@ from typing import Any, Protocol
 from space.ranges import IntRange, SearchSpace
 from threshnet.config import DEFAULT_MULTIPLIER, StageConfig, ThreshNetConfig
 
+KNOBS = ("depth", "width", "m", "transition")
+
 
 class SuggestingTrial(Protocol):
     """The part of ``optuna.Trial`` used here (Ray's wrapper satisfies it too)."""
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int: ...
 
+    def suggest_float(self, name: str, low: float, high: float) -> float: ...
+
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
 def param_names(space: SearchSpace) -> list[str]:
-    """Every parameter the space can produce, in a stable order (for table columns)."""
+    """Every parameter of the space, in a stable order (for table columns)."""
     names = ["threshold"]
     for index in range(1, len(space.stages) + 1):
-        names += [f"s{index}_{knob}" for knob in ("depth", "growth", "k", "m", "transition")]
+        names += [f"s{index}_{knob}" for knob in KNOBS]
     return names
 
 
@@ -36,17 +45,32 @@ def _suggest(trial: SuggestingTrial, name: str, bounds: IntRange) -> int:
     return trial.suggest_int(name, bounds.low, bounds.high, step=bounds.step)
 
 
+def _grid(bounds: IntRange) -> int:
+    """How many values ``bounds`` holds."""
+    return (bounds.high - bounds.low) // bounds.step + 1
+
+
+def width_at(position: float, bounds: IntRange) -> int:
+    """The value of ``bounds`` nearest to ``position`` (0 = low, 1 = high)."""
+    steps = _grid(bounds) - 1
+    return bounds.low + round(min(max(position, 0.0), 1.0) * steps) * bounds.step
+
+
+def width_position(value: int, bounds: IntRange) -> float:
+    """The position in [0, 1] of ``value`` within ``bounds`` (exact: ``width_at`` inverts
+    it)."""
+    steps = _grid(bounds) - 1
+    return (value - bounds.low) // bounds.step / steps if steps else 0.0
+
+
 def sample_params(trial: SuggestingTrial, space: SearchSpace) -> dict[str, Any]:
-    """Define-by-run sampling; returns the flat parameter dict (no arithmetic, cheap)."""
+    """Define-by-run sampling of every parameter; the flat parameter dict (cheap)."""
     params: dict[str, Any] = {"threshold": _suggest(trial, "threshold", space.threshold)}
     for index, stage in enumerate(space.stages):
         prefix = f"s{index + 1}_"
         params[prefix + "depth"] = _suggest(trial, prefix + "depth", stage.depth)
-        if index < params["threshold"]:
-            params[prefix + "growth"] = _suggest(trial, prefix + "growth", stage.growth)
-        else:
-            params[prefix + "k"] = _suggest(trial, prefix + "k", stage.k)
-            params[prefix + "m"] = trial.suggest_categorical(prefix + "m", list(stage.m))
+        params[prefix + "width"] = trial.suggest_float(prefix + "width", 0.0, 1.0)
+        params[prefix + "m"] = trial.suggest_categorical(prefix + "m", list(stage.m))
         params[prefix + "transition"] = _suggest(trial, prefix + "transition", stage.transition)
     return params
 
@@ -61,7 +85,7 @@ def params_to_config(params: dict[str, Any], space: SearchSpace) -> ThreshNetCon
         stages.append(
             StageConfig(
                 depth=params[prefix + "depth"],
-                growth=params[prefix + ("growth" if dense else "k")],
+                growth=width_at(params[prefix + "width"], stage.growth if dense else stage.k),
                 transition=params[prefix + "transition"],
                 downsample=stage.downsample,
                 multiplier=DEFAULT_MULTIPLIER if dense else params[prefix + "m"],
@@ -77,7 +101,11 @@ def params_to_config(params: dict[str, Any], space: SearchSpace) -> ThreshNetCon
 
 
 def config_to_params(config: ThreshNetConfig, space: SearchSpace) -> dict[str, Any]:
-    """The parameter dict of ``config``; ValueError if it is not a point of ``space``."""
+    """The parameter dict of ``config``; ValueError if it is not a point of ``space``.
+
+    A dense stage's ``m`` (which it does not use) is its multiplier when the space offers
+    it, else the space's first choice.
+    """
     problems = []
     fixed = {
         "number of stages": (config.num_stages, len(space.stages)),
@@ -98,15 +126,16 @@ def config_to_params(config: ThreshNetConfig, space: SearchSpace) -> dict[str, A
             problems.append(f"{prefix}downsample={stage.downsample} (space: {ranges.downsample})")
         params[prefix + "depth"] = stage.depth
         checks.append((prefix + "depth", stage.depth, ranges.depth))
-        if config.is_dense(index):
-            params[prefix + "growth"] = stage.growth
-            checks.append((prefix + "growth", stage.growth, ranges.growth))
-        else:
-            params[prefix + "k"] = stage.growth
+        dense = config.is_dense(index)
+        widths, kind = (ranges.growth, "growth") if dense else (ranges.k, "k")
+        checks.append((f"{prefix}{kind}", stage.growth, widths))
+        params[prefix + "width"] = width_position(stage.growth, widths)
+        if stage.multiplier in ranges.m:
             params[prefix + "m"] = stage.multiplier
-            checks.append((prefix + "k", stage.growth, ranges.k))
-            if stage.multiplier not in ranges.m:
-                problems.append(f"{prefix}m={stage.multiplier} (space: {list(ranges.m)})")
+        elif dense:
+            params[prefix + "m"] = ranges.m[0]
+        else:
+            problems.append(f"{prefix}m={stage.multiplier} (space: {list(ranges.m)})")
         params[prefix + "transition"] = stage.transition
         checks.append((prefix + "transition", stage.transition, ranges.transition))
     problems += [

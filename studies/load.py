@@ -14,7 +14,6 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from space import SearchSpace, param_names
 from studies import schema
 from studies.schema import StudyError
 
@@ -75,11 +74,9 @@ def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:
         raise
     except ValueError as error:  # a journal line that is not JSON
         raise StudyError(f"cannot read the Optuna storage of {root}: {error}") from None
-    try:
-        space = SearchSpace.from_dict(manifest["settings"]["space"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise StudyError(f"{root}: the manifest's settings.space is unreadable ({error})") from None
-    schema.write_trials_of(study, path, param_names(space))
+    trials = study.get_trials(deepcopy=False)
+    columns = list(dict.fromkeys(name for trial in trials for name in trial.params))
+    schema.write_trials_of(study, path, columns)  # the parameters the trials have
     return True
 
 

@@ -52,18 +52,25 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[pareto_mask(frame)].sort_values(["latency_ms", "val_acc"], ascending=[True, False])
 
 
-def default_reference(frame: pd.DataFrame, num_classes: int) -> Reference:
-    """Chance accuracy, and twice the slowest published preset's latency in this study."""
+def default_reference(frame: pd.DataFrame) -> Reference:
+    """The published presets' nadir in this study: their lowest accuracy and highest
+    latency. The hypervolume then measures the region of trade-offs that dominate the
+    published models (a preset on that corner adds nothing); without a measured preset,
+    the nadir of all the study's trials."""
     presets = frame[frame["preset"].isin(PUBLISHED_PRESETS)]
     if not presets.empty:
-        latency = 2.0 * float(presets["latency_ms"].max())
-        rule = "accuracy 1/classes; latency 2 x the slowest published preset's in this study"
+        rule = "the published presets' nadir in this study (lowest accuracy, highest latency)"
+        source = presets
     elif not frame.empty:
-        latency = 2.0 * float(frame["latency_ms"].max())
-        rule = "accuracy 1/classes; latency 2 x the slowest trial's in this study"
+        rule = "the nadir of this study's trials (no published preset measured)"
+        source = frame
     else:
-        latency, rule = 1.0, "no trials yet"
-    return Reference(val_acc=1.0 / num_classes, latency_ms=latency, rule=rule)
+        return Reference(val_acc=0.0, latency_ms=1.0, rule="no trials yet")
+    return Reference(
+        val_acc=float(source["val_acc"].min()),
+        latency_ms=float(source["latency_ms"].max()),
+        rule=rule,
+    )
 
 
 def hypervolume(frame: pd.DataFrame, reference: Reference) -> float:

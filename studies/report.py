@@ -67,7 +67,7 @@ def analyse(study: Study, reference: Reference | None = None) -> Analysis:
     """Front, hypervolume (with a recorded reference point) and preset dominators."""
     eligible = eligible_trials(study)
     front = pareto_front(eligible)
-    reference = reference or default_reference(eligible, study.settings["space"]["num_classes"])
+    reference = reference or default_reference(eligible)
     preset_dominators = {
         row.preset: dominators(front, eligible.loc[row.Index])
         for row in eligible[eligible["preset"].isin(PUBLISHED_PRESETS)].itertuples()
@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs=2,
         type=finite_float,
         metavar=("ACC", "MS"),
-        help="hypervolume reference point (default: chance accuracy, 2x slowest preset)",
+        help="hypervolume reference point, for comparing studies on one footing (default: "
+        "the published presets' nadir in the study: lowest accuracy, highest latency)",
     )
     args = parser.parse_args(argv)
     reference = (

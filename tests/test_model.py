@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from threshnet.config import StageConfig, ThreshNetConfig
-from threshnet.costs import count_params, module_costs, static_costs
-from threshnet.harmonic import harmonic_layout
+from threshnet.costs import architecture_costs, count_params, module_costs, static_costs
 from threshnet.layers import DenseBlock
 from threshnet.model import build_model, describe_stages
 from threshnet.presets import THRESHNET79
@@ -70,44 +69,13 @@ def test_dense_block_keeps_its_input_first_and_untouched() -> None:
     assert torch.equal(x, original)
 
 
-def _closed_form(config: ThreshNetConfig, input_size: int) -> tuple[int, int]:
-    """Params and conv+linear MACs from the spec's section-2 formulas."""
-    b = config.bottleneck
-    first, second = config.stem
-    stem_area = ((input_size - 1) // 2 + 1) ** 2
-    params = 27 * first + 2 * first + 9 * first * second + 2 * second
-    macs = stem_area * (27 * first + 9 * first * second)
-    channels = second
-    for index, (stage, size) in enumerate(
-        zip(config.stages, config.feature_sizes(input_size), strict=True)
-    ):
-        area = size * size
-        if config.is_dense(index):
-            for unit in range(stage.depth):
-                c = channels + unit * stage.growth
-                params += 2 * c + c * b + 2 * b + 9 * b * stage.growth
-                macs += area * (c * b + 9 * b * stage.growth)
-            block_out = channels + stage.depth * stage.growth
-        else:
-            layout = harmonic_layout(channels, stage.depth, stage.growth, stage.multiplier)
-            for inputs, width in zip(layout.layer_inputs, layout.widths[1:], strict=True):
-                params += 9 * inputs * width + 2 * width
-                macs += area * 9 * inputs * width
-            block_out = layout.out_channels
-        params += block_out * stage.transition + 2 * stage.transition
-        macs += area * block_out * stage.transition
-        channels = stage.transition
-    params += channels * config.num_classes + config.num_classes
-    macs += channels * config.num_classes
-    return params, macs
-
-
 @pytest.mark.parametrize("threshold", [0, 2, 3, 5])
 @pytest.mark.parametrize("input_size", [32, 64])
 def test_counted_costs_match_closed_form(threshold: int, input_size: int) -> None:
     config = _with_threshold(threshold)
     costs = static_costs(config, input_size)
-    assert (costs.params, costs.macs) == _closed_form(config, input_size)
+    closed = architecture_costs(config, input_size)
+    assert (costs.params, costs.macs) == (closed.params, closed.macs)
 
 
 def test_meta_costs_equal_costs_of_a_real_module() -> None:

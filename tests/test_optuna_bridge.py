@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import csv
 import errno
-import functools
 import math
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.optuna_bridge import RecordingOptunaSearch, suggest
+from search.feasibility import MAX_INFEASIBLE_IN_A_ROW
+from search.optuna_bridge import RecordingOptunaSearch
 from search.records import TrialsTable
 from search.settings import OBJECTIVES
 from search.study import StudyDirectory
 from search.trial import NUMBER_KEY
-from space import DEFAULT_SPACE, param_names
+from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config
+from threshnet.cli import UserError
+from threshnet.costs import architecture_costs
 
 STUDY = "bridge"
 
 
-def _searcher(directory: StudyDirectory) -> RecordingOptunaSearch:
+def _searcher(directory: StudyDirectory, caps: CostCaps | None = None) -> RecordingOptunaSearch:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return RecordingOptunaSearch(
         table=TrialsTable(directory.trials_path, tuple(param_names(DEFAULT_SPACE))),
         failure_hint="the Ray logs",
-        space=functools.partial(suggest, space=DEFAULT_SPACE),
+        space=DEFAULT_SPACE,
+        caps=caps or CostCaps(),
+        input_size=32,
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
@@ -43,8 +47,8 @@ def _stored(directory: StudyDirectory) -> dict[int, optuna.trial.FrozenTrial]:
 OK = {"status": "ok", "val_acc": 0.5, "latency_ms": 2.0, "params": 123, "error": ""}
 CASES = {
     "ok": (OK, False),
-    "infeasible": (
-        {"status": "infeasible", "error": "params 9 > max 1", "val_acc": math.nan},
+    "failed with NaN": (
+        {"status": "failed", "error": "no val_acc", "val_acc": math.nan},
         False,
     ),
     "failed": ({"status": "failed", "error": "RuntimeError: boom"}, False),
@@ -66,9 +70,9 @@ def test_each_status_maps_to_its_optuna_state_and_is_recorded(directory: StudyDi
     ok = trials[number["ok"]]
     assert ok.state == TrialState.COMPLETE and ok.values == [0.5, 2.0]
     assert ok.user_attrs == OK
-    infeasible = trials[number["infeasible"]]
-    assert infeasible.state == TrialState.PRUNED
-    assert infeasible.user_attrs == {"status": "infeasible", "error": "params 9 > max 1"}
+    nan = trials[number["failed with NaN"]]
+    assert nan.state == TrialState.FAIL
+    assert nan.user_attrs == {"status": "failed", "error": "no val_acc"}  # NaN not recorded
     assert trials[number["failed"]].state == TrialState.FAIL
     assert trials[number["failed"]].user_attrs["error"] == "RuntimeError: boom"
     died = trials[number["worker died"]]
@@ -87,7 +91,7 @@ def test_each_status_maps_to_its_optuna_state_and_is_recorded(directory: StudyDi
         n: t.state.name for n, t in trials.items() if t.state != TrialState.WAITING
     }
     assert rows[number["ok"]]["val_acc"] == "0.5"
-    assert rows[number["infeasible"]]["val_acc"] == ""  # NaN is not recorded
+    assert rows[number["failed with NaN"]]["val_acc"] == ""
 
 
 def test_the_requeued_trial_runs_with_the_same_parameters(directory: StudyDirectory) -> None:
@@ -123,9 +127,41 @@ def test_a_study_that_cannot_be_written_stops_the_searcher(
 
     monkeypatch.setattr(searcher._optuna_storage, "set_trial_user_attr", disk_full)
     searcher.on_trial_complete("a", OK)  # recording fails: kept, not raised
-    assert searcher.write_error is full
+    assert searcher.abort is full
     searcher.on_trial_complete("b", OK)  # nothing more is attempted
     assert searcher.suggest("c") is None  # and nothing new is started
     monkeypatch.undo()
     states = {t.number: t.state for t in _stored(directory).values()}
     assert states == {0: TrialState.RUNNING, 1: TrialState.RUNNING}  # the next run re-queues
+
+
+def test_infeasible_configs_are_recorded_with_constraints_and_never_handed_out(
+    directory: StudyDirectory,
+) -> None:
+    cap = 12_000_000  # about half of the space's configs have more parameters
+    searcher = _searcher(directory, CostCaps(max_params=cap))
+    handed_out = [searcher.suggest(f"t{index}") for index in range(8)]
+    for config in handed_out:
+        assert architecture_costs(params_to_config(config, DEFAULT_SPACE)).params <= cap
+    trials = _stored(directory)
+    infeasible = [t for t in trials.values() if t.user_attrs.get("status") == "infeasible"]
+    assert infeasible, "no suggested config broke the cap"
+    for trial in infeasible:
+        assert trial.state == TrialState.COMPLETE  # so constrained samplers learn from it
+        assert trial.user_attrs["params"] > cap and "> max 12,000,000" in trial.user_attrs["error"]
+    assert len(trials) == 8 + len(infeasible)
+    for index in range(8):
+        searcher.on_trial_complete(f"t{index}", {**OK, "latency_ms": 1.0 + index})
+    study = optuna.load_study(study_name=STUDY, storage=directory.storage())
+    best = {trial.number for trial in study.best_trials}
+    assert best and not best & {trial.number for trial in infeasible}  # constraints count
+
+
+def test_caps_that_leave_nothing_stop_the_search_with_one_line(
+    directory: StudyDirectory,
+) -> None:
+    searcher = _searcher(directory, CostCaps(max_params=1000))
+    assert searcher.suggest("a") is None
+    assert isinstance(searcher.abort, UserError)
+    assert "in a row broke the cost caps" in str(searcher.abort)
+    assert len(_stored(directory)) == MAX_INFEASIBLE_IN_A_ROW

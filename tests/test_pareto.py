@@ -9,6 +9,7 @@ import pytest
 
 from studies.pareto import (
     Reference,
+    default_reference,
     dominators,
     hypervolume,
     hypervolume_history,
@@ -75,3 +76,16 @@ def test_dominators_of_a_point() -> None:
     assert dominators(front, POINTS.iloc[2]) == [0, 3]
     assert dominators(front, POINTS.iloc[6]) == [1]
     assert dominators(front, POINTS.iloc[5]) == []
+
+
+def test_the_default_reference_is_the_presets_nadir() -> None:
+    frame = _points([(0, 0.60, 2.0), (1, 0.70, 5.0), (2, 0.65, 9.0), (3, 0.90, 1.0)])
+    frame["preset"] = ["threshnet28", "threshnet79", "threshnet95", ""]
+    reference = default_reference(frame)
+    assert (reference.val_acc, reference.latency_ms) == (0.60, 9.0)
+    assert "presets' nadir" in reference.rule
+    # Only what dominates the presets' corner counts; trial 3 dominates all three.
+    assert hypervolume(frame, reference) == pytest.approx((0.90 - 0.60) * (9.0 - 1.0))
+    no_presets = default_reference(frame.assign(preset=""))
+    assert (no_presets.val_acc, no_presets.latency_ms) == (0.60, 9.0)
+    assert "no published preset" in no_presets.rule

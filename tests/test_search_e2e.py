@@ -55,7 +55,7 @@ def _start_and_wait_for_two(
 def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) -> None:
     result = smoke_study.result
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 finished trials (4 completed, 4 failed, 0 infeasible)" in result.stdout
+    assert "8 finished trials (4 completed, 4 failed; 0 infeasible" in result.stdout
 
     study_dir = StudyDirectory(smoke_study.root)
     manifest = json.loads(study_dir.manifest_path.read_text())

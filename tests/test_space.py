@@ -39,7 +39,7 @@ def test_out_of_range_values_are_named() -> None:
         config_to_params(params_to_config(params, DEFAULT_SPACE), DEFAULT_SPACE)
 
 
-def test_sampled_configs_are_valid_conditional_and_round_trip() -> None:
+def test_every_trial_samples_every_parameter_and_widths_follow_the_stage_kind() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     thresholds = set()
@@ -47,16 +47,23 @@ def test_sampled_configs_are_valid_conditional_and_round_trip() -> None:
         trial = study.ask()
         params = sample_params(trial, DEFAULT_SPACE)
         assert params == trial.params
+        assert list(params) == param_names(DEFAULT_SPACE)  # fixed dimension
         config = params_to_config(params, DEFAULT_SPACE)
         config.validate(input_size=32)
-        assert config_to_params(config, DEFAULT_SPACE) == params
+        assert params_to_config(config_to_params(config, DEFAULT_SPACE), DEFAULT_SPACE) == config
         threshold = params["threshold"]
         thresholds.add(threshold)
-        for stage in range(1, 6):
-            dense = stage <= threshold
-            assert (f"s{stage}_growth" in params) == dense
-            assert (f"s{stage}_k" in params) == (not dense)
-            assert (f"s{stage}_m" in params) == (not dense)
+        for index, (stage, ranges) in enumerate(
+            zip(config.stages, DEFAULT_SPACE.stages, strict=True)
+        ):
+            dense = index < threshold
+            assert stage.growth in (ranges.growth if dense else ranges.k)
+            position = params[f"s{index + 1}_width"]
+            widths = ranges.growth if dense else ranges.k
+            steps = (widths.high - widths.low) // widths.step
+            assert abs((stage.growth - widths.low) / widths.step - position * steps) <= 0.5
+            expected_m = 1.7 if dense else params[f"s{index + 1}_m"]
+            assert stage.multiplier == expected_m
         study.tell(trial, 0.0)
     assert thresholds == set(range(6))
 

@@ -1,7 +1,8 @@
 """Static costs of a config: parameters, MACs/FLOPs, activation memory, torchstat figures.
 
-Everything here runs the network on the ``meta`` device: shapes only, no arithmetic
-and no memory, so it costs milliseconds even for configs too large to train.
+Parameters and MACs of a config come from closed forms (microseconds); the rest runs the
+network on the ``meta`` device: shapes only, no arithmetic and no memory, so it costs
+milliseconds even for configs too large to train.
 
 Units: ``macs`` are multiply-accumulates of conv and linear layers as counted by
 ``torch.utils.flop_counter.FlopCounterMode``; ``flops = 2 * macs``. The ``torchstat_*``
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from threshnet.config import ThreshNetConfig
+from threshnet.harmonic import harmonic_layout
 from threshnet.model import ThreshNet, build_model
 
 BYTES_PER_MIB = 1024 * 1024
@@ -38,6 +40,51 @@ class StaticCosts:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArchitectureCosts:
+    """Parameters and conv+linear MACs of a config, from the spec's closed forms."""
+
+    params: int
+    macs: int
+
+
+def architecture_costs(config: ThreshNetConfig, input_size: int = 32) -> ArchitectureCosts:
+    """Parameters and MACs (conv and linear layers, batch 1) of ``config`` at
+    ``input_size``, by the closed forms of the family (no network is built: microseconds).
+
+    Equal to :func:`static_costs`'s ``params`` and ``macs`` (tests check it).
+    """
+    config.validate(input_size=input_size)
+    b = config.bottleneck
+    first, second = config.stem
+    stem_area = ((input_size - 1) // 2 + 1) ** 2
+    params = 27 * first + 2 * first + 9 * first * second + 2 * second  # convs + BN affine
+    macs = stem_area * (27 * first + 9 * first * second)
+    channels = second
+    for index, (stage, size) in enumerate(
+        zip(config.stages, config.feature_sizes(input_size), strict=True)
+    ):
+        area = size * size
+        if config.is_dense(index):
+            for unit in range(stage.depth):
+                c = channels + unit * stage.growth  # BN-ReLU-1x1(b)-BN-ReLU-3x3(growth)
+                params += 2 * c + c * b + 2 * b + 9 * b * stage.growth
+                macs += area * (c * b + 9 * b * stage.growth)
+            block_out = channels + stage.depth * stage.growth
+        else:
+            layout = harmonic_layout(channels, stage.depth, stage.growth, stage.multiplier)
+            for inputs, width in zip(layout.layer_inputs, layout.widths[1:], strict=True):
+                params += 9 * inputs * width + 2 * width
+                macs += area * 9 * inputs * width
+            block_out = layout.out_channels
+        params += block_out * stage.transition + 2 * stage.transition
+        macs += area * block_out * stage.transition
+        channels = stage.transition
+    params += channels * config.num_classes + config.num_classes
+    macs += channels * config.num_classes
+    return ArchitectureCosts(params=params, macs=macs)
 
 
 def count_params(model: nn.Module) -> int:
@@ -107,14 +154,27 @@ def _count_flops(model: nn.Module, example: torch.Tensor) -> int:
 def static_costs(config: ThreshNetConfig, input_size: int = 32) -> StaticCosts:
     """Parameters, MACs, FLOPs and activation memory of ``config`` at ``input_size``.
 
-    ``activation_mb`` is the sum of every leaf module's float32 output at batch 1, in
-    MiB: exactly torchstat's "memory" column, a size measure, not a peak.
+    Parameters and MACs come from the closed forms (:func:`architecture_costs`); the
+    activation memory and torchstat's figures from one pass of the network on PyTorch's
+    meta device (shapes only: milliseconds). ``activation_mb`` is the sum of every leaf
+    module's float32 output at batch 1, in MiB: exactly torchstat's "memory" column, a
+    size measure, not a peak. :func:`module_costs` counts the same MACs with
+    ``torch.utils.flop_counter`` (tests check that they agree).
     """
-    config.validate(input_size=input_size)
+    closed = architecture_costs(config, input_size)
     with torch.device("meta"):
         model = build_model(config).eval()
         example = torch.empty(1, 3, input_size, input_size)
-    return module_costs(model, input_size=input_size, example=example)
+    output_bytes, ts_flops, ts_madd = _leaf_statistics(model, example)
+    return StaticCosts(
+        input_size=input_size,
+        params=closed.params,
+        macs=closed.macs,
+        flops=2 * closed.macs,
+        activation_mb=output_bytes / BYTES_PER_MIB,
+        torchstat_flops=ts_flops,
+        torchstat_madd=ts_madd,
+    )
 
 
 def module_costs(
