@@ -11,7 +11,7 @@ from __future__ import annotations
 import optuna
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-DEFAULT_SAMPLER = "tpe"
+DEFAULT_SAMPLER = "gp"  # chosen with bench/sampler_efficiency.py (BENCHMARKS.md)
 STARTUP_TRIALS = 10  # random suggestions before a model-based sampler starts modelling
 
 

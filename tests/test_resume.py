@@ -15,8 +15,12 @@ from search.provenance import new_manifest
 from search.run import PROG, main
 from search.settings import SMOKE_SETTINGS
 from search.study import StudyDirectory
+from search.trial import config_record
+from studies.export import main as export_main
 from studies.report import main as report_main
 from threshnet.cli import run_cli
+from threshnet.config import ThreshNetConfig
+from threshnet.presets import get_preset
 
 
 def _finished_study(root: Path, data: Path) -> StudyDirectory:
@@ -185,3 +189,55 @@ def test_a_run_removes_the_temporaries_a_killed_run_left(study: StudyDirectory) 
     os.utime(stale, (0, 0))
     assert _resume(study) == 0
     assert not stale.exists() and fresh.exists()
+
+
+def test_a_study_of_the_conditional_space_loads_reports_exports_but_is_not_extended(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = _finished_study(tmp_path / "runs" / "old", tiny_folder)
+    optuna_study = study.load_study(study.storage(), "old")
+    trial = optuna_study.ask()  # a trial as version 1 sampled it: conditional names
+    for name, value in config_to_params_v1(get_preset("threshnet28")).items():
+        if isinstance(value, int):
+            trial.suggest_int(name, value, value)
+        else:
+            trial.suggest_float(name, value, value)
+    record = {
+        **config_record(get_preset("threshnet28")),
+        "status": "ok",
+        "val_acc": 0.5,
+        "latency_ms": 2.0,
+        "epochs": SMOKE_SETTINGS.train.epochs,
+    }
+    for key, value in record.items():
+        trial.set_user_attr(key, value)
+    optuna_study.tell(trial, [0.5, 2.0])
+
+    def to_space_version_1(manifest: dict) -> None:
+        del manifest["settings"]["space"]["version"]
+
+    _rewrite_manifest(study, to_space_version_1)
+    assert _resume(study) == 2
+    error = capsys.readouterr().err.strip()
+    assert "encoding of version 1" in error and len(error.splitlines()) == 1
+
+    assert run_cli("studies.report", report_main, [str(study.root)]) == 0
+    assert "s1_growth" in study.trials_path.read_text().splitlines()[0]  # its own columns
+    out = tmp_path / "configs"
+    assert run_cli("studies.export", export_main, [str(study.root), "--out", str(out)]) == 0
+    (exported,) = out.glob("*threshnet28.json")
+    assert ThreshNetConfig.load(exported) == get_preset("threshnet28")
+
+
+def config_to_params_v1(config: ThreshNetConfig) -> dict[str, object]:
+    """The parameters version 1 of the space gave a config (growth or k, m if harmonic)."""
+    params: dict[str, object] = {"threshold": config.threshold}
+    for index, stage in enumerate(config.stages, start=1):
+        params[f"s{index}_depth"] = stage.depth
+        if config.is_dense(index - 1):
+            params[f"s{index}_growth"] = stage.growth
+        else:
+            params[f"s{index}_k"] = stage.growth
+            params[f"s{index}_m"] = stage.multiplier
+        params[f"s{index}_transition"] = stage.transition
+    return params

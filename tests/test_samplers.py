@@ -1,14 +1,16 @@
-"""Every sampler the CLI offers models the whole fixed-dimension space."""
+"""Every sampler the CLI offers models the whole fixed-dimension space and its constraints."""
 
 from __future__ import annotations
 
 import optuna
 import pytest
 
+from search.feasibility import constrain, placeholder_values
 from search.optuna_bridge import suggest
 from search.samplers import SAMPLERS, make_sampler
 from search.trial import NUMBER_KEY
-from space import DEFAULT_SPACE, param_names, params_to_config
+from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config, sample_params
+from threshnet.costs import architecture_costs
 
 
 @pytest.mark.parametrize(
@@ -42,3 +44,32 @@ def test_sampler_suggests_every_parameter_after_its_startup_phase(
 def test_unknown_sampler() -> None:
     with pytest.raises(ValueError, match="unknown sampler 'cmaes'"):
         make_sampler("cmaes", seed=0)
+
+
+def _infeasible_share(name: str, caps: CostCaps, trials: int = 60) -> float:
+    """Share of infeasible suggestions among the last half of a study whose objectives
+    reward larger networks (so the caps are what holds a sampler back)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(name, seed=0)
+    )
+    broke = []
+    for _ in range(trials):
+        trial = study.ask()
+        config = params_to_config(sample_params(trial, DEFAULT_SPACE), DEFAULT_SPACE)
+        violations = constrain(trial, config, caps, input_size=32)
+        broke.append(bool(violations))
+        if violations:
+            study.tell(trial, placeholder_values(study, num_classes=10))
+        else:
+            costs = architecture_costs(config)
+            study.tell(trial, [1 - 1 / (1 + costs.params / 1e6), costs.macs / 1e8])
+    return sum(broke[trials // 2 :]) / (trials - trials // 2)
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", pytest.param("gp", marks=pytest.mark.slow)])
+def test_cost_caps_reach_each_sampler_as_constraints(name: str) -> None:
+    caps = CostCaps(max_params=8_000_000)
+    baseline = _infeasible_share("random", caps)
+    assert baseline > 0.3  # the caps bite: a blind sampler breaks them often
+    assert _infeasible_share(name, caps) < 0.75 * baseline

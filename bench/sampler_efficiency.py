@@ -1,0 +1,286 @@
+"""Search efficiency of every offered sampler on surrogates of the product's own space.
+
+Each sampler is built by the product's factory (``search.samplers.make_sampler``) and
+drives the product's space (``space.sample_params``, the published presets queued first)
+in-process: no Ray, no training. A trial's objectives come from a surrogate built on the
+config's static costs (closed-form parameters and MACs, feature-map volume, depth):
+
+- ``launch``: latency of a GPU at batch 1, bound by kernel launches and memory traffic
+  (time per layer, per feature-map element, per MAC); accuracy rising with the log of
+  the parameters with diminishing returns, best at a hybrid threshold of 3 (the paper's
+  finding), less for very deep and narrow nets.
+- ``compute``: latency of a compute-bound device (MACs dominate, the square root of the
+  feature-map volume for memory); accuracy saturating in MACs, with dense stages helping
+  more when their growth is larger and harmonic ones when k x m is, and the threshold's
+  effect rising to 4 dense stages.
+
+Both add observation noise (sd 0.004 accuracy, 3 % latency) to what the sampler sees;
+the hypervolume is computed on the noise-free values, with the product's default
+reference (the presets' nadir), and reported relative to random search with the same
+seed. ``--in-flight 4`` keeps four trials asked but not told (constant liar for TPE,
+pending points for GP; GP runs that way only with ``--gp-in-flight``, as each run takes
+about 10 CPU-minutes). The time per suggestion is the sampler's ask plus sampling, on
+one thread.
+
+    python bench/sampler_efficiency.py                      # the full table (~25 min)
+    python bench/sampler_efficiency.py --samplers gp random --gp-in-flight --in-flight 4
+    python bench/sampler_efficiency.py --trials 40 --seeds 1 --samplers tpe random
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.samplers import SAMPLERS, make_sampler
+from space import DEFAULT_SPACE, config_to_params, params_to_config, sample_params
+from studies.pareto import default_reference, hypervolume
+from threshnet.config import ThreshNetConfig
+from threshnet.costs import architecture_costs
+from threshnet.harmonic import harmonic_layout
+from threshnet.presets import PUBLISHED_PRESETS, get_preset
+
+CHECKPOINTS = (25, 50, 100, 200)
+TIMING_POINTS = (10, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the surrogates see of a config."""
+
+    params_m: float  # millions
+    macs_g: float  # at 32 x 32, billions
+    volume_m: float  # feature-map elements written, millions
+    depth: int
+    threshold: int
+    dense_growth: float  # mean growth of the dense stages (0 if none)
+    harmonic_width: float  # mean k x m of the harmonic stages (0 if none)
+
+
+def features(config: ThreshNetConfig, input_size: int = 32) -> Features:
+    costs = architecture_costs(config, input_size)
+    volume = 0
+    channels = config.stem[1]
+    sizes = config.feature_sizes(input_size)
+    for index, (stage, size) in enumerate(zip(config.stages, sizes, strict=True)):
+        area = size * size
+        if config.is_dense(index):
+            volume += stage.depth * (config.bottleneck + stage.growth) * area
+            block_out = channels + stage.depth * stage.growth
+        else:
+            layout = harmonic_layout(channels, stage.depth, stage.growth, stage.multiplier)
+            volume += sum(layout.widths[1:]) * area
+            block_out = layout.out_channels
+        volume += (block_out + stage.transition) * area
+        channels = stage.transition
+    dense = [s.growth for i, s in enumerate(config.stages) if config.is_dense(i)]
+    harmonic = [
+        s.growth * s.multiplier for i, s in enumerate(config.stages) if not config.is_dense(i)
+    ]
+    return Features(
+        params_m=costs.params / 1e6,
+        macs_g=costs.macs / 1e9,
+        volume_m=volume / 1e6,
+        depth=config.depth,
+        threshold=config.threshold,
+        dense_growth=statistics.fmean(dense) if dense else 0.0,
+        harmonic_width=statistics.fmean(harmonic) if harmonic else 0.0,
+    )
+
+
+def launch_surrogate(f: Features) -> tuple[float, float]:
+    """(accuracy, latency ms): launch- and memory-bound latency, log-params accuracy."""
+    capacity = 1.0 - math.exp(-math.log1p(f.params_m) / 1.6)
+    hybrid = 0.03 * math.exp(-((f.threshold - 3) ** 2) / 2.0)
+    too_deep = 0.02 * max(0.0, f.depth - 120) / 40
+    accuracy = 0.62 + 0.28 * capacity + hybrid - too_deep
+    latency = 0.045 * f.depth + 0.9 * f.volume_m + 0.6 * f.macs_g + 0.3
+    return accuracy, latency
+
+
+def compute_surrogate(f: Features) -> tuple[float, float]:
+    """(accuracy, latency ms): compute-bound latency, MACs-saturating accuracy."""
+    capacity = f.macs_g / (f.macs_g + 0.12)
+    dense_gain = 0.0006 * f.dense_growth * f.threshold / 5
+    harmonic_gain = 0.0002 * f.harmonic_width * (5 - f.threshold) / 5
+    threshold_effect = 0.012 * min(f.threshold, 4)
+    accuracy = 0.58 + 0.30 * capacity + dense_gain + harmonic_gain + threshold_effect
+    latency = 9.0 * f.macs_g + 0.35 * math.sqrt(f.volume_m) + 0.01 * f.depth + 0.2
+    return accuracy, latency
+
+
+SURROGATES: dict[str, Callable[[Features], tuple[float, float]]] = {
+    "launch": launch_surrogate,
+    "compute": compute_surrogate,
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    sampler: str
+    surrogate: str
+    seed: int
+    in_flight: int
+    hypervolume: dict[int, float]  # trials -> noise-free hypervolume
+    suggest_seconds: dict[int, float]  # finished trials -> seconds per suggestion
+
+
+def _told_values(truth: tuple[float, float], rng: random.Random) -> tuple[float, float]:
+    accuracy, latency = truth
+    return accuracy + rng.gauss(0, 0.004), latency * math.exp(rng.gauss(0, 0.03))
+
+
+def run_study(sampler: str, surrogate: str, seed: int, trials: int, in_flight: int) -> RunResult:
+    """One study: presets first, then the sampler's suggestions, ``in_flight`` at a time."""
+    torch.set_num_threads(1)  # one core per run; runs go in parallel processes
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    model = SURROGATES[surrogate]
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(sampler, seed)
+    )
+    for name in PUBLISHED_PRESETS:
+        study.enqueue_trial(config_to_params(get_preset(name), DEFAULT_SPACE))
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    timings: dict[int, list[float]] = {point: [] for point in TIMING_POINTS}
+    pending: list[tuple[optuna.Trial, tuple[float, float], str]] = []
+
+    def ask() -> None:
+        started = time.perf_counter()
+        trial = study.ask()
+        params = sample_params(trial, DEFAULT_SPACE)
+        seconds = time.perf_counter() - started
+        finished = len(rows)
+        for point in TIMING_POINTS:  # the suggestions made with point-5..point told
+            if point - 5 <= finished <= point and trial.number >= len(PUBLISHED_PRESETS):
+                timings[point].append(seconds)
+        config = params_to_config(params, DEFAULT_SPACE)
+        pending.append((trial, model(features(config)), _preset_of(trial.number)))
+
+    while len(rows) < trials:
+        while len(pending) < in_flight and len(rows) + len(pending) < trials:
+            ask()
+        trial, truth, preset = pending.pop(0)
+        study.tell(trial, list(_told_values(truth, rng)))
+        rows.append(
+            {"number": len(rows), "val_acc": truth[0], "latency_ms": truth[1], "preset": preset}
+        )
+    frame = pd.DataFrame(rows)
+    reference = default_reference(frame)
+    return RunResult(
+        sampler=sampler,
+        surrogate=surrogate,
+        seed=seed,
+        in_flight=in_flight,
+        hypervolume={n: hypervolume(frame.iloc[:n], reference) for n in CHECKPOINTS if n <= trials},
+        suggest_seconds={p: statistics.fmean(t) for p, t in timings.items() if t},
+    )
+
+
+def _preset_of(number: int) -> str:
+    return PUBLISHED_PRESETS[number] if number < len(PUBLISHED_PRESETS) else ""
+
+
+def _jobs(args: argparse.Namespace) -> Iterator[tuple[str, str, int, int, int]]:
+    for surrogate in args.surrogates:
+        for in_flight in args.in_flight:
+            for seed in range(args.seeds):
+                for sampler in args.samplers:
+                    if sampler == "gp" and in_flight > 1 and not args.gp_in_flight:
+                        continue  # ~10 CPU-minutes a run: see --gp-in-flight
+                    yield sampler, surrogate, seed, args.trials, in_flight
+
+
+def _mean_seconds(runs: list[RunResult], point: int) -> str:
+    seconds = [run.suggest_seconds[point] for run in runs if point in run.suggest_seconds]
+    return f"{statistics.fmean(seconds):.3f}" if seconds else "-"
+
+
+def _table(results: list[RunResult], trials: int) -> list[str]:
+    """Median (min-max) hypervolume ratio to random with the same seed, per checkpoint."""
+    random_hv = {
+        (r.surrogate, r.in_flight, r.seed): r.hypervolume for r in results if r.sampler == "random"
+    }
+    points = [n for n in CHECKPOINTS if n <= trials]
+    lines = [
+        "| surrogate | in flight | sampler | "
+        + " | ".join(f"HV/random @{n}" for n in points)
+        + " | s/suggestion @"
+        + "/".join(map(str, TIMING_POINTS))
+        + " |",
+        "|---" * (4 + len(points)) + "|",
+    ]
+    keys = sorted({(r.surrogate, r.in_flight, r.sampler) for r in results})
+    for surrogate, in_flight, sampler in keys:
+        runs = [
+            r
+            for r in results
+            if (r.surrogate, r.in_flight, r.sampler) == (surrogate, in_flight, sampler)
+        ]
+        cells = []
+        for n in points:
+            ratios = [
+                r.hypervolume[n] / random_hv[(surrogate, in_flight, r.seed)][n]
+                for r in runs
+                if random_hv[(surrogate, in_flight, r.seed)][n] > 0
+            ]
+            cells.append(
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+                if ratios
+                else "n/a"
+            )
+        timing = "/".join(_mean_seconds(runs, point) for point in TIMING_POINTS)
+        lines.append(
+            f"| {surrogate} | {in_flight} | {sampler} | " + " | ".join(cells) + f" | {timing} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--surrogates", nargs="+", default=list(SURROGATES), choices=SURROGATES)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes")
+    parser.add_argument(
+        "--gp-in-flight",
+        action="store_true",
+        help="also run GP with trials in flight (about 10 CPU-minutes per run of 200)",
+    )
+    parser.add_argument("--json", help="also write every run's numbers to this file")
+    args = parser.parse_args()
+    if "random" not in args.samplers:
+        parser.error("random is the baseline: include it in --samplers")
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_study, *job) for job in _jobs(args)]
+        results = [future.result() for future in futures]
+    print(
+        f"# sampler efficiency: {args.seeds} seeds x {args.trials} trials, presets queued "
+        f"first, reference = presets' nadir, optuna {optuna.__version__}, "
+        f"{time.perf_counter() - started:.0f} s on {args.workers} processes"
+    )
+    print("\n".join(_table(results, args.trials)))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
+
+
+if __name__ == "__main__":
+    main()
