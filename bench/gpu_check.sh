@@ -15,6 +15,7 @@ fi
 ARCHIVE=$1
 OUT=${2:-${OUT:-/tmp/gpu-check}}
 DATA=$(mktemp -d)
+trap 'rm -rf "$DATA"' EXIT
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"

@@ -48,12 +48,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.samplers import SAMPLERS, make_sampler
-from space import DEFAULT_SPACE, config_to_params, params_to_config, sample_params
+from space import DEFAULT_SPACE, params_to_config, preset_points, sample_params
 from studies.pareto import default_reference, hypervolume
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import architecture_costs
 from threshnet.harmonic import harmonic_layout
-from threshnet.presets import PUBLISHED_PRESETS, get_preset
+from threshnet.presets import PUBLISHED_PRESETS
 
 CHECKPOINTS = (25, 50, 100, 200)
 TIMING_POINTS = (10, 50, 100, 200)
@@ -153,8 +153,8 @@ def run_study(sampler: str, surrogate: str, seed: int, trials: int, in_flight: i
     study = optuna.create_study(
         directions=["maximize", "minimize"], sampler=make_sampler(sampler, seed)
     )
-    for name in PUBLISHED_PRESETS:
-        study.enqueue_trial(config_to_params(get_preset(name), DEFAULT_SPACE))
+    for _, _, params in preset_points(DEFAULT_SPACE)[0]:
+        study.enqueue_trial(params)
     rng = random.Random(seed)
     rows: list[dict[str, object]] = []
     timings: dict[int, list[float]] = {point: [] for point in TIMING_POINTS}

@@ -6,16 +6,14 @@ through Optuna's public study and storage APIs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from space import SearchSpace, config_to_params
+from space import SearchSpace, preset_points
 from studies.schema import INTERRUPTED
-from threshnet.presets import PUBLISHED_PRESETS, get_preset
 
 logger = logging.getLogger("search")
 
@@ -82,22 +80,17 @@ def queue_presets(study: optuna.Study, space: SearchSpace) -> list[str]:
 
     A preset counts as present when a trial has its parameters or was queued for it.
     """
-    present_params = [trial.params for trial in study.get_trials(deepcopy=False)]
-    queued = {
-        trial.user_attrs.get(QUEUED_PRESET_ATTR) for trial in study.get_trials(deepcopy=False)
-    }
+    trials = study.get_trials(deepcopy=False)
+    present_params = [trial.params for trial in trials]
+    queued = {trial.user_attrs.get(QUEUED_PRESET_ATTR) for trial in trials}
+    points, outside = preset_points(space)
+    for name, reason in outside:
+        logger.warning("preset %s is not queued: %s", name, reason)
     names = []
-    for name in PUBLISHED_PRESETS:
-        preset = dataclasses.replace(get_preset(name), num_classes=space.num_classes)
-        try:
-            params = config_to_params(preset, space)
-        except ValueError as error:
-            logger.warning("preset %s is not queued: %s", name, error)
-            continue
-        if name in queued or params in present_params:
-            continue
-        study.enqueue_trial(params, user_attrs={QUEUED_PRESET_ATTR: name})
-        names.append(name)
+    for name, _, params in points:
+        if name not in queued and params not in present_params:
+            study.enqueue_trial(params, user_attrs={QUEUED_PRESET_ATTR: name})
+            names.append(name)
     return names
 
 

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from space import CostCaps, check_config
 from threshnet.config import ThreshNetConfig
+from threshnet.costs import ArchitectureCosts
 
 # An uninterrupted run of infeasible suggestions this long means the caps leave almost
 # nothing of the space: the run stops and says so.
@@ -25,12 +26,13 @@ NOMINAL_LATENCY_MS = 1.0  # the placeholder before any latency was measured
 
 def constrain(
     trial: optuna.Trial, config: ThreshNetConfig, caps: CostCaps, input_size: int
-) -> list[str]:
-    """Set each cap's constraint on ``trial``; the caps ``config`` breaks (empty if none)."""
+) -> tuple[ArchitectureCosts, list[str]]:
+    """Set each cap's constraint on ``trial``; the config's costs and the caps it breaks
+    (empty if none)."""
     costs, violations = check_config(config, caps, input_size)
     for key, value in caps.constraint_values(costs).items():
         trial.set_constraint(key, value)
-    return violations
+    return costs, violations
 
 
 def placeholder_values(study: optuna.Study, num_classes: int) -> list[float]:

@@ -75,7 +75,11 @@ def repair_journal(path: Path, *, cut_middle: bool = False) -> str | None:
         )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     copy = path.with_name(f"{path.name}.damaged-{stamp}")
-    shutil.copy2(path, copy)
+    try:
+        shutil.copy2(path, copy)
+    except OSError:
+        copy.unlink(missing_ok=True)  # a partial copy helps nobody; the journal is untouched
+        raise
     with open(path, "r+b") as handle:
         handle.truncate(damage.good_bytes)
         os.fsync(handle.fileno())

@@ -87,14 +87,17 @@ class RecordingOptunaSearch(OptunaSearch):
         if self.abort is not None:
             return None
         try:
-            for _ in range(MAX_INFEASIBLE_IN_A_ROW):
+            for attempt in range(MAX_INFEASIBLE_IN_A_ROW):
                 config = super().suggest(trial_id)
                 if config is None or self._feasible(trial_id):
+                    if attempt:  # infeasible ones were recorded: once into the table
+                        self._table.write(self._ot_study)
                     return config
                 del self._ot_trials[trial_id]  # recorded as infeasible: ask Optuna again
         except OSError as error:  # the storage cannot be written
             self.abort = error
             return None
+        self._table.write(self._ot_study)
         self.abort = UserError(
             f"{MAX_INFEASIBLE_IN_A_ROW} suggested configs in a row broke the cost caps "
             "(--max-params/--max-macs): they leave almost nothing of the space; loosen "
@@ -109,19 +112,15 @@ class RecordingOptunaSearch(OptunaSearch):
             return True
         ot_trial = self._ot_trials[trial_id]
         config = params_to_config(ot_trial.params, self._search_space)
-        violations = constrain(ot_trial, config, self._caps, self._input_size)
+        costs, violations = constrain(ot_trial, config, self._caps, self._input_size)
         if not violations:
             return True
-        record = {
-            "status": "infeasible",
-            "error": "; ".join(violations),
-            **config_record(config, self._input_size),
-        }
+        record = {"status": "infeasible", "error": "; ".join(violations)}
+        record.update(config_record(config, costs))
         for key, value in record.items():
             ot_trial.set_user_attr(key, value)
         study = self._ot_study
         study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
-        self._table.write(study)
         print(describe_outcome(ot_trial.number, record), flush=True)
         return False
 

@@ -7,17 +7,14 @@ is worse than a refusal: this finds such settings in about a second, on the meta
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from search.settings import StudySettings
-from space import config_to_params, extreme_configs
+from space import extreme_configs, preset_points
 from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings
 from threshnet.model import build_model
-from threshnet.presets import PUBLISHED_PRESETS, get_preset
 
 
 def _builds(config: ThreshNetConfig, input_size: int) -> None:
@@ -36,13 +33,8 @@ def _networks(settings: StudySettings) -> list[tuple[str, ThreshNetConfig]]:
     except ValueError as error:
         raise UserError(f"the search space cannot be searched: {error}") from None
     if settings.enqueue_presets:
-        for name in PUBLISHED_PRESETS:
-            preset = dataclasses.replace(get_preset(name), num_classes=settings.space.num_classes)
-            try:
-                config_to_params(preset, settings.space)
-            except ValueError:
-                continue  # not a point of this space: not queued (the runner says so)
-            networks.append((f"preset {name}", preset))
+        points, _ = preset_points(settings.space)  # the others are not queued
+        networks += [(f"preset {name}", config) for name, config, _ in points]
     return networks
 
 

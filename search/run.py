@@ -224,11 +224,12 @@ def _open_study(
             "export still read it; continue the search in a new study (another --name)"
         ) from None
     if stored.space.version != SPACE_VERSION:
+        kind = {1: " (conditional parameters)"}.get(stored.space.version, " (a newer one)")
         raise UserError(
             f"study {directory.root} was sampled with the search-space encoding of version "
-            f"{stored.space.version} (conditional parameters); this version samples encoding "
-            f"{SPACE_VERSION}, so it cannot add trials to it: report and export still read "
-            "it; continue the search in a new study (another --name)"
+            f"{stored.space.version}{kind}; this version samples encoding {SPACE_VERSION}, "
+            "so it cannot add trials to it: report and export still read it; continue the "
+            "search in a new study (another --name)"
         )
     settings = build_settings(args, stored)
     differences = _differences(stored.to_dict(), settings.to_dict())

@@ -1,14 +1,16 @@
 """Run (or resume) a study: Optuna storage as the source of truth, Ray Tune as the executor.
 
 A run opens the study directory under its lock, marks trials left RUNNING by a killed
-run as interrupted and queues them again, counts finished trials (completed, failed or
-infeasible), and asks Ray Tune for exactly the trials still missing up to ``--trials``.
+run as interrupted and queues them again, counts finished trials (completed or failed;
+infeasible configs cost no training and do not count), and asks Ray Tune for exactly the
+trials still missing up to ``--trials``.
 The published presets are queued first (once per study), so every study measures them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
 from search.study import StudyDirectory
 from space import param_names
+from threshnet.cli import UserError
 from threshnet.training.data import CacheEntry
 
 
@@ -124,8 +127,13 @@ def run_study(
             import ray
 
             ray.shutdown()
-    if isinstance(abort, OSError):
-        raise abort  # nothing more can be written; the next run tidies up
+    if isinstance(abort, OSError):  # nothing more can be written; the next run tidies up
+        if abort.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise abort  # the CLI says "no space left" in one line
+        raise UserError(
+            f"cannot write the study ({abort.strerror}: {abort.filename}); fix that, then "
+            "rerun the same command to resume (finished trials are kept)"
+        ) from None
     study = directory.load_study(storage, study_name)
     requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
     table.write(study)

@@ -8,7 +8,10 @@ chosen with ``bench/sampler_efficiency.py`` (BENCHMARKS.md).
 
 from __future__ import annotations
 
-import optuna
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DEFAULT_SAMPLER = "gp"  # chosen with bench/sampler_efficiency.py (BENCHMARKS.md)
@@ -17,6 +20,8 @@ STARTUP_TRIALS = 10  # random suggestions before a model-based sampler starts mo
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """A multi-objective Optuna sampler by name (one of SAMPLERS)."""
+    import optuna  # here, so that settings (which name the default) need no optuna
+
     if name == "tpe":
         # Multivariate TPE models the parameters jointly; the constant liar keeps trials
         # in flight from being suggested twice.

@@ -24,7 +24,7 @@ from search.proxy_data import split_training_data
 from search.settings import StudySettings
 from space import params_to_config
 from threshnet.config import ThreshNetConfig
-from threshnet.costs import architecture_costs, static_costs
+from threshnet.costs import ArchitectureCosts, static_costs
 from threshnet.latency import LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
@@ -93,10 +93,9 @@ def _measure(
     return result.to_dict()
 
 
-def config_record(config: ThreshNetConfig, input_size: int = 32) -> dict[str, Any]:
-    """The record fields that describe a config: preset name, depth, parameters, MACs
-    (closed forms) and the config itself as one line of JSON."""
-    costs = architecture_costs(config, input_size)
+def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str, Any]:
+    """The record fields that describe a config: preset name, depth, parameters and MACs
+    (``costs``) and the config itself as one line of JSON."""
     return {
         "preset": preset_name(config) or "",
         "depth": config.depth,
@@ -126,8 +125,8 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
     gate = DeviceGate(device_key(device))
     try:
         config = params_to_config(params, settings.space)
-        record.update(config_record(config, settings.train.input_size))
         costs = static_costs(config, settings.train.input_size)
+        record.update(config_record(config, costs))
         record.update(flops=costs.flops, activation_mb=costs.activation_mb)
         data = load_split(
             "train",

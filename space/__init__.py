@@ -7,6 +7,7 @@ from space.sampling import (
     extreme_configs,
     param_names,
     params_to_config,
+    preset_points,
     sample_params,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "extreme_configs",
     "param_names",
     "params_to_config",
+    "preset_points",
     "sample_params",
 ]

@@ -4,21 +4,24 @@ Every trial suggests the same parameters (a fixed-dimension space, so that every
 sampler models all of them jointly): ``threshold``, then per stage ``i`` (1-based in
 names) ``s{i}_depth``, ``s{i}_width``, ``s{i}_m`` and ``s{i}_transition``.
 
-``s{i}_width`` is a position in [0, 1] within the stage's width range, whose meaning
-follows the stage's kind: the dense growth range when the stage is dense, the harmonic
+``s{i}_width`` is a position in [0, 1] within the stage's width range (each value owns an
+equal share of [0, 1], so a uniform position draws every width equally often), whose
+meaning follows the stage's kind: the dense growth range when the stage is dense, the harmonic
 base width (k) range when it is harmonic. A dense growth of 32 and a harmonic k of 40 are
 different quantities on different scales; one position keeps the dimension fixed and
 each kind's values on its own grid. ``s{i}_m`` is always sampled and used only by a
-harmonic stage. The published presets are exact points (their positions are exact
-fractions of their grids).
+harmonic stage. The published presets are exact points (their positions are the middles
+of their widths' shares).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 from space.ranges import IntRange, SearchSpace
 from threshnet.config import DEFAULT_MULTIPLIER, StageConfig, ThreshNetConfig
+from threshnet.presets import PUBLISHED_PRESETS, get_preset
 
 KNOBS = ("depth", "width", "m", "transition")
 
@@ -51,16 +54,16 @@ def _grid(bounds: IntRange) -> int:
 
 
 def width_at(position: float, bounds: IntRange) -> int:
-    """The value of ``bounds`` nearest to ``position`` (0 = low, 1 = high)."""
-    steps = _grid(bounds) - 1
-    return bounds.low + round(min(max(position, 0.0), 1.0) * steps) * bounds.step
+    """The value of ``bounds`` whose equal share of [0, 1] holds ``position``."""
+    count = _grid(bounds)
+    index = min(int(min(max(position, 0.0), 1.0) * count), count - 1)
+    return bounds.low + index * bounds.step
 
 
 def width_position(value: int, bounds: IntRange) -> float:
-    """The position in [0, 1] of ``value`` within ``bounds`` (exact: ``width_at`` inverts
-    it)."""
-    steps = _grid(bounds) - 1
-    return (value - bounds.low) // bounds.step / steps if steps else 0.0
+    """The middle of ``value``'s share of [0, 1] within ``bounds`` (``width_at`` maps it
+    back to ``value``)."""
+    return ((value - bounds.low) // bounds.step + 0.5) / _grid(bounds)
 
 
 def sample_params(trial: SuggestingTrial, space: SearchSpace) -> dict[str, Any]:
@@ -189,3 +192,18 @@ def _low(bounds: IntRange) -> int:
 
 def _high(bounds: IntRange) -> int:
     return bounds.high
+
+
+def preset_points(
+    space: SearchSpace,
+) -> tuple[list[tuple[str, ThreshNetConfig, dict[str, Any]]], list[tuple[str, str]]]:
+    """The published presets as points of ``space`` (with the space's class count):
+    (name, config, params) of those that are points, and (name, why not) of the others."""
+    points, outside = [], []
+    for name in PUBLISHED_PRESETS:
+        preset = dataclasses.replace(get_preset(name), num_classes=space.num_classes)
+        try:
+            points.append((name, preset, config_to_params(preset, space)))
+        except ValueError as error:
+            outside.append((name, str(error)))
+    return points, outside

@@ -76,7 +76,12 @@ def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:
         raise StudyError(f"cannot read the Optuna storage of {root}: {error}") from None
     trials = study.get_trials(deepcopy=False)
     columns = list(dict.fromkeys(name for trial in trials for name in trial.params))
-    schema.write_trials_of(study, path, columns)  # the parameters the trials have
+    try:
+        schema.write_trials_of(study, path, columns)  # the parameters the trials have
+    except OSError as error:
+        raise StudyError(
+            f"{path} is missing and cannot be rebuilt from the storage: {error.strerror}"
+        ) from None
     return True
 
 

@@ -39,7 +39,7 @@ INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
 
 # What a trial records (see search.trial.evaluate_trial), in table order, with its type.
 RECORD_FIELDS: dict[str, type] = {
-    "status": str,  # ok, failed, infeasible or interrupted (running/queued in the table)
+    "status": str,  # ok, failed, infeasible or interrupted ("running" in the table)
     "preset": str,
     "val_acc": float,
     "latency_ms": float,

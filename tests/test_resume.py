@@ -20,6 +20,7 @@ from studies.export import main as export_main
 from studies.report import main as report_main
 from threshnet.cli import run_cli
 from threshnet.config import ThreshNetConfig
+from threshnet.costs import architecture_costs
 from threshnet.presets import get_preset
 
 
@@ -203,7 +204,7 @@ def test_a_study_of_the_conditional_space_loads_reports_exports_but_is_not_exten
         else:
             trial.suggest_float(name, value, value)
     record = {
-        **config_record(get_preset("threshnet28")),
+        **config_record(get_preset("threshnet28"), architecture_costs(get_preset("threshnet28"))),
         "status": "ok",
         "val_acc": 0.5,
         "latency_ms": 2.0,

@@ -57,7 +57,7 @@ def _infeasible_share(name: str, caps: CostCaps, trials: int = 60) -> float:
     for _ in range(trials):
         trial = study.ask()
         config = params_to_config(sample_params(trial, DEFAULT_SPACE), DEFAULT_SPACE)
-        violations = constrain(trial, config, caps, input_size=32)
+        _, violations = constrain(trial, config, caps, input_size=32)
         broke.append(bool(violations))
         if violations:
             study.tell(trial, placeholder_values(study, num_classes=10))
@@ -69,7 +69,7 @@ def _infeasible_share(name: str, caps: CostCaps, trials: int = 60) -> float:
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", pytest.param("gp", marks=pytest.mark.slow)])
 def test_cost_caps_reach_each_sampler_as_constraints(name: str) -> None:
-    caps = CostCaps(max_params=8_000_000)
+    caps = CostCaps(max_params=10_000_000)  # about half of random configs break it
     baseline = _infeasible_share("random", caps)
     assert baseline > 0.3  # the caps bite: a blind sampler breaks them often
     assert _infeasible_share(name, caps) < 0.75 * baseline

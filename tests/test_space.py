@@ -16,6 +16,7 @@ from space import (
     params_to_config,
     sample_params,
 )
+from space.sampling import width_at, width_position
 from threshnet.presets import PRESETS, PUBLISHED_PRESETS, get_preset
 
 
@@ -60,8 +61,10 @@ def test_every_trial_samples_every_parameter_and_widths_follow_the_stage_kind() 
             assert stage.growth in (ranges.growth if dense else ranges.k)
             position = params[f"s{index + 1}_width"]
             widths = ranges.growth if dense else ranges.k
-            steps = (widths.high - widths.low) // widths.step
-            assert abs((stage.growth - widths.low) / widths.step - position * steps) <= 0.5
+            count = (widths.high - widths.low) // widths.step + 1
+            assert (stage.growth - widths.low) // widths.step == min(
+                int(position * count), count - 1
+            )
             expected_m = 1.7 if dense else params[f"s{index + 1}_m"]
             assert stage.multiplier == expected_m
         study.tell(trial, 0.0)
@@ -105,3 +108,17 @@ def test_caps_mark_configs_infeasible_without_training() -> None:
     assert reasons == ["params 16,189,202 > max 15,000,000"]
     _, reasons = check_config(get_preset("threshnet28"), CostCaps(15_000_000, 10**9), 32)
     assert reasons == []
+
+
+def test_a_uniform_width_position_draws_every_width_equally_often() -> None:
+    growth = DEFAULT_SPACE.stages[0].growth  # 16, 24, 32, 40, 48
+    draws = [width_at((i + 0.5) / 1000, growth) for i in range(1000)]
+    assert {value: draws.count(value) for value in set(draws)} == {
+        16: 200,
+        24: 200,
+        32: 200,
+        40: 200,
+        48: 200,
+    }
+    for value in (16, 24, 32, 40, 48):
+        assert width_at(width_position(value, growth), growth) == value

@@ -9,7 +9,8 @@ it patches product modules right after they are imported.
   proxy training raises, 4's runs out of CUDA memory, 5's trains with a learning rate that
   drives the loss to NaN, and 6's worker process exits mid-trial.
 - ``THRESHNET_DISK_FULL_AT_BYTES=N``: the Optuna journal's file system is full once the
-  journal holds N bytes: the append that crosses N writes what fits, then fails ENOSPC.
+  journal holds about N bytes: the append that reaches N writes part of its line (what
+  fits, at least a byte), then fails ENOSPC.
 - ``THRESHNET_TRAIN_EXIT_AFTER_EPOCH=N``: ``threshnet.train`` exits (status 17) when
   epoch N+1 would start, after epoch N's checkpoint, like a kill between two epochs.
 """
@@ -93,8 +94,8 @@ def _patch_journal(module: ModuleType) -> None:
             with open(self._file_path, "ab") as handle:
                 handle.write(text)
             return
-        with open(self._file_path, "ab") as handle:
-            handle.write(text[: max(0, limit - size)])
+        with open(self._file_path, "ab") as handle:  # what fits, and never a whole line
+            handle.write(text[: min(max(1, limit - size), len(text) - 1)])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._file_path)
 
     backend.append_logs = append_until_full

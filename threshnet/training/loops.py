@@ -70,12 +70,11 @@ class TrainSettings:
             ("optimizer", self.optimizer in OPTIMIZERS),
             ("schedule", self.schedule in SCHEDULES),
             ("augment", self.augment in AUGMENTATIONS),
+            ("milestones", all(milestone >= 1 for milestone in self.milestones)),
         ]
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is not allowed")
-        if not all(milestone >= 1 for milestone in self.milestones):
-            raise ValueError(f"training setting milestones={self.milestones!r} is not allowed")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
