@@ -131,6 +131,11 @@ def _extract(archive: Path, target: Path) -> None:
     else:
         with tarfile.open(archive) as bundle:
             bundle.extractall(target, filter="data")
+            # tarfile stops quietly at a member header it cannot read; reading the
+            # compressed stream to its end checks its checksum (.xz, .gz, .bz2), so a
+            # damaged archive is an error, not a partial data set
+            while bundle.fileobj.read(1 << 20):
+                pass
 
 
 def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
