@@ -87,7 +87,8 @@ def run_study(
     requeued = requeue_interrupted(study, storage)
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
     table.write(study)  # replaces a table a crash may have left behind
-    remaining = resources.trials - len(finished_trials(study))
+    finished_before = len(finished_trials(study))
+    remaining = resources.trials - finished_before
     if remaining <= 0:
         return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
     if settings.enqueue_presets:
@@ -104,7 +105,7 @@ def run_study(
         run_record = {
             "started": dt.datetime.now(dt.UTC).isoformat(),
             "resources": {**resources.to_dict(), "gpus_per_trial": gpus_per_trial},
-            "trials_before": len(finished_trials(study)),
+            "trials_before": finished_before,
             "requeued": requeued,
             "sampler_seed": sampler_seed(settings.seed, run_index),
             "status": "running",

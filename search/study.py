@@ -35,10 +35,6 @@ class StudyDirectory:
         self.ray_dir = self.root / "ray"
         self.lock_path = self.root / ".run.lock"
 
-    @property
-    def name(self) -> str:
-        return self.root.name
-
     def create(self) -> None:
         """Make the directory; a clear UserError when that is impossible."""
         try:

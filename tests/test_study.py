@@ -91,7 +91,9 @@ def test_a_second_run_on_the_same_study_is_refused(
 ) -> None:
     with directory.run_lock():
         code = run_cli(
-            PROG, main, ["--out", str(directory.root.parent), "--name", directory.name, "--smoke"]
+            PROG,
+            main,
+            ["--out", str(directory.root.parent), "--name", directory.root.name, "--smoke"],
         )
     assert code == 2
     error = capsys.readouterr().err.strip()
