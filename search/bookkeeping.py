@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from space import SearchSpace, preset_points
-from studies.schema import INTERRUPTED
+from studies.schema import INTERRUPTED, RECORD_ATTR, trial_status
 
 logger = logging.getLogger("search")
 
@@ -31,7 +31,7 @@ def trials_by_status(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenT
     ended: dict[str, list[optuna.trial.FrozenTrial]] = {"ok": [], "failed": [], "infeasible": []}
     done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
     for trial in study.get_trials(deepcopy=False, states=done):
-        status = trial.user_attrs.get("status")
+        status = trial_status(trial)
         if status == "infeasible" or trial.state == TrialState.PRUNED:
             ended["infeasible"].append(trial)  # PRUNED: how earlier versions recorded it
         elif status != INTERRUPTED:
@@ -55,8 +55,7 @@ def requeue_trial(
     """Record trial ``number`` as interrupted (state FAIL) and queue its parameters again."""
     study_id = storage.get_study_id_from_name(study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-    storage.set_trial_user_attr(trial_id, "status", INTERRUPTED)
-    storage.set_trial_user_attr(trial_id, "error", reason)
+    storage.set_trial_user_attr(trial_id, RECORD_ATTR, {"status": INTERRUPTED, "error": reason})
     study.tell(number, state=TrialState.FAIL)
     study.enqueue_trial(params, user_attrs={REQUEUED_FROM_ATTR: number})
 

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from space import CostCaps, check_config
+from studies.schema import trial_status
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import ArchitectureCosts
 
@@ -40,6 +41,6 @@ def placeholder_values(study: optuna.Study, num_classes: int) -> list[float]:
     measured = [
         trial.values[1]
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if trial.user_attrs.get("status") == "ok"
+        if trial_status(trial) == "ok"
     ]
     return [1.0 / num_classes, max(measured, default=NOMINAL_LATENCY_MS)]

@@ -3,10 +3,11 @@
 Ray's ``OptunaSearch`` asks and tells the Optuna study from the driver. The subclass
 here also checks each suggested config against the cost caps (an infeasible one is
 recorded at once, never trained; see search.feasibility), stores every measured field
-as the Optuna trial's user attributes, maps a trial's own status to Optuna's states (ok
+in the Optuna trial, maps a trial's own status to Optuna's states (ok
 -> COMPLETE with its two values, failed -> FAIL; a trial stopped before it reported is
-recorded as interrupted and queued again) and rewrites ``trials.csv`` as each trial
-finishes.
+recorded as interrupted and queued again) and appends each ended trial's row to
+``trials.csv``. A trial's record is one user attribute (studies.schema.RECORD_ATTR): with
+the ``tell``, two storage writes per trial, however many fields it measured.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, constrain, placeholder_v
 from search.records import TrialsTable
 from search.trial import NUMBER_KEY, config_record
 from space import CostCaps, SearchSpace, params_to_config, sample_params
-from studies.schema import INTERRUPTED, RECORD_FIELDS
+from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
 from threshnet.cli import UserError
 
 
@@ -82,22 +83,20 @@ class RecordingOptunaSearch(OptunaSearch):
         # or caps that leave almost nothing of the space): search.ray_setup stops on it
         # instead of losing the results that follow.
         self.abort: Exception | None = None
+        self._study_id: int | None = None  # the Optuna study's id in the storage, once known
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.abort is not None:
             return None
         try:
-            for attempt in range(MAX_INFEASIBLE_IN_A_ROW):
+            for _ in range(MAX_INFEASIBLE_IN_A_ROW):
                 config = super().suggest(trial_id)
                 if config is None or self._feasible(trial_id):
-                    if attempt:  # infeasible ones were recorded: once into the table
-                        self._table.write(self._ot_study)
                     return config
                 del self._ot_trials[trial_id]  # recorded as infeasible: ask Optuna again
         except OSError as error:  # the storage cannot be written
             self.abort = error
             return None
-        self._table.write(self._ot_study)
         self.abort = UserError(
             f"{MAX_INFEASIBLE_IN_A_ROW} suggested configs in a row broke the cost caps "
             "(--max-params/--max-macs): they leave almost nothing of the space; loosen "
@@ -117,12 +116,20 @@ class RecordingOptunaSearch(OptunaSearch):
             return True
         record = {"status": "infeasible", "error": "; ".join(violations)}
         record.update(config_record(config, costs))
-        for key, value in record.items():
-            ot_trial.set_user_attr(key, value)
+        ot_trial.set_user_attr(RECORD_ATTR, record)
         study = self._ot_study
         study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
+        self._append_row(ot_trial.number)
         print(describe_outcome(ot_trial.number, record), flush=True)
         return False
+
+    def _append_row(self, number: int) -> None:
+        """Append trial ``number``'s row, as the storage now has it, to the table."""
+        storage = self._optuna_storage
+        if self._study_id is None:
+            self._study_id = storage.get_study_id_from_name(self._ot_study.study_name)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        self._table.append(storage.get_trial(trial_id))
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -155,12 +162,11 @@ class RecordingOptunaSearch(OptunaSearch):
                     "error": "the trial's worker died or Ray failed to run it"
                     + (f"; see {self._failure_hint}" if self._failure_hint else ""),
                 }
-            for key, value in record.items():
-                ot_trial.set_user_attr(key, value)
+            ot_trial.set_user_attr(RECORD_ATTR, record)
             if record["status"] == "ok":
                 study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
             else:
                 study.tell(ot_trial, state=TrialState.FAIL)
         self._completed_trials.add(trial_id)
-        self._table.write(study)
+        self._append_row(ot_trial.number)
         print(describe_outcome(ot_trial.number, record), flush=True)

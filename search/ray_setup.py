@@ -167,6 +167,7 @@ def run_trials(
             search_alg=searcher,
             num_samples=run.trials,
             max_concurrent_trials=resources.max_concurrent,
+            reuse_actors=True,  # warm workers: see search.trial
         ),
         run_config=tune.RunConfig(
             name=f"run-{run.run_index:03d}",

@@ -1,4 +1,4 @@
-"""The per-trial table ``trials.csv``, rewritten from the Optuna storage (studies.schema)."""
+"""The per-trial table ``trials.csv``, kept from the Optuna storage (studies.schema)."""
 
 from __future__ import annotations
 
@@ -18,5 +18,10 @@ class TrialsTable:
     param_columns: tuple[str, ...]
 
     def write(self, study: optuna.Study) -> None:
-        """Rewrite the whole table (atomically) from the study's current trials."""
+        """Rewrite the whole table (atomically) from the study's current trials: when a
+        run starts and ends."""
         schema.write_trials_of(study, self.path, self.param_columns)
+
+    def append(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Add the row of a trial that just ended (one write, however long the study)."""
+        schema.append_trial(self.path, trial, self.param_columns)

@@ -3,7 +3,7 @@
 <out>/<name>/
     manifest.json     settings, versions, git revision, seed, devices, runs
     optuna.journal    Optuna storage (open with: optuna-dashboard <that file>)
-    trials.csv        one row per trial, rewritten as trials finish
+    trials.csv        one row per ended trial (see studies.schema)
     ray/              Ray Tune's experiment directories, one per run
     .run.lock         held by the run in progress
 """

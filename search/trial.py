@@ -1,5 +1,9 @@
 """One trial, as a Ray Tune worker runs it: config -> costs -> proxy training -> latency.
 
+Workers are warm: Ray Tune runs trial after trial in the same process, which keeps its
+imports, its CUDA context and the study's data on its device (search.warm_data), so a
+trial's fixed cost is building its model.
+
 Configs that break the study's cost caps never get here: the searcher records them as
 infeasible when it suggests them (search.optuna_bridge).
 
@@ -11,6 +15,7 @@ raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it re
 from __future__ import annotations
 
 import gc
+import itertools
 import socket
 import time
 import traceback
@@ -20,18 +25,19 @@ from typing import Any
 import torch
 
 from search.gate import DeviceGate, device_key
-from search.proxy_data import split_training_data
 from search.settings import StudySettings
+from search.warm_data import proxy_data
 from space import params_to_config
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import ArchitectureCosts, static_costs
 from threshnet.latency import LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
-from threshnet.training.data import CacheEntry, load_split
+from threshnet.training.data import CacheEntry
 from threshnet.training.proxy import run_proxy
 
 NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
+_trials_in_this_process = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
         "device": str(device),
         "device_name": device_name(device),
         "seed": settings.seed + max(number, 0),
+        "worker_trial": next(_trials_in_this_process),
     }
     gate = DeviceGate(device_key(device))
     try:
@@ -128,23 +135,22 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
         costs = static_costs(config, settings.train.input_size)
         record.update(config_record(config, costs))
         record.update(flops=costs.flops, activation_mb=costs.activation_mb)
-        data = load_split(
-            "train",
-            data_dir=settings.data_dir,
-            cache_dir=context.cache_dir,
-            entry=context.train_cache,
+        data = proxy_data(
+            settings, cache_dir=context.cache_dir, entry=context.train_cache, device=device
         )
-        train_set, val_set = split_training_data(data, settings)
+        record["setup_seconds"] = time.perf_counter() - started
         proxy = run_proxy(
             config,
-            train_set,
-            val_set,
+            data.train,
+            data.val,
             settings.train,
             device=device,
             seed=record["seed"],
+            normalization=data.normalization,
             around_chunk=gate.shared,
         )
         record.update(proxy.to_dict())
+        latency_started = time.perf_counter()
         latency_device = _latency_device(context, device)
         single = _measure(config, context, latency_device, threads, 1)
         record.update(
@@ -167,6 +173,7 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
                 batch_per_image_ms=batched["per_image_ms"],
                 latency_batch_size=batch,
             )
+        record["latency_seconds"] = time.perf_counter() - latency_started
         record["status"] = "ok"
     except torch.cuda.OutOfMemoryError as error:
         record["error"] = f"CUDA out of memory ({str(error).splitlines()[0][:200]})"

@@ -1,8 +1,8 @@
 """A study directory as typed pandas data (works while the study is still running).
 
 ``studies`` reads what ``search`` writes, in the format of :mod:`studies.schema`:
-``manifest.json`` and ``trials.csv`` (rewritten atomically after every trial, so a reader
-never sees half a file).
+``manifest.json`` and ``trials.csv`` (written atomically when a run starts and ends, a
+row appended as each trial ends; a reader skips a row still being appended).
 """
 
 from __future__ import annotations

@@ -2,21 +2,27 @@
 
     manifest.json   {"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, "settings": {...}, ...}
     optuna.journal  the Optuna storage (or the database URL in the manifest's "storage"):
-                    the source of truth; each trial's record is its user attributes
+                    the source of truth; each trial's record is ONE user attribute,
+                    RECORD_ATTR, a dict of RECORD_FIELDS (one storage write per trial;
+                    version 2 stored each field as its own attribute, still read)
     trials.csv      number, state, the RECORD_FIELDS, datetime_start, datetime_complete,
                     then one column per search-space parameter (empty where not sampled);
-                    a table of the storage, rebuilt from it whenever it is missing
+                    a table of the storage: written whole when a run starts and ends (and
+                    rebuilt whenever it is missing), one row appended per ended trial
 
 Every field has one type here; the writer writes what a trial recorded, the reader gives
 back the same values with these types. Both files are written atomically (temporary file,
-then rename), so a reader never sees half a file. Nothing here imports Ray.
+then rename), so a reader never sees half a file; a row is appended with one write.
+Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +36,13 @@ from optuna.trial import TrialState
 from threshnet.fileio import atomic_write_text
 
 MANIFEST_KIND = "threshnet-search-study"
-MANIFEST_VERSION = 2  # 2: "study_name", the study's identity in the Optuna storage
+# 2: "study_name", the study's identity in the Optuna storage; 3: records in RECORD_ATTR
+MANIFEST_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 TRIALS_FILE = "trials.csv"
 JOURNAL_FILE = "optuna.journal"
 
+RECORD_ATTR = "record"  # the user attribute holding a trial's record
 INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
 
 # What a trial records (see search.trial.evaluate_trial), in table order, with its type.
@@ -61,6 +69,9 @@ RECORD_FIELDS: dict[str, type] = {
     "train_seconds": float,
     "images_per_second": float,
     "trial_seconds": float,
+    "setup_seconds": float,  # in the worker, before training: costs, data (warm or not)
+    "latency_seconds": float,  # in the worker, measuring latency
+    "worker_trial": int,  # 1 for a worker process's first trial, 2 for its second, ...
     "seed": int,
     "device": str,
     "device_name": str,
@@ -107,10 +118,25 @@ def open_storage(root: Path, url: str | None) -> optuna.storages.BaseStorage:
         raise StudyError(f"cannot open the Optuna storage {url!r}: {message}") from None
 
 
+def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """What ``trial`` recorded (empty while it runs): its RECORD_ATTR, or the separate
+    user attributes a version-2 study stored."""
+    record = trial.user_attrs.get(RECORD_ATTR)
+    if isinstance(record, dict):
+        return record
+    return {name: trial.user_attrs[name] for name in RECORD_FIELDS if name in trial.user_attrs}
+
+
+def trial_status(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The ``status`` ``trial`` recorded, if any."""
+    return trial_record(trial).get("status")
+
+
 def trial_row(trial: optuna.trial.FrozenTrial, param_columns: Sequence[str]) -> dict[str, Any]:
     """One table row: number, Optuna state, the trial's record, its parameters."""
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
-    row.update({name: trial.user_attrs.get(name, "") for name in RECORD_FIELDS})
+    record = trial_record(trial)
+    row.update({name: record.get(name, "") for name in RECORD_FIELDS})
     if trial.state == TrialState.RUNNING:
         row["status"] = "running"
     row["datetime_start"] = trial.datetime_start.isoformat() if trial.datetime_start else ""
@@ -131,23 +157,56 @@ def write_trials_of(study: optuna.Study, path: Path, param_columns: Sequence[str
     write_trials(path, rows, param_columns)
 
 
-def write_trials(
-    path: Path, rows: Iterable[Mapping[str, Any]], param_columns: Sequence[str]
-) -> None:
-    """Write ``trials.csv`` atomically; missing values are written as empty cells."""
+def _csv_text(
+    rows: Iterable[Mapping[str, Any]], param_columns: Sequence[str], *, header: bool
+) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=table_columns(param_columns), restval="", lineterminator="\n"
     )
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_trials(
+    path: Path, rows: Iterable[Mapping[str, Any]], param_columns: Sequence[str]
+) -> None:
+    """Write ``trials.csv`` atomically; missing values are written as empty cells."""
+    atomic_write_text(path, _csv_text(rows, param_columns, header=True))
+
+
+def append_trial(path: Path, trial: optuna.trial.FrozenTrial, param_columns: Sequence[str]) -> None:
+    """Append ``trial``'s row to ``trials.csv`` (written whole, with its header, when the
+    run started; a new table if it is gone) in one write, flushed to disk: constant cost
+    however long the study."""
+    row = trial_row(trial, param_columns)
+    if not path.exists():
+        write_trials(path, [row], param_columns)
+        return
+    data = _csv_text([row], param_columns, header=False)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        encoded = data.encode("utf-8")
+        written = os.write(descriptor, encoded)
+        if written != len(encoded):
+            raise OSError(errno.ENOSPC, "short write (no space left?)", str(path))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def read_trials(path: Path) -> pd.DataFrame:
-    """``trials.csv`` as a typed frame (empty cells are missing values), sorted by number."""
+    """``trials.csv`` as a typed frame (empty cells are missing values), sorted by number.
+
+    A last row without its line end (an append that a kill or a full disk cut short, or
+    one still being written) is left out; the next run rewrites the table whole.
+    """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        text = path.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        frame = pd.read_csv(io.StringIO(complete), dtype=str, keep_default_na=False, na_values=[""])
         frame = _typed(frame)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -220,7 +279,16 @@ def _from_version_1(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "version": 2, "study_name": manifest.get("name")}
 
 
-_MIGRATIONS = {1: _from_version_1}  # version -> its manifest in the next version's format
+def _from_version_2(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 stored each record field as its own user attribute; trial_record reads
+    both, so the manifest itself is unchanged."""
+    return {**manifest, "version": 3}
+
+
+_MIGRATIONS = {
+    1: _from_version_1,
+    2: _from_version_2,
+}  # version -> its manifest in the next version's format
 
 
 def write_manifest(root: Path, manifest: Mapping[str, Any]) -> None:

@@ -17,6 +17,7 @@ from search.settings import OBJECTIVES
 from search.study import StudyDirectory
 from search.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config
+from studies.schema import RECORD_ATTR, trial_record, trial_status
 from threshnet.cli import UserError
 from threshnet.costs import architecture_costs
 
@@ -69,19 +70,19 @@ def test_each_status_maps_to_its_optuna_state_and_is_recorded(directory: StudyDi
 
     ok = trials[number["ok"]]
     assert ok.state == TrialState.COMPLETE and ok.values == [0.5, 2.0]
-    assert ok.user_attrs == OK
+    assert ok.user_attrs == {RECORD_ATTR: OK}  # one storage write for the whole record
     nan = trials[number["failed with NaN"]]
     assert nan.state == TrialState.FAIL
-    assert nan.user_attrs == {"status": "failed", "error": "no val_acc"}  # NaN not recorded
+    assert trial_record(nan) == {"status": "failed", "error": "no val_acc"}  # NaN not recorded
     assert trials[number["failed"]].state == TrialState.FAIL
-    assert trials[number["failed"]].user_attrs["error"] == "RuntimeError: boom"
-    died = trials[number["worker died"]]
-    assert died.state == TrialState.FAIL and died.user_attrs["status"] == "failed"
-    assert "worker died" in died.user_attrs["error"] and "the Ray logs" in died.user_attrs["error"]
+    assert trial_record(trials[number["failed"]])["error"] == "RuntimeError: boom"
+    died = trial_record(trials[number["worker died"]])
+    assert trials[number["worker died"]].state == TrialState.FAIL and died["status"] == "failed"
+    assert "worker died" in died["error"] and "the Ray logs" in died["error"]
 
     interrupted = trials[number["interrupted"]]
     assert interrupted.state == TrialState.FAIL
-    assert interrupted.user_attrs["status"] == "interrupted"
+    assert trial_status(interrupted) == "interrupted"
     (queued,) = [t for t in trials.values() if t.state == TrialState.WAITING]
     assert queued.user_attrs["requeued_from"] == interrupted.number
 
@@ -111,7 +112,7 @@ def test_a_second_completion_of_the_same_trial_is_ignored(directory: StudyDirect
     searcher.on_trial_complete("a", OK)
     searcher.on_trial_complete("a", {"status": "failed", "error": "late"})
     (trial,) = _stored(directory).values()
-    assert trial.state == TrialState.COMPLETE and trial.user_attrs["status"] == "ok"
+    assert trial.state == TrialState.COMPLETE and trial_status(trial) == "ok"
 
 
 def test_a_study_that_cannot_be_written_stops_the_searcher(
@@ -144,11 +145,12 @@ def test_infeasible_configs_are_recorded_with_constraints_and_never_handed_out(
     for config in handed_out:
         assert architecture_costs(params_to_config(config, DEFAULT_SPACE)).params <= cap
     trials = _stored(directory)
-    infeasible = [t for t in trials.values() if t.user_attrs.get("status") == "infeasible"]
+    infeasible = [t for t in trials.values() if trial_status(t) == "infeasible"]
     assert infeasible, "no suggested config broke the cap"
     for trial in infeasible:
         assert trial.state == TrialState.COMPLETE  # so constrained samplers learn from it
-        assert trial.user_attrs["params"] > cap and "> max 12,000,000" in trial.user_attrs["error"]
+        record = trial_record(trial)
+        assert record["params"] > cap and "> max 12,000,000" in record["error"]
     assert len(trials) == 8 + len(infeasible)
     for index in range(8):
         searcher.on_trial_complete(f"t{index}", {**OK, "latency_ms": 1.0 + index})

@@ -43,12 +43,11 @@ def test_what_search_writes_studies_reads_back_field_by_field(study_dir: StudyDi
     finished.suggest_int("threshold", 0, 5)
     finished.suggest_int("s1_depth", 1, 12)
     record = _record()
-    for key, value in record.items():
-        finished.set_user_attr(key, value)
+    finished.set_user_attr(schema.RECORD_ATTR, record)
     study.tell(finished, [0.5, 2.0])
     failed = study.ask()  # a trial with nothing measured: empty cells, missing values
     failed.suggest_int("threshold", 0, 5)
-    failed.set_user_attr("status", "failed")
+    failed.set_user_attr("status", "failed")  # as version 2 stored it: still read
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
 
     TrialsTable(study_dir.trials_path, tuple(param_names(DEFAULT_SETTINGS.space))).write(study)
@@ -84,10 +83,12 @@ def test_the_manifest_round_trips_and_both_readers_check_its_version(
     assert load_study(directory.root).manifest == stored
     assert directory.read_manifest() == stored
 
-    directory.manifest_path.write_text(json.dumps({**stored, "version": 3}))
-    with pytest.raises(UserError, match=r"has version 3; .* reads versions 1 to 2 .*newer"):
+    newer = schema.MANIFEST_VERSION + 1
+    directory.manifest_path.write_text(json.dumps({**stored, "version": newer}))
+    expected = rf"has version {newer}; .* reads versions 1 to {schema.MANIFEST_VERSION} .*newer"
+    with pytest.raises(UserError, match=expected):
         directory.read_manifest()
-    with pytest.raises(StudyError, match="has version 3"):
+    with pytest.raises(StudyError, match=f"has version {newer}"):
         load_study(directory.root)
 
 
@@ -97,7 +98,8 @@ def test_a_version_1_manifest_is_migrated(directory: StudyDirectory) -> None:
     old = {"kind": schema.MANIFEST_KIND, "version": 1, "name": "first-name", "settings": settings}
     directory.manifest_path.write_text(json.dumps(old))
     manifest = directory.read_manifest()
-    assert manifest["version"] == 2 and manifest["study_name"] == "first-name"
+    assert manifest["version"] == schema.MANIFEST_VERSION
+    assert manifest["study_name"] == "first-name"
     assert "cpu_threads" not in manifest["settings"]["latency"]
     assert StudySettings.from_dict(manifest["settings"]) == DEFAULT_SETTINGS
     assert load_study(directory.root).manifest == manifest
@@ -109,3 +111,24 @@ def test_every_recorded_status_and_type_is_declared_once() -> None:
         set(schema.LEADING_COLUMNS) | set(schema.DATETIME_COLUMNS)
     )
     assert overlap == set()
+
+
+def test_rows_are_appended_and_a_cut_last_row_is_skipped(study_dir: StudyDirectory) -> None:
+    study = study_dir.load_study(study_dir.storage(), "study")
+    table = TrialsTable(study_dir.trials_path, ("threshold",))
+    table.write(study)  # as a run starts: the header, no rows
+    for accuracy in (0.25, 0.5):
+        trial = study.ask()
+        trial.suggest_int("threshold", 0, 5)
+        trial.set_user_attr(schema.RECORD_ATTR, {**_record(), "val_acc": accuracy})
+        study.tell(trial, [accuracy, 2.0])
+        table.append(study.get_trials(deepcopy=False)[-1])
+    text = study_dir.trials_path.read_text()
+    assert text.count("number,state,") == 1  # one header
+    assert list(load_study(study_dir.root).trials["val_acc"]) == [0.25, 0.5]
+
+    study_dir.trials_path.write_text(text + "2,COMPLETE,ok,,0.7")  # a kill mid-append
+    assert list(load_study(study_dir.root).trials["number"]) == [0, 1]
+    study_dir.trials_path.unlink()  # a table that is gone is started again
+    table.append(study.get_trials(deepcopy=False)[0])
+    assert list(load_study(study_dir.root).trials["number"]) == [0]

@@ -12,6 +12,8 @@ import pytest
 from conftest import search_env
 from ray.cluster_utils import Cluster
 
+from studies.schema import trial_status
+
 pytestmark = pytest.mark.slow
 
 
@@ -71,7 +73,7 @@ def test_trials_spread_over_two_nodes_into_one_study(search_data_dir: Path, tmp_
     assert capped["train_seconds"] == "" and capped["node"] == ""  # never sent to a worker
 
     study = optuna.load_study(study_name="cluster", storage=database)
-    infeasible = [t for t in study.trials if t.user_attrs["status"] == "infeasible"]
+    infeasible = [t for t in study.trials if trial_status(t) == "infeasible"]
     assert len(study.trials) == 5 + len(infeasible)  # --trials counts trained trials
     best = {trial.number for trial in study.best_trials}
     assert best and not best & {trial.number for trial in infeasible}

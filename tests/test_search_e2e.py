@@ -90,6 +90,10 @@ def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) ->
     for row in rows:
         assert row["threshold"] != ""
         assert row["s1_depth"] != "" and row["s5_transition"] != ""
+    # Warm workers: two trials at a time ran eight, so some ran in a worker that had run
+    # one before (it kept its data), and after trial 6's worker died the study went on.
+    worker_trials = [int(row["worker_trial"]) for row in rows if row["worker_trial"]]
+    assert max(worker_trials) >= 2, worker_trials
 
     again = subprocess.run(
         smoke_study.command,

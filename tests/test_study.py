@@ -16,6 +16,7 @@ from search.run import PROG, build_settings, main
 from search.settings import DEFAULT_SETTINGS
 from search.study import StudyDirectory
 from space import config_to_params, param_names, sample_params
+from studies.schema import trial_status
 from threshnet.cli import UserError, run_cli
 from threshnet.presets import get_preset
 
@@ -39,7 +40,7 @@ def test_interrupted_trials_are_failed_and_queued_again(directory: StudyDirector
     assert requeue_interrupted(reopened, directory.storage()) == 1
     states = {t.number: t for t in reopened.get_trials()}
     assert states[running.number].state == optuna.trial.TrialState.FAIL
-    assert states[running.number].user_attrs["status"] == "interrupted"
+    assert trial_status(states[running.number]) == "interrupted"
     assert [t.number for t in finished_trials(reopened)] == [done.number]
     rerun = reopened.ask()  # the queued copy comes first, with the same parameters
     assert rerun.suggest_int("threshold", 0, 5) == running.params["threshold"]

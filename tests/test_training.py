@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from threshnet.config import StageConfig, ThreshNetConfig
-from threshnet.training.batches import BatchSettings, DeviceBatches, random_crop, random_flip
+from threshnet.training.batches import (
+    BatchSettings,
+    DeviceBatches,
+    channel_statistics,
+    random_crop,
+    random_flip,
+)
 from threshnet.training.data import ImageSet, load_split, stratified_split
 from threshnet.training.loops import NonFiniteLossError, TrainSettings, lr_factor
 from threshnet.training.proxy import run_proxy
@@ -119,3 +125,13 @@ def test_bad_training_settings() -> None:
 def test_settings_round_trip_through_json() -> None:
     settings = TrainSettings(epochs=7, milestones=(3, 5), lr=0.05, augment="flip")
     assert TrainSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+def test_channel_statistics_match_a_float_copy_of_the_images() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5000, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    mean, std = channel_statistics(images)  # in chunks, without a float copy of the set
+    pixels = images.to(torch.float64) / 255.0
+    assert mean.shape == std.shape == (1, 3, 1, 1) and mean.dtype == torch.float32
+    assert torch.allclose(mean.flatten().double(), pixels.mean(dim=(0, 2, 3)), atol=1e-6)
+    assert torch.allclose(std.flatten().double(), pixels.std(dim=(0, 2, 3)), atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,9 @@ ALLOWED_KEYS = set(schema.RECORD_FIELDS) | {"number"}
 
 
 def _context(data_dir: Path, cache: Path, **changes: object) -> TrialContext:
+    changes = {"val_size": 9, **changes}
     settings = dataclasses.replace(
-        SMOKE_SETTINGS, space=TINY_SPACE, data_dir=str(data_dir), val_size=9, **changes
+        SMOKE_SETTINGS, space=TINY_SPACE, data_dir=str(data_dir), **changes
     )
     assert isinstance(settings, StudySettings)
     return TrialContext(settings=settings, cache_dir=str(cache), train_cache=None, cpus_per_trial=1)
@@ -73,3 +75,19 @@ def test_a_finished_trial_records_only_schema_fields(
     for key, value in record.items():  # each value has the type the schema declares
         kind = schema.RECORD_FIELDS.get(key, int)
         assert isinstance(value, kind), (key, value)
+
+
+def test_a_warm_worker_keeps_its_data_for_the_next_trial(tiny_folder: Path, tmp_path: Path) -> None:
+    data = tiny_folder
+    context = _context(data, tmp_path / "cache")
+    first = evaluate_trial(_params(0), context)
+    assert first["status"] == "ok", first["error"]
+    shutil.rmtree(data)  # the source and its decoded cache are gone: nothing to reload
+    shutil.rmtree(tmp_path / "cache")
+    second = evaluate_trial(_params(1), context)
+    assert second["status"] == "ok", second["error"]
+    assert second["worker_trial"] == first["worker_trial"] + 1
+    assert second["setup_seconds"] >= 0 and second["latency_seconds"] > 0
+    other_split = _context(data, tmp_path / "cache", val_size=6)  # another study's data
+    reloaded = evaluate_trial(_params(2), other_split)
+    assert reloaded["status"] == "failed" and "does not exist" in reloaded["error"]

@@ -16,6 +16,30 @@ import torch.nn.functional as F
 from threshnet.training.data import ImageSet
 
 AUGMENTATIONS = ("crop-flip", "flip", "none")
+STATISTICS_CHUNK = 4096  # images converted to float at a time for the channel statistics
+
+
+def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of uint8 ``images`` scaled to [0, 1], shaped (1, C, 1, 1).
+
+    Sums run chunk by chunk in float64 on the images' device, so no float copy of the
+    whole set is made.
+    """
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64, device=images.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), STATISTICS_CHUNK):
+        chunk = images[start : start + STATISTICS_CHUNK].to(torch.float64).div_(255.0)
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square().sum(dim=(0, 2, 3))
+    count = images.numel() // channels
+    mean = total / count
+    variance = (squares - count * mean.square()) / max(1, count - 1)  # unbiased, as Tensor.std
+    std = variance.clamp_min(0).sqrt().clamp_min(1e-3)
+    return (
+        mean.to(torch.float32).view(1, -1, 1, 1),
+        std.to(torch.float32).view(1, -1, 1, 1),
+    )
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -80,12 +104,8 @@ class DeviceBatches:
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         if normalization is None:
-            pixels = self.images.to(torch.float32).div_(255.0)
-            normalization = (
-                pixels.mean(dim=(0, 2, 3)).view(1, -1, 1, 1),
-                pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1),
-            )
-        self.mean, self.std = normalization
+            normalization = channel_statistics(self.images)
+        self.mean, self.std = (statistic.to(device) for statistic in normalization)
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.settings.batch_size)

@@ -53,6 +53,10 @@ class ImageSet:
     def subset(self, indices: torch.Tensor) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.classes)
 
+    def to(self, device: torch.device) -> ImageSet:
+        """The same images and labels on ``device``."""
+        return ImageSet(self.images.to(device), self.labels.to(device), self.classes)
+
 
 def default_cache_dir() -> Path:
     """``$THRESHNET_CACHE`` or ``~/.cache/threshnet-search``."""

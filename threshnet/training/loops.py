@@ -267,9 +267,11 @@ def setup_training(
     *,
     device: torch.device,
     seed: int,
+    normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainingRun:
     """Seeded model on ``device``, batches (evaluation normalised like training), optimiser
-    and per-step schedule."""
+    and per-step schedule. ``normalization`` = (mean, std) of the training images when
+    already known (else computed from ``train_set``)."""
     torch.manual_seed(seed)
     model = prepare_model(build_model(config), device, settings)
     train_batches = DeviceBatches(
@@ -278,6 +280,7 @@ def setup_training(
         device=device,
         shuffle=True,
         seed=seed,
+        normalization=normalization,
     )
     eval_batches = DeviceBatches(
         eval_set,

@@ -46,13 +46,27 @@ def run_proxy(
     *,
     device: torch.device,
     seed: int,
+    normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
     around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> ProxyResult:
-    """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``."""
+    """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``.
+
+    Data already on ``device`` stays there (no copy); ``normalization`` is the training
+    images' (mean, std) when the caller holds it (see
+    :func:`threshnet.training.batches.channel_statistics`).
+    """
     settings.validate()
     config.validate(input_size=settings.input_size)
-    run = setup_training(config, train_set, val_set, settings, device=device, seed=seed)
+    run = setup_training(
+        config,
+        train_set,
+        val_set,
+        settings,
+        device=device,
+        seed=seed,
+        normalization=normalization,
+    )
     start = time.perf_counter()
     images = 0
     stats = None
