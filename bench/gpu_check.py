@@ -1,69 +1,350 @@
-"""GPU check: the search's own trial function on the three published presets.
+"""The GPU check: the whole product on one GPU, in one run, with one summary file.
 
-Runs ``search.trial.evaluate_trial`` (proxy training on the CIFAR-10 training split
-minus the validation split, then batch-1 and batch-100 latency under the device gate)
-for ThreshNet28/79/95 with the default study settings, and prints one line per preset
-plus a JSON file. Needs only torch/torchvision/Pillow (no optuna or ray).
+1. Search: the real ``python -m search.run`` on CIFAR-10 with 1, 2 and 4 trials per GPU
+   (``--gpus-per-trial 1, 0.5, 0.25``), each stopped after ``--search-seconds`` the way a
+   user's ``timeout`` stops it (SIGTERM). Reported: trials per hour (finished trials over
+   the time from the first trial's start to the stop), the share of that time the GPU
+   was busy (``nvidia-smi`` sampled twice a second), each trial's fixed overhead in its
+   worker (trial time minus training minus latency timing) and, with one trial at a
+   time, the whole fixed overhead (the gap between two completions minus the later
+   trial's training and latency timing), and the projected time of a 200-trial study.
+2. Proxy throughput against the authors' training loop (bench/proxy_throughput.py).
+3. The presets' batch-1 latency over 5 rounds (order rotated): CV and ranking.
 
-    python bench/gpu_check.py --data-dir /tmp/data/cifar10-jpeg --out result.json
+``--dry-run`` runs the same steps on the CPU with tiny settings (a test does).
+Usually started by ``bench/gpu_check.sh``, which installs optuna and Ray first.
+
+    python bench/gpu_check.py --data ../shared/data/cifar10-jpeg.tar.xz --out /tmp/gpu-check
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
 import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import torch
 
 from search.settings import DEFAULT_SETTINGS
-from search.trial import NUMBER_KEY, TrialContext, evaluate_trial
-from space import config_to_params
+from threshnet.latency import LatencySettings, device_name, measure_latency
+from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
-from threshnet.training.data import load_split, locate_cache
+from threshnet.training.data import load_split
+
+REPO = Path(__file__).resolve().parent.parent
+STUDY_TRIALS = 200  # the study size the projection is for
+STOP_GRACE_SECONDS = 90  # after SIGTERM, before SIGKILL
+
+
+class GpuSampler:
+    """``nvidia-smi`` utilisation samples (time, percent) while it runs; none without it."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        try:
+            self._process: subprocess.Popen[str] | None = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "500",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        except OSError:
+            self._process = None
+            return
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            value = line.strip().split(",")[0]
+            if value.isdigit():
+                self.samples.append((time.time(), float(value)))
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait()
+
+    def busy_share(self, start: float, end: float) -> float | None:
+        """Mean utilisation between ``start`` and ``end`` (epoch seconds), as a fraction."""
+        window = [value for stamp, value in self.samples if start <= stamp <= end]
+        return statistics.fmean(window) / 100 if window else None
+
+
+@dataclass
+class SearchResult:
+    per_gpu: int
+    finished: int = 0
+    failed: int = 0
+    window_s: float = 0.0
+    trials_per_hour: float = 0.0
+    projected_minutes: float | None = None
+    gpu_busy: float | None = None
+    worker_overhead_s: float | None = None  # median, in the worker
+    worker_overhead_share: float | None = None  # median, of the trial's time
+    cold_setup_s: float | None = None  # median setup of a worker's first trial
+    warm_setup_s: float | None = None  # median setup of its later trials
+    gap_overhead_s: float | None = None  # median, one trial at a time only
+    exit_code: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _median(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.median()) if len(values) else None
+
+
+def search_command(args: argparse.Namespace, per_gpu: int, name: str) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--trials",
+        "100000",
+        "--data-dir",
+        args.data,
+        "--cache-dir",
+        args.cache_dir,
+        "--out",
+        str(Path(args.out) / "runs"),
+        "--name",
+        name,
+        "--seed",
+        "0",
+    ]
+    if args.dry_run:  # CPU: one CPU per trial stands in for a share of the GPU
+        return [
+            *command,
+            "--smoke",
+            "--gpus-per-trial",
+            "0",
+            "--num-cpus",
+            str(per_gpu),
+            "--max-concurrent",
+            str(per_gpu),
+        ]
+    return [*command, "--gpus-per-trial", f"{1 / per_gpu:g}"]
+
+
+def run_search(args: argparse.Namespace, per_gpu: int) -> SearchResult:
+    """One time-boxed study with ``per_gpu`` trials sharing the GPU."""
+    name = f"per-gpu-{per_gpu}"
+    log = Path(args.out) / f"search-{per_gpu}.log"
+    sampler = GpuSampler()
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            search_command(args, per_gpu, name),
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            process.wait(timeout=args.search_seconds)
+        except subprocess.TimeoutExpired:
+            stopped = time.time()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        else:
+            stopped = time.time()
+    sampler.stop()
+    result = SearchResult(per_gpu=per_gpu, exit_code=process.returncode)
+    table = Path(args.out) / "runs" / name / "trials.csv"
+    if not table.exists():
+        result.notes.append(f"no trials table; see {log.name}")
+        return result
+    trials = pd.read_csv(table)
+    for column in ("datetime_start", "datetime_complete"):
+        trials[column] = pd.to_datetime(trials[column], format="ISO8601", utc=True)
+    ended = trials[trials["status"].isin(["ok", "failed"])]
+    ok = trials[trials["status"] == "ok"]
+    result.finished, result.failed = len(ended), int((ended["status"] == "failed").sum())
+    if trials["datetime_start"].notna().any():
+        first = trials["datetime_start"].min().timestamp()
+        result.window_s = stopped - first
+        result.trials_per_hour = result.finished / result.window_s * 3600
+        if result.trials_per_hour:
+            result.projected_minutes = STUDY_TRIALS / result.trials_per_hour * 60
+        result.gpu_busy = sampler.busy_share(first, stopped)
+    overhead = ok["trial_seconds"] - ok["train_seconds"] - ok["latency_seconds"]
+    result.worker_overhead_s = _median(overhead)
+    result.worker_overhead_share = _median(overhead / ok["trial_seconds"])
+    result.cold_setup_s = _median(ok.loc[ok["worker_trial"] == 1, "setup_seconds"])
+    result.warm_setup_s = _median(ok.loc[ok["worker_trial"] > 1, "setup_seconds"])
+    if per_gpu == 1 and len(ok) > 2:
+        ordered = ok.sort_values("datetime_complete")
+        gaps = ordered["datetime_complete"].diff().dt.total_seconds()
+        whole = gaps - ordered["train_seconds"] - ordered["latency_seconds"]
+        result.gap_overhead_s = _median(whole.iloc[1:])
+    return result
+
+
+def run_throughput(args: argparse.Namespace) -> dict[str, Any] | None:
+    """bench/proxy_throughput.py's JSON line, or None (its log says why)."""
+    command = [
+        sys.executable,
+        "bench/proxy_throughput.py",
+        "--data-dir",
+        args.data,
+        "--cache-dir",
+        args.cache_dir,
+    ]
+    if args.dry_run:
+        command += ["--images", "48", "--batch-size", "16", "--warmup-steps", "1", "--rounds", "1"]
+    else:
+        command += ["--images", "20000", "--rounds", "3"]
+    log = Path(args.out) / "throughput.log"
+    with log.open("w") as output:
+        finished = subprocess.run(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=output, text=True, check=False
+        )
+        output.write(finished.stdout)
+    for line in reversed(finished.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return None
+
+
+def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """Batch-1 latency of each preset, ``--latency-rounds`` times, order rotated."""
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
+    protocol = DEFAULT_SETTINGS.latency
+    settings = LatencySettings(
+        warmup=2 if args.dry_run else protocol.warmup,
+        repeats=5 if args.dry_run else protocol.repeats,
+        threads=1 if device.type == "cpu" else None,  # as a 1-CPU trial measures
+    )
+    models = {name: build_model(get_preset(name)) for name in PUBLISHED_PRESETS}
+    medians: dict[str, list[float]] = {name: [] for name in models}
+    rankings = []
+    names = list(models)
+    for round_index in range(args.latency_rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            result = measure_latency(models[name], input_size=32, device=device, settings=settings)
+            medians[name].append(result.median_ms)
+        rankings.append(sorted(names, key=lambda name: medians[name][-1]))
+    return {
+        "device": device_name(device),
+        "settings": asdict(settings),
+        "median_ms": {name: statistics.median(values) for name, values in medians.items()},
+        "cv": {
+            name: statistics.stdev(values) / statistics.fmean(values)
+            for name, values in medians.items()
+        },
+        "rankings": rankings,
+        "ranking_stable": all(ranking == rankings[0] for ranking in rankings),
+    }
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"GPU check on {report['device']} ({report['machine']}), torch {report['torch']}, "
+        f"{report['seconds']:.0f} s in all" + (" (DRY RUN on CPU)" if report["dry_run"] else ""),
+        "",
+        "| trials per GPU | finished (failed) | trials/hour | 200 trials, projected | "
+        "GPU busy | overhead in worker (of trial) | whole overhead, 1 at a time | "
+        "setup cold / warm |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["search"]:
+        lines.append(
+            f"| {row['per_gpu']} | {row['finished']} ({row['failed']}) | "
+            f"{row['trials_per_hour']:.0f} | {_fmt(row['projected_minutes'], '{:.1f} min')} | "
+            f"{_fmt(row['gpu_busy'], '{:.0%}')} | "
+            f"{_fmt(row['worker_overhead_s'], '{:.2f} s')} "
+            f"({_fmt(row['worker_overhead_share'], '{:.1%}')}) | "
+            f"{_fmt(row['gap_overhead_s'], '{:.2f} s')} | "
+            f"{_fmt(row['cold_setup_s'], '{:.2f}')} / {_fmt(row['warm_setup_s'], '{:.3f}')} s |"
+        )
+    throughput = report["throughput"]
+    if throughput and "ratio" in throughput:
+        ratio = throughput["ratio"]
+        lines += [
+            "",
+            f"Proxy throughput, ours / the authors' loop: median {ratio['median']:.2f}x "
+            f"(min {ratio['min']:.2f}, max {ratio['max']:.2f}; see throughput.log)",
+        ]
+    else:
+        lines += ["", "Proxy throughput: no result (see throughput.log)"]
+    latency = report["latency"]
+    lines += [
+        "",
+        f"Preset latency, batch 1, {len(latency['rankings'])} rounds on {latency['device']}: "
+        + ", ".join(
+            f"{name} {latency['median_ms'][name]:.3f} ms (CV {latency['cv'][name]:.1%})"
+            for name in latency["median_ms"]
+        )
+        + f"; ranking {'the same' if latency['ranking_stable'] else 'NOT the same'} "
+        f"in every round ({' < '.join(latency['rankings'][0])} first)",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--data", required=True, help="CIFAR-10 archive or ImageFolder root")
+    parser.add_argument("--out", required=True, help="directory for the logs and summary")
     parser.add_argument("--cache-dir", default="/tmp/threshnet-cache")
-    parser.add_argument("--epochs", type=int, default=DEFAULT_SETTINGS.train.epochs)
-    parser.add_argument("--max-train-images", type=int, default=None, help="for a CPU dry run")
-    parser.add_argument("--out", required=True, help="JSON file for the records")
+    parser.add_argument("--search-seconds", type=float, default=110.0, help="per study")
+    parser.add_argument("--per-gpu", default="1,2,4", help="trials sharing the GPU, per study")
+    parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny settings")
     args = parser.parse_args()
-    settings = dataclasses.replace(
-        DEFAULT_SETTINGS,
-        data_dir=args.data_dir,
-        max_train_images=args.max_train_images,
-        train=dataclasses.replace(DEFAULT_SETTINGS.train, epochs=args.epochs),
-        latency=dataclasses.replace(DEFAULT_SETTINGS.latency, batch_size=100),
-    )
     started = time.perf_counter()
-    entry = locate_cache("train", data_dir=args.data_dir, cache_dir=args.cache_dir)
-    load_split("train", data_dir=args.data_dir, cache_dir=args.cache_dir, entry=entry)
-    print(f"data cached in {time.perf_counter() - started:.1f} s", flush=True)
-    context = TrialContext(
-        settings=settings, cache_dir=args.cache_dir, train_cache=entry, cpus_per_trial=4
-    )
-    records = []
-    for number, name in enumerate(PUBLISHED_PRESETS):
-        params = {**config_to_params(get_preset(name), settings.space), NUMBER_KEY: number}
-        record = evaluate_trial(params, context)
-        records.append(record)
-        if record["status"] != "ok":
-            print(f"{name}: {record['status']}: {record['error']}", flush=True)
-            continue
-        print(
-            f"{name}: val_acc {record['val_acc']:.4f} after {record['epochs']} epochs, "
-            f"train {record['train_seconds']:.1f} s ({record['images_per_second']:.0f} img/s), "
-            f"latency b1 {record['latency_ms']:.3f} ms (p10 {record['latency_p10_ms']:.3f}, "
-            f"p90 {record['latency_p90_ms']:.3f}), b100 {record['batch_per_image_ms']:.4f} "
-            f"ms/image, trial {record['trial_seconds']:.1f} s on {record['device_name']}",
-            flush=True,
-        )
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump({"torch": torch.__version__, "records": records}, handle, indent=2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_split("train", data_dir=args.data, cache_dir=args.cache_dir)  # decode once, untimed
+    print(f"data ready in {time.perf_counter() - started:.0f} s", flush=True)
+    results = []
+    for per_gpu in (int(value) for value in args.per_gpu.split(",")):
+        results.append(run_search(args, per_gpu))
+        print(f"search, {per_gpu} per GPU: {asdict(results[-1])}", flush=True)
+    throughput = run_throughput(args)
+    print(f"throughput: {throughput}", flush=True)
+    latency = run_latency_rounds(args)
+    print(f"latency: {latency}", flush=True)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
+    report = {
+        "device": device_name(device),
+        "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+        "torch": torch.__version__,
+        "dry_run": args.dry_run,
+        "seconds": time.perf_counter() - started,
+        "search": [asdict(result) for result in results],
+        "throughput": throughput,
+        "latency": latency,
+    }
+    (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = summary_markdown(report)
+    (out / "summary.md").write_text(text)
+    print(text, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Pareto front and hypervolume over (validation accuracy max, latency min).
 
-Both use Optuna's own multi-objective helpers (the same code Optuna's samplers and
-``plot_hypervolume_history`` use): objectives are turned into losses (-accuracy,
-latency) first.
+The front and the hypervolume use Optuna's own multi-objective helpers (the same code
+Optuna's samplers and ``plot_hypervolume_history`` use): objectives are turned into
+losses (-accuracy, latency) first. The hypervolume history is an exact incremental 2-D
+computation (tests/test_pareto.py checks it against the from-scratch hypervolume).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -82,10 +84,51 @@ def hypervolume(frame: pd.DataFrame, reference: Reference) -> float:
 
 
 def hypervolume_history(frame: pd.DataFrame, reference: Reference) -> pd.DataFrame:
-    """Hypervolume of the trials numbered <= n, for every trial number n in ``frame``."""
+    """Hypervolume of the trials numbered <= n, for every trial number n in ``frame``.
+
+    Exact and incremental (2-D): the current front is kept sorted by latency (accuracy
+    then strictly rises with it), and each new trial adds the area it newly dominates
+    inside ``reference`` and drops the front points it dominates. Bisection finds its
+    place, so the whole history is O(N log N) apart from list shifts, instead of one
+    from-scratch :func:`hypervolume` per prefix. Trials outside the reference box,
+    duplicates and dominated trials add nothing.
+    """
     ordered = frame.sort_values("number")
-    values = [hypervolume(ordered.iloc[: index + 1], reference) for index in range(len(ordered))]
+    losses = _losses(ordered)
+    bound_x, bound_y = reference.latency_ms, -reference.val_acc  # both minimised
+    xs: list[float] = []  # front latencies, strictly increasing
+    ys: list[float] = []  # front -accuracies, strictly decreasing
+    total = 0.0
+    values = []
+    for y, x in losses.tolist():
+        if x <= bound_x and y <= bound_y:  # inside the box (NaN is not)
+            total += _add_to_front(xs, ys, x, y, bound_x, bound_y)
+        values.append(total)
     return pd.DataFrame({"number": ordered["number"].to_numpy(), "hypervolume": values})
+
+
+def _add_to_front(
+    xs: list[float], ys: list[float], x: float, y: float, bound_x: float, bound_y: float
+) -> float:
+    """Insert (x, y) into the 2-D minimisation front (xs, ys); return the area it adds."""
+    after = bisect.bisect_right(xs, x)
+    if after and ys[after - 1] <= y:  # a front point at most as slow is at least as good
+        return 0.0
+    first = bisect.bisect_left(xs, x)  # the front points (x', y') with x' >= x ...
+    last = first
+    while last < len(ys) and ys[last] >= y:  # ... and y' >= y, which (x, y) dominates
+        last += 1
+    # Walk right from x: each strip's newly covered height runs from y up to the front
+    # (or the reference) above it; past the first kept point to the right nothing is new.
+    area = 0.0
+    left, top = x, ys[first - 1] if first else bound_y
+    for index in range(first, last):
+        area += (xs[index] - left) * (top - y)
+        left, top = xs[index], ys[index]
+    area += ((xs[last] if last < len(xs) else bound_x) - left) * (top - y)
+    xs[first:last] = [x]
+    ys[first:last] = [y]
+    return area
 
 
 def dominators(front: pd.DataFrame, row: pd.Series) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,6 +70,70 @@ def test_history_never_decreases_and_ends_at_the_total() -> None:
     assert all(b >= a for a, b in itertools.pairwise(values))
     assert values[-1] == pytest.approx(hypervolume(POINTS, reference))
     assert values[0] == pytest.approx((30 - 10) * (0.80 - 0.5))
+
+
+def _random_trials(count: int, seed: int, *, grid: bool) -> pd.DataFrame:
+    """``count`` trials in random number order: on a coarse grid (many ties) or continuous,
+    a tenth of them repeats of earlier ones, some outside the reference box or on its edge."""
+    rng = np.random.default_rng(seed)
+    unique = count - count // 10
+    if grid:
+        accuracy = rng.integers(30, 96, unique) / 100  # ties in accuracy
+        latency = rng.integers(1, 41, unique) / 2  # ties in latency, 0.5 .. 20 ms
+    else:
+        latency = rng.uniform(0.5, 20.0, unique)
+        accuracy = 0.5 + 0.4 * (1 - np.exp(-latency / 5)) + rng.normal(0, 0.02, unique)
+    repeats = rng.integers(0, unique, count - unique)  # exact duplicates
+    accuracy = np.concatenate([accuracy, accuracy[repeats]])
+    latency = np.concatenate([latency, latency[repeats]])
+    edge = rng.random(count) < 0.03  # exactly on the reference's accuracy or latency
+    accuracy[edge & (rng.random(count) < 0.5)] = HISTORY_REFERENCE.val_acc
+    latency[edge & (rng.random(count) < 0.5)] = HISTORY_REFERENCE.latency_ms
+    numbers = rng.permutation(count)
+    rows = zip(numbers.tolist(), accuracy.tolist(), latency.tolist(), strict=True)
+    frame = _points(list(rows))
+    return frame.sample(frac=1.0, random_state=seed)
+
+
+HISTORY_REFERENCE = Reference(val_acc=0.55, latency_ms=15.0, rule="test")
+
+
+@pytest.mark.parametrize(("seed", "grid"), [(0, True), (1, True), (2, False), (3, False)])
+def test_history_matches_the_hypervolume_of_every_prefix(seed: int, grid: bool) -> None:
+    frame = _random_trials(300, seed, grid=grid)
+    outside = (frame["val_acc"] < HISTORY_REFERENCE.val_acc) | (
+        frame["latency_ms"] > HISTORY_REFERENCE.latency_ms
+    )
+    assert 0 < outside.sum() < len(frame)  # some trials do not count, most do
+    assert frame.duplicated(["val_acc", "latency_ms"]).any()
+    history = hypervolume_history(frame, HISTORY_REFERENCE)
+    ordered = frame.sort_values("number")
+    assert history["number"].tolist() == ordered["number"].tolist()
+    expected = [
+        hypervolume(ordered.iloc[: index + 1], HISTORY_REFERENCE) for index in range(len(frame))
+    ]
+    assert history["hypervolume"].tolist() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert expected[-1] > 0
+
+
+def test_history_of_2000_trials_ends_at_the_total() -> None:
+    frame = _random_trials(2000, 4, grid=False)
+    history = hypervolume_history(frame, HISTORY_REFERENCE)
+    assert len(history) == 2000
+    assert history["hypervolume"].iloc[-1] == pytest.approx(
+        hypervolume(frame, HISTORY_REFERENCE), rel=1e-9
+    )
+    ordered = frame.sort_values("number")
+    for index in (0, 9, 99, 999):
+        assert history["hypervolume"].iloc[index] == pytest.approx(
+            hypervolume(ordered.iloc[: index + 1], HISTORY_REFERENCE), rel=1e-9, abs=1e-12
+        )
+
+
+def test_history_of_no_trials_and_of_trials_outside_the_reference() -> None:
+    assert hypervolume_history(POINTS.iloc[:0], HISTORY_REFERENCE).empty
+    outside = Reference(val_acc=0.95, latency_ms=1.0, rule="test")
+    assert hypervolume_history(POINTS, outside)["hypervolume"].tolist() == [0.0] * len(POINTS)
 
 
 def test_dominators_of_a_point() -> None:
