@@ -5,9 +5,10 @@
    user's ``timeout`` stops it (SIGTERM). Reported: trials per hour (finished trials over
    the time from the first trial's start to the stop), the share of that time the GPU
    was busy (``nvidia-smi`` sampled twice a second), each trial's fixed overhead in its
-   worker (trial time minus training minus latency timing) and, with one trial at a
-   time, the whole fixed overhead (the gap between two completions minus the later
-   trial's training and latency timing), and the projected time of a 200-trial study.
+   worker (trial time minus training, validation and latency timing) and, with one trial
+   at a time, the whole fixed overhead (the gap between two completions minus the later
+   trial's training, validation and latency timing), and the projected time of a
+   200-trial study.
 2. Proxy throughput against the authors' training loop (bench/proxy_throughput.py).
 3. The presets' batch-1 latency over 5 rounds (order rotated): CV and ranking.
 
@@ -188,7 +189,8 @@ def run_search(args: argparse.Namespace, per_gpu: int) -> SearchResult:
         if result.trials_per_hour:
             result.projected_minutes = STUDY_TRIALS / result.trials_per_hour * 60
         result.gpu_busy = sampler.busy_share(first, stopped)
-    overhead = ok["trial_seconds"] - ok["train_seconds"] - ok["latency_seconds"]
+    work = ok["train_seconds"] + ok["eval_seconds"] + ok["latency_seconds"]
+    overhead = ok["trial_seconds"] - work
     result.worker_overhead_s = _median(overhead)
     result.worker_overhead_share = _median(overhead / ok["trial_seconds"])
     result.cold_setup_s = _median(ok.loc[ok["worker_trial"] == 1, "setup_seconds"])
@@ -196,7 +198,8 @@ def run_search(args: argparse.Namespace, per_gpu: int) -> SearchResult:
     if per_gpu == 1 and len(ok) > 2:
         ordered = ok.sort_values("datetime_complete")
         gaps = ordered["datetime_complete"].diff().dt.total_seconds()
-        whole = gaps - ordered["train_seconds"] - ordered["latency_seconds"]
+        work = ordered["train_seconds"] + ordered["eval_seconds"] + ordered["latency_seconds"]
+        whole = gaps - work
         result.gap_overhead_s = _median(whole.iloc[1:])
     return result
 

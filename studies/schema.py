@@ -67,6 +67,7 @@ RECORD_FIELDS: dict[str, type] = {
     "train_acc": float,
     "epochs": int,
     "train_seconds": float,
+    "eval_seconds": float,
     "images_per_second": float,
     "trial_seconds": float,
     "setup_seconds": float,  # in the worker, before training: costs, data (warm or not)

@@ -31,6 +31,7 @@ class ProxyResult:
     train_acc: float
     epochs: int
     train_seconds: float
+    eval_seconds: float  # the validation pass
     images_per_second: float
     seed: int
 
@@ -85,6 +86,7 @@ def run_proxy(
             on_epoch(stats)
     train_seconds = time.perf_counter() - start
     val_loss, val_acc = evaluate(run.model, run.eval_batches, settings, around_chunk=around_chunk)
+    eval_seconds = time.perf_counter() - start - train_seconds
     assert stats is not None
     return ProxyResult(
         val_acc=val_acc,
@@ -93,6 +95,7 @@ def run_proxy(
         train_acc=stats.accuracy,
         epochs=settings.epochs,
         train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
         images_per_second=images / train_seconds,
         seed=seed,
     )
