@@ -18,13 +18,14 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.bookkeeping import requeue_trial
 from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, constrain, placeholder_values
 from search.records import TrialsTable
 from search.trial import NUMBER_KEY, config_record
-from space import CostCaps, SearchSpace, params_to_config, sample_params
+from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
 from threshnet.cli import UserError
 
@@ -70,6 +71,7 @@ class RecordingOptunaSearch(OptunaSearch):
         space: SearchSpace,
         caps: CostCaps,
         input_size: int,
+        target: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(storage=storage, space=functools.partial(suggest, space=space), **kwargs)
@@ -84,10 +86,21 @@ class RecordingOptunaSearch(OptunaSearch):
         # instead of losing the results that follow.
         self.abort: Exception | None = None
         self._study_id: int | None = None  # the Optuna study's id in the storage, once known
+        # Finished (ok or failed) trials this run is for; None: as many as Tune asks for.
+        # Trials found infeasible after their latency was measured do not count, so the
+        # run goes on suggesting until this many have finished.
+        self._target = target
+        self.finished = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.abort is not None:
             return None
+        if self._target is not None:
+            in_flight = len(self._ot_trials.keys() - self._completed_trials)
+            if self.finished >= self._target:
+                return Searcher.FINISHED
+            if self.finished + in_flight >= self._target:
+                return None  # enough in flight: wait for their outcome
         try:
             for _ in range(MAX_INFEASIBLE_IN_A_ROW):
                 config = super().suggest(trial_id)
@@ -116,6 +129,8 @@ class RecordingOptunaSearch(OptunaSearch):
             return True
         record = {"status": "infeasible", "error": "; ".join(violations)}
         record.update(config_record(config, costs))
+        if self._caps.max_latency_ms is not None:  # not measured: neutral for that cap
+            ot_trial.set_constraint(LATENCY_CONSTRAINT, 0.0)
         ot_trial.set_user_attr(RECORD_ATTR, record)
         study = self._ot_study
         study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
@@ -163,10 +178,18 @@ class RecordingOptunaSearch(OptunaSearch):
                     + (f"; see {self._failure_hint}" if self._failure_hint else ""),
                 }
             ot_trial.set_user_attr(RECORD_ATTR, record)
+            if self._caps.max_latency_ms is not None and "latency_ms" in record:
+                latency = self._caps.latency_constraint(record["latency_ms"])
+                ot_trial.set_constraint(LATENCY_CONSTRAINT, latency)
             if record["status"] == "ok":
                 study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
+                self.finished += 1
+            elif record["status"] == "infeasible":  # over --max-latency-ms, not trained
+                num_classes = self._search_space.num_classes
+                study.tell(ot_trial, placeholder_values(study, num_classes))
             else:
                 study.tell(ot_trial, state=TrialState.FAIL)
+                self.finished += 1
         self._completed_trials.add(trial_id)
         self._append_row(ot_trial.number)
         print(describe_outcome(ot_trial.number, record), flush=True)

@@ -145,6 +145,7 @@ def run_trials(
         space=settings.space,
         caps=settings.caps,
         input_size=settings.train.input_size,
+        target=run.trials,
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
@@ -165,7 +166,7 @@ def run_trials(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            num_samples=run.trials,
+            num_samples=-1,  # the searcher ends the run after run.trials finished trials
             max_concurrent_trials=resources.max_concurrent,
             reuse_actors=True,  # warm workers: see search.trial
         ),

@@ -112,12 +112,24 @@ def _parser() -> ArgumentParser:
     latency.add_argument("--latency-batch-size", type=positive_int, default=unset)
     latency.add_argument("--latency-repeats", type=positive_int, default=unset)
     latency.add_argument("--latency-warmup", type=non_negative_int, default=unset)
+    latency.add_argument(
+        "--latency-rounds",
+        type=positive_int,
+        default=unset,
+        help="rounds interleaved with the reference network, ThreshNet28 (5)",
+    )
     search = parser.add_argument_group("search")
     search.add_argument("--sampler", choices=SAMPLERS, default=unset)
     search.add_argument("--seed", type=non_negative_int, default=unset)
     search.add_argument("--space", metavar="FILE.toml", default=unset, help="range overrides")
     search.add_argument("--max-params", type=positive_int, default=unset)
     search.add_argument("--max-macs", type=positive_int, default=unset)
+    search.add_argument(
+        "--max-latency-ms",
+        type=positive_float,
+        default=unset,
+        help="latency cap, checked after the latency is measured and before training",
+    )
     search.add_argument("--no-presets", action="store_true", default=unset)
     ray = parser.add_argument_group("resources")
     ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")

@@ -30,7 +30,12 @@ class LatencyProtocol:
     device: str = "trial"  # "trial" (the trial's device), "cpu" or "cuda"
     batch_size: int | None = None  # also time this batch and report ms per image
     warmup: int = LatencySettings.warmup
-    repeats: int = LatencySettings.repeats
+    repeats: int = LatencySettings.repeats  # in all, spread over the rounds (>= 3 a round)
+    rounds: int = 5  # interleaved with the reference network (threshnet.steady_latency)
+
+    @property
+    def repeats_per_round(self) -> int:
+        return max(3, -(-self.repeats // self.rounds))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
-"""One trial, as a Ray Tune worker runs it: config -> costs -> proxy training -> latency.
+"""One trial, as a Ray Tune worker runs it: config -> costs -> latency -> proxy training.
 
 Workers are warm: Ray Tune runs trial after trial in the same process, which keeps its
 imports, its CUDA context and the study's data on its device (search.warm_data), so a
 trial's fixed cost is building its model.
 
 Configs that break the study's cost caps never get here: the searcher records them as
-infeasible when it suggests them (search.optuna_bridge).
+infeasible when it suggests them (search.optuna_bridge). Latency is measured first
+(seconds, against the reference network: threshnet.steady_latency), so a config over
+``--max-latency-ms`` comes back ``infeasible`` without training.
 
 Everything a trial measures is returned as one flat dict (CSV-ready). A trial never
 raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it returns
@@ -33,6 +35,7 @@ from threshnet.costs import ArchitectureCosts, static_costs
 from threshnet.latency import LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
+from threshnet.steady_latency import measure_steady_latency, reference_config
 from threshnet.training.data import CacheEntry
 from threshnet.training.proxy import run_proxy
 
@@ -77,26 +80,78 @@ def _latency_device(context: TrialContext, trial_device: torch.device) -> torch.
     return torch.device(wanted)
 
 
-def _measure(
-    config: Any, context: TrialContext, device: torch.device, threads: int, batch: int
-) -> dict[str, Any]:
-    protocol = context.settings.latency
-    settings = LatencySettings(
+def _latency_settings(
+    context: TrialContext, device: torch.device, threads: int, batch: int, repeats: int
+) -> LatencySettings:
+    return LatencySettings(
         batch_size=batch,
-        warmup=protocol.warmup,
-        repeats=protocol.repeats,
+        warmup=context.settings.latency.warmup,
+        repeats=repeats,
         threads=threads if device.type == "cpu" else None,
     )
+
+
+def _measure_single(
+    config: ThreshNetConfig, context: TrialContext, device: torch.device, threads: int
+) -> dict[str, Any]:
+    """The objective: batch-1 latency in rounds interleaved with the reference network."""
+    protocol = context.settings.latency
+    settings = _latency_settings(context, device, threads, 1, protocol.repeats_per_round)
     input_size = protocol.input_size or context.settings.train.input_size
     gate = DeviceGate(device_key(device))
     try:
         with gate.exclusive():
-            result = measure_latency(
+            steady = measure_steady_latency(
+                build_model(config),
+                build_model(reference_config()),
+                input_size=input_size,
+                device=device,
+                settings=settings,
+                rounds=protocol.rounds,
+            )
+    finally:
+        gate.close()
+    single = steady.candidate
+    return {
+        "latency_ms": single.median_ms,
+        "latency_p10_ms": single.p10_ms,
+        "latency_p90_ms": single.p90_ms,
+        "latency_stdev_ms": single.stdev_ms,
+        "latency_ref_ms": steady.reference_ms,
+        "latency_ratio": steady.ratio,
+        "latency_cv": steady.ratio_cv,
+        "latency_rounds": steady.rounds,
+        "latency_unsteady": int(steady.unsteady),
+        "latency_repeats": single.repeats,
+        "latency_input_size": single.input_size,
+        "latency_device": single.device,
+        "latency_device_name": single.device_name,
+        "latency_dtype": single.dtype,
+        "latency_threads": single.threads,
+    }
+
+
+def _measure_batch(
+    config: ThreshNetConfig, context: TrialContext, device: torch.device, threads: int
+) -> dict[str, Any]:
+    """The batch latency (a secondary figure: one run of repeats)."""
+    protocol = context.settings.latency
+    assert protocol.batch_size is not None
+    settings = _latency_settings(context, device, threads, protocol.batch_size, protocol.repeats)
+    input_size = protocol.input_size or context.settings.train.input_size
+    gate = DeviceGate(device_key(device))
+    try:
+        with gate.exclusive():
+            batched = measure_latency(
                 build_model(config), input_size=input_size, device=device, settings=settings
             )
     finally:
         gate.close()
-    return result.to_dict()
+    return {
+        "batch_latency_ms": batched.median_ms,
+        "batch_per_image_ms": batched.per_image_ms,
+        "latency_batch_size": protocol.batch_size,
+    }
 
 
 def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str, Any]:
@@ -135,10 +190,21 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
         costs = static_costs(config, settings.train.input_size)
         record.update(config_record(config, costs))
         record.update(flops=costs.flops, activation_mb=costs.activation_mb)
+        latency_started = time.perf_counter()  # latency first: it can rule out training
+        latency_device = _latency_device(context, device)
+        record.update(_measure_single(config, context, latency_device, threads))
+        if settings.latency.batch_size:
+            record.update(_measure_batch(config, context, latency_device, threads))
+        record["latency_seconds"] = time.perf_counter() - latency_started
+        too_slow = settings.caps.latency_violation(record["latency_ms"])
+        if too_slow is not None:
+            record.update(status="infeasible", error=too_slow)
+            return record
+        setup_started = time.perf_counter()
         data = proxy_data(
             settings, cache_dir=context.cache_dir, entry=context.train_cache, device=device
         )
-        record["setup_seconds"] = time.perf_counter() - started
+        record["setup_seconds"] = time.perf_counter() - setup_started
         proxy = run_proxy(
             config,
             data.train,
@@ -150,30 +216,6 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
             around_chunk=gate.shared,
         )
         record.update(proxy.to_dict())
-        latency_started = time.perf_counter()
-        latency_device = _latency_device(context, device)
-        single = _measure(config, context, latency_device, threads, 1)
-        record.update(
-            latency_ms=single["median_ms"],
-            latency_p10_ms=single["p10_ms"],
-            latency_p90_ms=single["p90_ms"],
-            latency_stdev_ms=single["stdev_ms"],
-            latency_repeats=single["repeats"],
-            latency_input_size=single["input_size"],
-            latency_device=single["device"],
-            latency_device_name=single["device_name"],
-            latency_dtype=single["dtype"],
-            latency_threads=single["threads"],
-        )
-        batch = settings.latency.batch_size
-        if batch:
-            batched = _measure(config, context, latency_device, threads, batch)
-            record.update(
-                batch_latency_ms=batched["median_ms"],
-                batch_per_image_ms=batched["per_image_ms"],
-                latency_batch_size=batch,
-            )
-        record["latency_seconds"] = time.perf_counter() - latency_started
         record["status"] = "ok"
     except torch.cuda.OutOfMemoryError as error:
         record["error"] = f"CUDA out of memory ({str(error).splitlines()[0][:200]})"

@@ -1,6 +1,6 @@
 """The ThreshNet search space: ranges, sampling from Optuna trials, presets as points."""
 
-from space.constraints import CostCaps, check_config
+from space.constraints import LATENCY_CONSTRAINT, CostCaps, check_config
 from space.ranges import DEFAULT_SPACE, SPACE_VERSION, IntRange, SearchSpace, StageSpace
 from space.sampling import (
     config_to_params,
@@ -13,6 +13,7 @@ from space.sampling import (
 
 __all__ = [
     "DEFAULT_SPACE",
+    "LATENCY_CONSTRAINT",
     "SPACE_VERSION",
     "CostCaps",
     "IntRange",

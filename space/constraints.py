@@ -12,17 +12,34 @@ from dataclasses import dataclass
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import ArchitectureCosts, architecture_costs
 
+LATENCY_CONSTRAINT = "latency"  # the Optuna constraint of --max-latency-ms
+
 
 @dataclass(frozen=True)
 class CostCaps:
-    """Upper bounds on parameters and MACs (at the training input size); None = no cap."""
+    """Upper bounds on parameters and MACs (at the training input size), checked from the
+    config alone, and on the measured batch-1 latency, checked after it is measured and
+    before any training; None = no cap."""
 
     max_params: int | None = None
     max_macs: int | None = None
+    max_latency_ms: float | None = None
 
     @property
     def active(self) -> bool:
+        """Whether a cap is checked from the config alone (params, MACs)."""
         return self.max_params is not None or self.max_macs is not None
+
+    def latency_constraint(self, latency_ms: float) -> float:
+        """Optuna constraint of the latency cap: ``latency / cap - 1``."""
+        assert self.max_latency_ms is not None
+        return latency_ms / self.max_latency_ms - 1.0
+
+    def latency_violation(self, latency_ms: float) -> str | None:
+        """Why ``latency_ms`` breaks the latency cap, or None."""
+        if self.max_latency_ms is None or latency_ms <= self.max_latency_ms:
+            return None
+        return f"latency {latency_ms:.3f} ms > max {self.max_latency_ms:g} ms"
 
     def _limits(self, costs: ArchitectureCosts) -> list[tuple[str, str, int, int]]:
         limits = [("params", "params", costs.params, self.max_params)]

@@ -54,6 +54,11 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_p10_ms": float,
     "latency_p90_ms": float,
     "latency_stdev_ms": float,
+    "latency_ref_ms": float,  # the reference network (ThreshNet28), same rounds
+    "latency_ratio": float,  # latency_ms / latency_ref_ms, median over the rounds
+    "latency_cv": float,  # coefficient of variation of the rounds' ratios
+    "latency_rounds": int,
+    "latency_unsteady": int,  # 1 when latency_cv stayed above the limit
     "batch_latency_ms": float,
     "batch_per_image_ms": float,
     "latency_batch_size": int,
@@ -70,7 +75,7 @@ RECORD_FIELDS: dict[str, type] = {
     "eval_seconds": float,
     "images_per_second": float,
     "trial_seconds": float,
-    "setup_seconds": float,  # in the worker, before training: costs, data (warm or not)
+    "setup_seconds": float,  # in the worker, getting the data (held by a warm worker)
     "latency_seconds": float,  # in the worker, measuring latency
     "worker_trial": int,  # 1 for a worker process's first trial, 2 for its second, ...
     "seed": int,

@@ -9,6 +9,7 @@ import math
 import optuna
 import pytest
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 
 from search.feasibility import MAX_INFEASIBLE_IN_A_ROW
 from search.optuna_bridge import RecordingOptunaSearch
@@ -24,7 +25,9 @@ from threshnet.costs import architecture_costs
 STUDY = "bridge"
 
 
-def _searcher(directory: StudyDirectory, caps: CostCaps | None = None) -> RecordingOptunaSearch:
+def _searcher(
+    directory: StudyDirectory, caps: CostCaps | None = None, target: int | None = None
+) -> RecordingOptunaSearch:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return RecordingOptunaSearch(
         table=TrialsTable(directory.trials_path, tuple(param_names(DEFAULT_SPACE))),
@@ -32,6 +35,7 @@ def _searcher(directory: StudyDirectory, caps: CostCaps | None = None) -> Record
         space=DEFAULT_SPACE,
         caps=caps or CostCaps(),
         input_size=32,
+        target=target,
         metric=list(OBJECTIVES),
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
@@ -167,3 +171,28 @@ def test_caps_that_leave_nothing_stop_the_search_with_one_line(
     assert isinstance(searcher.abort, UserError)
     assert "in a row broke the cost caps" in str(searcher.abort)
     assert len(_stored(directory)) == MAX_INFEASIBLE_IN_A_ROW
+
+
+def test_the_latency_cap_is_a_constraint_and_infeasible_trials_do_not_count(
+    directory: StudyDirectory,
+) -> None:
+    searcher = _searcher(directory, CostCaps(max_latency_ms=4.0), target=2)
+    searcher.suggest("fast")
+    searcher.suggest("slow")
+    assert searcher.suggest("waits") is None  # two in flight can reach the target
+    searcher.on_trial_complete("fast", OK)  # 2.0 ms
+    too_slow = {"status": "infeasible", "error": "latency 8.000 ms > max 4 ms", "latency_ms": 8.0}
+    searcher.on_trial_complete("slow", too_slow)
+    assert searcher.finished == 1
+    third = searcher.suggest("third")  # the infeasible one did not count: one more
+    assert third is not None
+    searcher.on_trial_complete("third", OK)
+    assert searcher.suggest("fourth") == Searcher.FINISHED
+
+    trials = _stored(directory)
+    fast, slow = trials[0], trials[1]
+    assert fast.state == TrialState.COMPLETE and fast.constraints == {"latency": -0.5}
+    assert slow.state == TrialState.COMPLETE and slow.constraints == {"latency": 1.0}
+    assert trial_status(slow) == "infeasible"
+    study = optuna.load_study(study_name=STUDY, storage=directory.storage())
+    assert 1 not in {trial.number for trial in study.best_trials}

@@ -31,7 +31,8 @@ def _start_and_wait_for_two(
     command: list[str], trials_csv: Path, output: int, *, one_running: bool = False
 ) -> tuple[subprocess.Popen[str], list[dict[str, str]]]:
     """Start a study in its own process group; return once two trials completed (and,
-    with ``one_running``, another one is in flight)."""
+    with ``one_running``, another one is in flight: the storage says so, since the table
+    has a row for ended trials only)."""
     process = subprocess.Popen(
         command,
         env=search_env(),
@@ -42,14 +43,23 @@ def _start_and_wait_for_two(
     )
     deadline = time.monotonic() + 600
     completed: list[dict[str, str]] = []
-    running: list[dict[str, str]] = []
+    running: list[optuna.trial.FrozenTrial] = []
     while time.monotonic() < deadline and (len(completed) < 2 or (one_running and not running)):
         time.sleep(0.5)
         if trials_csv.exists():
             rows = _rows(trials_csv)
             completed = [row for row in rows if row["state"] == "COMPLETE"]
-            running = [row for row in rows if row["state"] == "RUNNING"]
+            if one_running and len(completed) >= 2:
+                running = _running_trials(trials_csv.parent)
     return process, completed
+
+
+def _running_trials(root: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(root / "optuna.journal"))
+    )
+    study = optuna.load_study(study_name=root.name, storage=storage)
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
 
 def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from search.settings import SMOKE_SETTINGS, StudySettings
 from search.trial import NUMBER_KEY, TrialContext, evaluate_trial
-from space import SearchSpace, config_to_params
+from space import CostCaps, SearchSpace, config_to_params
 from studies import schema
 from threshnet.config import StageConfig, ThreshNetConfig
 
@@ -91,3 +91,17 @@ def test_a_warm_worker_keeps_its_data_for_the_next_trial(tiny_folder: Path, tmp_
     other_split = _context(data, tmp_path / "cache", val_size=6)  # another study's data
     reloaded = evaluate_trial(_params(2), other_split)
     assert reloaded["status"] == "failed" and "does not exist" in reloaded["error"]
+
+
+def test_a_config_over_the_latency_cap_is_infeasible_and_never_trained(tmp_path: Path) -> None:
+    context = _context(
+        tmp_path / "no-such-data",  # never read: the trial stops before the data
+        tmp_path / "cache",
+        caps=CostCaps(max_latency_ms=1e-6),
+    )
+    record = evaluate_trial(_params(3), context)
+    assert record["status"] == "infeasible", record["error"]
+    assert "> max 1e-06 ms" in record["error"] and record["latency_ms"] > 0
+    assert record["latency_ratio"] > 0 and record["latency_rounds"] >= 1
+    assert "val_acc" not in record and "train_seconds" not in record
+    assert set(record) <= ALLOWED_KEYS

@@ -94,7 +94,8 @@ def device_name(device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def _cpu_threads(threads: int | None) -> Iterator[int]:
+def cpu_threads(threads: int | None) -> Iterator[int]:
+    """Run with ``threads`` intra-op CPU threads (None: as is); yields the count in force."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -104,11 +105,13 @@ def _cpu_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def _time_repeats(
-    model: nn.Module, example: torch.Tensor, settings: LatencySettings
+def time_repeats(
+    model: nn.Module, example: torch.Tensor, settings: LatencySettings, *, warmup: bool = True
 ) -> list[float]:
+    """Milliseconds of ``settings.repeats`` synchronised forward passes (after
+    ``settings.warmup`` untimed ones unless ``warmup`` is False)."""
     if example.device.type == "cuda":
-        for _ in range(settings.warmup):
+        for _ in range(settings.warmup if warmup else 0):
             model(example)
         torch.cuda.synchronize(example.device)
         times = []
@@ -121,7 +124,7 @@ def _time_repeats(
             end.synchronize()
             times.append(start.elapsed_time(end))
         return times
-    for _ in range(settings.warmup):
+    for _ in range(settings.warmup if warmup else 0):
         model(example)
     times = []
     for _ in range(settings.repeats):
@@ -167,6 +170,22 @@ def measure_latency(
     is left there in eval mode.
     """
     settings = settings or LatencySettings()
+    model, example = prepare_for_timing(model, input_size, device, settings)
+    with (
+        out_of_memory_as_value_error(settings, input_size, example.device),
+        cpu_threads(settings.threads) as threads,
+        torch.inference_mode(),
+    ):
+        times = sorted(time_repeats(model, example, settings))
+    return summarize(times, settings, input_size, example.device, threads)
+
+
+def prepare_for_timing(
+    model: nn.Module, input_size: int, device: str | torch.device, settings: LatencySettings
+) -> tuple[nn.Module, torch.Tensor]:
+    """``model`` on ``device`` in eval mode (dtype and memory format of ``settings``) and
+    an input batch for it; ValueError when the device is missing or the batch would not
+    fit in its memory."""
     settings.validate()
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -176,17 +195,35 @@ def measure_latency(
     model = model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
     one = torch.randn(1, 3, input_size, input_size, device=device, dtype=dtype)
     _check_fits(model, one, settings.batch_size)
-    try:
+    with out_of_memory_as_value_error(settings, input_size, device):
         example = one.expand(settings.batch_size, -1, -1, -1).contiguous(
             memory_format=memory_format
         )
-        with _cpu_threads(settings.threads) as threads, torch.inference_mode():
-            times = sorted(_time_repeats(model, example, settings))
+    return model, example
+
+
+@contextlib.contextmanager
+def out_of_memory_as_value_error(
+    settings: LatencySettings, input_size: int, device: torch.device
+) -> Iterator[None]:
+    """Turn running out of memory while timing into a one-line ValueError."""
+    try:
+        yield
     except (torch.OutOfMemoryError, MemoryError) as error:
         raise ValueError(
             f"out of memory timing batch {settings.batch_size} at {input_size}x{input_size} "
             f"on {device} ({str(error).splitlines()[0][:120]}); use a smaller batch"
         ) from None
+
+
+def summarize(
+    times: list[float],
+    settings: LatencySettings,
+    input_size: int,
+    device: torch.device,
+    threads: int,
+) -> LatencyResult:
+    """The statistics of sorted repeat ``times`` (ms) with what they were measured on."""
     median = statistics.median(times)
     deciles = statistics.quantiles(times, n=10, method="inclusive")
     return LatencyResult(

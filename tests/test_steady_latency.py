@@ -1,0 +1,79 @@
+"""Steady latency: rounds interleaved with a reference, outlier rounds measured again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from threshnet.latency import LatencySettings
+from threshnet.steady_latency import measure_steady_latency, outlier_rounds
+
+
+class Sleeper(nn.Module):
+    """A network whose passes take ``milliseconds`` (plus a tiny conv), and ``extra``
+    more during the passes numbered in ``slow_passes`` (a neighbour's burst). With one
+    warm-up pass and 3 repeats a round, round k (0-based) is passes 2+3k to 4+3k."""
+
+    def __init__(
+        self, milliseconds: float, slow_passes: frozenset[int] = frozenset(), extra: float = 0
+    ):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.seconds = milliseconds / 1000
+        self.slow_passes, self.extra = slow_passes, extra / 1000
+        self.passes = 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.passes += 1
+        slow = self.extra if self.passes in self.slow_passes else 0.0
+        time.sleep(self.seconds + slow)
+        return self.conv(inputs)
+
+
+SETTINGS = LatencySettings(warmup=1, repeats=3, threads=1)
+
+
+def test_outlier_rounds_are_the_far_ones_worst_first() -> None:
+    assert outlier_rounds([1.0, 1.01, 0.99, 1.5, 1.0]) == [3]
+    assert outlier_rounds([1.0, 1.3, 1.01, 0.99, 1.6]) == [4, 1]
+    assert outlier_rounds([1.0, 1.02, 0.98, 1.01]) == []  # within 5 % of the median
+    assert outlier_rounds([1.0, 3.0]) == []  # too few rounds to tell
+
+
+def test_the_ratio_to_the_reference_is_measured_in_rounds() -> None:
+    result = measure_steady_latency(
+        Sleeper(12), Sleeper(4), input_size=8, settings=SETTINGS, rounds=3
+    )
+    assert result.rounds == 3 and result.remeasured_rounds == 0
+    assert 2.0 < result.ratio < 3.5  # about 12 / 4
+    assert result.candidate.median_ms >= 12 and result.reference_ms >= 4
+    assert result.candidate.repeats == 9  # 3 rounds of 3, pooled
+    assert result.candidate.threads == 1 and not result.unsteady
+
+
+def test_a_round_slowed_by_a_burst_is_measured_again() -> None:
+    # The candidate's round 1 is 100 ms a pass slower: that round's ratio is far off.
+    candidate = Sleeper(20, slow_passes=frozenset({5, 6, 7}), extra=100)
+    result = measure_steady_latency(
+        candidate, Sleeper(20), input_size=8, settings=SETTINGS, rounds=5
+    )
+    assert result.remeasured_rounds >= 1 and result.rounds == 5  # more if the machine is busy
+    assert 0.7 < result.ratio < 1.4 and result.candidate.median_ms < 60
+
+
+def test_a_spread_that_stays_wide_is_flagged() -> None:
+    # Rounds 1 and 3 of 4 run at half speed: no round stands out, the spread is wide.
+    candidate = Sleeper(10, slow_passes=frozenset({5, 6, 7, 11, 12, 13}), extra=10)
+    result = measure_steady_latency(
+        candidate, Sleeper(10), input_size=8, settings=SETTINGS, rounds=4, max_extra_rounds=1
+    )
+    assert result.unsteady and result.ratio_cv > 0.05
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"max_extra_rounds": -1}, {"unsteady_cv": 0.0}])
+def test_bad_round_settings_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="rounds must be"):
+        measure_steady_latency(Sleeper(1), Sleeper(1), input_size=8, settings=SETTINGS, **bad)

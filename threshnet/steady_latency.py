@@ -1,0 +1,153 @@
+"""Latency that holds still on a shared machine: rounds interleaved with a reference.
+
+A single run of repeats measures the machine as much as the network: on a shared CPU a
+busy neighbour can make a pass 100x slower for a while. Here the candidate is timed in
+rounds, each paired with a fixed reference network timed in the same window (the order
+alternating, so a slow-down that starts mid-round falls on both equally often):
+
+- a round's figure is the median of its repeats; the candidate's latency is the median
+  of its round medians, and its **ratio** to the reference is the median of the rounds'
+  ratios, which a machine-wide slow-down leaves unchanged;
+- a round whose ratio lies far from the others' (beyond ``OUTLIER_MADS`` median absolute
+  deviations, and more than ``OUTLIER_MIN_SHARE`` of the median) is measured again, up
+  to ``max_extra_rounds`` times;
+- the coefficient of variation of the kept rounds' ratios is recorded; above
+  ``unsteady_cv`` the measurement is flagged ``unsteady``.
+
+The reference ms recorded beside every candidate show the machine's drift over a
+study; ``latency_ratio x`` a reference ms taken on an idle device corrects it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from threshnet.config import ThreshNetConfig
+from threshnet.latency import (
+    LatencyResult,
+    LatencySettings,
+    cpu_threads,
+    out_of_memory_as_value_error,
+    prepare_for_timing,
+    summarize,
+    time_repeats,
+)
+from threshnet.presets import get_preset
+
+OUTLIER_MADS = 5.0  # a round this many scaled MADs from the median ratio is re-measured
+OUTLIER_MIN_SHARE = 0.05  # ... if it is also this far (a share of the median) from it
+MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
+REFERENCE_PRESET = "threshnet28"  # the reference network: the smallest published model
+
+
+def reference_config() -> ThreshNetConfig:
+    """The reference network's config (a ratio of 2 reads "twice ThreshNet28's time")."""
+    return get_preset(REFERENCE_PRESET)
+
+
+@dataclass(frozen=True)
+class SteadyLatency:
+    """A candidate's latency from rounds interleaved with a reference network."""
+
+    candidate: LatencyResult  # over all kept rounds' repeats; median_ms = median of rounds
+    reference_ms: float  # median of the reference's round medians
+    ratio: float  # median of the rounds' candidate / reference ratios
+    ratio_cv: float  # coefficient of variation of the kept rounds' ratios
+    rounds: int  # rounds kept
+    remeasured_rounds: int  # outlier rounds measured again
+    unsteady: bool  # ratio_cv stayed above the limit
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def outlier_rounds(ratios: list[float]) -> list[int]:
+    """Indexes of the rounds whose ratio lies far from the others', worst first."""
+    if len(ratios) < 3:
+        return []
+    median = statistics.median(ratios)
+    spread = MAD_SCALE * statistics.median(abs(ratio - median) for ratio in ratios)
+    limit = max(OUTLIER_MADS * spread, OUTLIER_MIN_SHARE * median)
+    far = [index for index, ratio in enumerate(ratios) if abs(ratio - median) > limit]
+    return sorted(far, key=lambda index: -abs(ratios[index] - median))
+
+
+def _round(
+    model: nn.Module,
+    reference: nn.Module,
+    example: torch.Tensor,
+    settings: LatencySettings,
+    reference_first: bool,
+) -> tuple[list[float], float, float]:
+    """One round: (candidate times, candidate median, reference median), in ms."""
+    if reference_first:
+        reference_times = time_repeats(reference, example, settings, warmup=False)
+        times = time_repeats(model, example, settings, warmup=False)
+    else:
+        times = time_repeats(model, example, settings, warmup=False)
+        reference_times = time_repeats(reference, example, settings, warmup=False)
+    return times, statistics.median(times), statistics.median(reference_times)
+
+
+def measure_steady_latency(
+    model: nn.Module,
+    reference: nn.Module,
+    *,
+    input_size: int,
+    device: str | torch.device = "cpu",
+    settings: LatencySettings | None = None,
+    rounds: int = 5,
+    max_extra_rounds: int = 5,
+    unsteady_cv: float = 0.05,
+) -> SteadyLatency:
+    """Time ``model`` in ``rounds`` rounds interleaved with ``reference``.
+
+    Each round times ``settings.repeats`` passes of each network (after one warm-up of
+    ``settings.warmup`` passes each); see the module docstring for the statistics.
+    """
+    settings = settings or LatencySettings()
+    if rounds < 1 or max_extra_rounds < 0 or unsteady_cv <= 0:
+        raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and unsteady_cv > 0")
+    model, example = prepare_for_timing(model, input_size, device, settings)
+    reference, _ = prepare_for_timing(reference, input_size, device, settings)
+    device = example.device
+    remeasured = 0
+    with (
+        out_of_memory_as_value_error(settings, input_size, device),
+        cpu_threads(settings.threads) as threads,
+        torch.inference_mode(),
+    ):
+        for network in (reference, model):
+            for _ in range(settings.warmup):
+                network(example)
+        kept = [
+            _round(model, reference, example, settings, index % 2 == 0) for index in range(rounds)
+        ]
+        while remeasured < max_extra_rounds:
+            far = outlier_rounds([median / ref for _, median, ref in kept])
+            if not far:
+                break
+            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1)
+            remeasured += 1
+    ratios = [median / ref for _, median, ref in kept]
+    ratio_cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
+    all_times = sorted(time for times, _, _ in kept for time in times)
+    pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
+    pooled = summarize(all_times, pooled_settings, input_size, device, threads)
+    median = statistics.median(median for _, median, _ in kept)
+    return SteadyLatency(
+        candidate=dataclasses.replace(
+            pooled, median_ms=median, per_image_ms=median / settings.batch_size
+        ),
+        reference_ms=statistics.median(ref for _, _, ref in kept),
+        ratio=statistics.median(ratios),
+        ratio_cv=ratio_cv,
+        rounds=len(kept),
+        remeasured_rounds=remeasured,
+        unsteady=ratio_cv > unsteady_cv,
+    )
