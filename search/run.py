@@ -135,6 +135,12 @@ def _parser() -> ArgumentParser:
     ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
     ray.add_argument("--cpus-per-trial", type=positive_float, help="(1)")
     ray.add_argument("--max-concurrent", type=positive_int)
+    ray.add_argument(
+        "--no-final-pass",
+        action="store_true",
+        help="skip re-timing the front when the study reaches --trials "
+        "(python -m studies.remeasure does it later)",
+    )
     ray.add_argument("--address", help="join this Ray cluster instead of starting one")
     ray.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (all)")
     return parser
@@ -192,6 +198,7 @@ def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
         address=args.address,
         num_cpus=args.num_cpus,
         cache_dir=args.cache_dir,
+        final_pass=not args.no_final_pass,
     )
 
 

@@ -9,6 +9,7 @@ The published presets are queued first (once per study), so every study measures
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import time
@@ -25,6 +26,7 @@ from search.bookkeeping import (
     sampler_seed,
     trials_by_status,
 )
+from search.final_pass import final_latency_pass
 from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, trial_resources
 from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
@@ -48,6 +50,7 @@ class RunSummary:
     seconds: float
     target: int
     storage: str  # what optuna-dashboard opens
+    final_pass: str | None = None  # what the final latency pass did, if it ran
 
     @property
     def stopped_early(self) -> bool:
@@ -61,6 +64,7 @@ class RunSummary:
             f"{self.started_trials} run now, {self.requeued} re-queued after an interruption; "
             f"{self.seconds:.0f} s",
             f"results: {self.root / 'trials.csv'}; Optuna storage: optuna-dashboard {self.storage}",
+            *([self.final_pass] if self.final_pass else []),
         ] + (
             [
                 f"stopped before {self.target} finished trials; unfinished trials are queued "
@@ -123,6 +127,11 @@ def run_study(
             gpus_per_trial=gpus_per_trial,
         )
         abort = run_trials(run, settings, resources, train_cache)
+        final_pass = None
+        if abort is None and resources.final_pass:
+            reached = len(finished_trials(directory.load_study(storage, study_name)))
+            if reached >= resources.trials:
+                final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
     finally:
         if started_ray:
             import ray
@@ -153,7 +162,23 @@ def run_study(
         if trial.datetime_start is not None
         and trial.datetime_start.astimezone(dt.UTC) >= run_started
     )
-    return _summary(directory, study, requeued, started_now, started, resources.trials, storage_url)
+    summary = _summary(
+        directory, study, requeued, started_now, started, resources.trials, storage_url
+    )
+    return dataclasses.replace(summary, final_pass=final_pass)
+
+
+def _final_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str:
+    """Run the final latency pass; a line saying what happened (a failure is no error of
+    the run: its trials are all recorded)."""
+    try:
+        return final_latency_pass(root, cpus_per_trial, gpus_per_trial)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return (
+            f"final latency pass failed ({reason[:200]}); run python -m studies.remeasure "
+            f"{root} for it"
+        )
 
 
 def _summary(

@@ -98,6 +98,7 @@ class RunResources:
     address: str | None = None  # join an existing Ray cluster
     num_cpus: int | None = None  # for a local Ray started by us
     cache_dir: str | None = None
+    final_pass: bool = True  # re-time the front when the study reaches its trial count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

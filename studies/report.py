@@ -60,6 +60,12 @@ class Analysis:
             "hypervolume": self.hypervolume,
             "reference_point": self.reference.to_dict(),
             "preset_dominated_by": self.preset_dominators,
+            "latencies": latency_note(self.study),
+            "remeasured_trials": (
+                []
+                if self.study.remeasured is None
+                else [int(n) for n in self.study.remeasured["number"]]
+            ),
         }
 
 
@@ -148,6 +154,24 @@ def _latency_label(analysis: Analysis) -> str:
     return f"latency, ms (batch 1, median; {device})"
 
 
+def latency_note(study: Study) -> str:
+    """Where the latencies on the front come from: the final pass or the search."""
+    again = study.remeasured
+    if again is None or again.empty:
+        return (
+            "Latencies are as each trial measured them during the search (batch 1, in rounds "
+            "against the reference network ThreshNet28). They have not been re-measured: "
+            f"run python -m studies.remeasure {study.root} for the final latency pass."
+        )
+    first = again.iloc[0]
+    return (
+        f"Latencies of {len(again)} trials (the front candidates and the published presets) "
+        f"were re-measured after the search on {first['device_name']} ({first['device']}), "
+        f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, at "
+        f"{first['measured_at'][:19]} UTC; the front, hypervolume and tables use them."
+    )
+
+
 def render(analysis: Analysis) -> str:
     """The report page."""
     study = analysis.study
@@ -192,6 +216,7 @@ dd {{ margin-left: 120px; }}
 </head><body>
 <h1>{title}</h1>
 <p class="note" id="proxy-note">{html.escape(NOTE)}</p>
+<p class="note" id="latency-note">{html.escape(latency_note(study))}</p>
 <p id="counts">{len(study.trials)} trials ({html.escape(counts)});
 {len(analysis.eligible)} finished, feasible, full-fidelity trials;
 {len(analysis.front)} on the Pareto front.</p>

@@ -91,6 +91,20 @@ RECORD_FIELDS: dict[str, type] = {
     "error": str,
     "config_json": str,
 }
+# remeasured.csv: the final latency pass (studies.remeasure), one row per re-timed trial.
+REMEASURED_FILE = "remeasured.csv"
+REMEASURED_FIELDS: dict[str, type] = {
+    "number": int,
+    "latency_ms": float,
+    "latency_ref_ms": float,
+    "latency_ratio": float,
+    "latency_cv": float,
+    "rounds": int,
+    "device": str,
+    "device_name": str,
+    "threads": int,  # 0 on a GPU
+    "measured_at": str,  # ISO 8601, UTC
+}
 LEADING_COLUMNS: dict[str, type] = {"number": int, "state": str}  # Optuna's number and state
 DATETIME_COLUMNS = ("datetime_start", "datetime_complete")  # ISO 8601, UTC offset included
 
@@ -302,3 +316,30 @@ def write_manifest(root: Path, manifest: Mapping[str, Any]) -> None:
     body = {key: value for key, value in manifest.items() if key not in ("kind", "version")}
     stamped = {"kind": MANIFEST_KIND, "version": MANIFEST_VERSION, **body}
     atomic_write_text(root / MANIFEST_FILE, json.dumps(stamped, indent=2) + "\n")
+
+
+def write_remeasured(root: Path, table: pd.DataFrame) -> Path:
+    """Write ``remeasured.csv`` (REMEASURED_FIELDS) atomically; returns its path."""
+    text = table.to_csv(index=False, columns=list(REMEASURED_FIELDS), lineterminator="\n")
+    return atomic_write_text(root / REMEASURED_FILE, text)
+
+
+def read_remeasured(root: Path) -> pd.DataFrame | None:
+    """``remeasured.csv`` as a typed frame, or None when the study has none."""
+    path = root / REMEASURED_FILE
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        missing = [name for name in REMEASURED_FIELDS if name not in frame.columns]
+        if missing:
+            raise ValueError(f"no {'/'.join(missing)} column")
+        for name, kind in REMEASURED_FIELDS.items():
+            if kind is str:
+                frame[name] = frame[name].fillna("").astype("string")
+            else:
+                frame[name] = pd.to_numeric(frame[name], errors="raise").astype(_PANDAS_TYPES[kind])
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StudyError(f"{path} is not a valid re-measurement table: {first_line}") from None
+    return frame

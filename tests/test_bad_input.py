@@ -14,6 +14,7 @@ from conftest import make_archive, png_header, write_image_folder
 
 from search import run as search_run
 from studies import export as studies_export
+from studies import remeasure as studies_remeasure
 from studies import report as studies_report
 from studies import schema
 from threshnet import profile as threshnet_profile
@@ -25,6 +26,7 @@ CLIS = {
     "search.run": search_run.main,
     "studies.report": studies_report.main,
     "studies.export": studies_export.main,
+    "studies.remeasure": studies_remeasure.main,
     "threshnet.train": threshnet_train.main,
     "threshnet.profile": threshnet_profile.main,
 }
@@ -290,6 +292,13 @@ CASES = [
     ),
     ("studies.report", lambda w: [str(w / "runs" / "other")], "not a threshnet-search study"),
     ("studies.report", lambda w: [str(w / "half")], "is not a valid trials table"),
+    ("studies.remeasure", lambda w: [str(w / "runs" / "other")], "not a threshnet-search study"),
+    ("studies.remeasure", lambda w: [str(w / "half")], "is not a valid trials table"),
+    (
+        "studies.remeasure",
+        lambda w: [str(w / "runs" / "existing"), "--threads", "0"],
+        "expected a positive integer",
+    ),
     ("studies.export", lambda w: [str(w / "empty")], "no manifest.json"),
     (
         "studies.export",

@@ -1,0 +1,36 @@
+"""The final latency pass when a study reaches its trial count (studies.remeasure).
+
+It runs as one Ray task with a whole device of the kind the trials used (a whole GPU
+when they had a share of one), after every trial has ended, so the device is idle; the
+task gets the loaded study and returns the table, which the driver writes into the
+study directory (a worker on another node cannot see that directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from studies import schema
+from studies.load import Study, load_study
+
+
+def _remeasure_on_worker(study: Study, threads: int | None) -> pd.DataFrame:
+    from studies.remeasure import default_device, remeasure
+
+    return remeasure(study, device=default_device(study), threads=threads)
+
+
+def final_latency_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str:
+    """Re-time the study's front candidates and presets; a line saying what was done."""
+    import ray
+
+    study = load_study(root)
+    task = ray.remote(
+        num_cpus=cpus_per_trial, num_gpus=1 if gpus_per_trial > 0 else 0, max_retries=0
+    )(_remeasure_on_worker)
+    threads = max(1, int(cpus_per_trial))
+    table = ray.get(task.remote(study, threads))
+    path = schema.write_remeasured(root, table)
+    return f"final latency pass: re-timed {len(table)} front candidates and presets: {path}"

@@ -1,0 +1,204 @@
+"""``python -m studies.remeasure <study-dir>``: the final latency pass of a study.
+
+During a search each trial's latency is timed once, while other trials may be training
+and the machine's load drifts. Before a front is final, this pass re-times the front
+candidates (the trials of the first ``--fronts`` non-dominated layers) and the
+published presets back to back: ``--rounds`` rounds, the candidates in a new shuffled
+order each round, each timing paired with the reference network (ThreshNet28) as in a
+trial (threshnet.steady_latency); a candidate's outlier rounds are measured again. The
+figures go to ``<study-dir>/remeasured.csv``; ``studies.load`` puts them in place of the
+search's latencies, so the report's front, ``pareto.json`` and the export use them (and
+say so). ``search.run`` runs this pass when a study reaches its trial count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from studies import schema
+from studies.load import Study, StudyError, eligible_trials, load_study
+from studies.pareto import pareto_mask
+from threshnet.cli import ArgumentParser, UserError, positive_int, run_cli
+from threshnet.config import ThreshNetConfig
+from threshnet.latency import LatencySettings, device_name
+from threshnet.model import build_model
+from threshnet.presets import PUBLISHED_PRESETS
+from threshnet.steady_latency import measure_steady_latency, outlier_rounds, reference_config
+
+PROG = "studies.remeasure"
+DEFAULT_ROUNDS = 5
+DEFAULT_FRONTS = 2
+
+
+def front_candidates(study: Study, fronts: int = DEFAULT_FRONTS) -> pd.DataFrame:
+    """The eligible trials of the first ``fronts`` non-dominated layers, and the
+    presets, by the search's own latencies."""
+    remaining = eligible_trials(study, search_latencies=True)
+    layers = []
+    for _ in range(fronts):
+        if remaining.empty:
+            break
+        mask = pareto_mask(remaining)
+        layers.append(remaining[mask])
+        remaining = remaining[~mask]
+    presets = remaining[remaining["preset"].isin(PUBLISHED_PRESETS)]
+    return pd.concat([*layers, presets]).sort_values("number")
+
+
+def _settings(study: Study, threads: int | None, device: torch.device) -> LatencySettings:
+    protocol = study.settings["latency"]
+    rounds = max(1, int(protocol.get("rounds", DEFAULT_ROUNDS)))
+    return LatencySettings(
+        warmup=int(protocol["warmup"]),
+        repeats=max(3, -(-int(protocol["repeats"]) // rounds)),
+        threads=threads if device.type == "cpu" else None,
+    )
+
+
+def remeasure(
+    study: Study,
+    *,
+    device: torch.device,
+    threads: int | None,
+    rounds: int = DEFAULT_ROUNDS,
+    fronts: int = DEFAULT_FRONTS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Re-time the front candidates and presets; one row per trial (see module doc)."""
+    candidates = front_candidates(study, fronts)
+    settings = _settings(study, threads, device)
+    input_size = int(
+        study.settings["latency"].get("input_size") or study.settings["train"]["input_size"]
+    )
+    reference = build_model(reference_config())
+    models = {
+        int(row.number): build_model(ThreshNetConfig.from_json(row.config_json))
+        for row in candidates.itertuples()
+    }
+    measured: dict[int, list[tuple[float, float]]] = {number: [] for number in models}
+
+    def time_once(number: int) -> tuple[float, float]:
+        steady = measure_steady_latency(
+            models[number],
+            reference,
+            input_size=input_size,
+            device=device,
+            settings=settings,
+            rounds=1,
+            max_extra_rounds=0,
+        )
+        return steady.candidate.median_ms, steady.reference_ms
+
+    order = list(models)
+    shuffle = random.Random(seed)
+    for _ in range(rounds):
+        shuffle.shuffle(order)
+        for number in order:
+            measured[number].append(time_once(number))
+    for number, values in measured.items():  # outlier rounds, measured again
+        for _ in range(rounds):
+            far = outlier_rounds([ms / ref for ms, ref in values])
+            if not far:
+                break
+            values[far[0]] = time_once(number)
+    stamp = dt.datetime.now(dt.UTC).isoformat()
+    rows = []
+    for number, values in measured.items():
+        ratios = [ms / ref for ms, ref in values]
+        rows.append(
+            {
+                "number": number,
+                "latency_ms": statistics.median(ms for ms, _ in values),
+                "latency_ref_ms": statistics.median(ref for _, ref in values),
+                "latency_ratio": statistics.median(ratios),
+                "latency_cv": statistics.stdev(ratios) / statistics.fmean(ratios)
+                if len(ratios) > 1
+                else 0.0,
+                "rounds": len(values),
+                "device": str(device),
+                "device_name": device_name(device),
+                "threads": settings.threads if settings.threads is not None else 0,
+                "measured_at": stamp,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(schema.REMEASURED_FIELDS))
+
+
+def default_device(study: Study) -> torch.device:
+    """Where the study timed its latencies (its trials' most common latency device)."""
+    devices = study.trials.get("latency_device")
+    recorded = devices.dropna() if devices is not None else pd.Series([], dtype=str)
+    kind = recorded.mode().iloc[0].split(":")[0] if len(recorded) else "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "the study timed its latencies on a GPU and this machine has none; run this "
+            "where the study ran, or pass --device cpu to re-time on this CPU"
+        )
+    return torch.device(kind)
+
+
+def remeasure_study(
+    study_dir: str | Path,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    fronts: int = DEFAULT_FRONTS,
+) -> tuple[Path, int]:
+    """Re-time and write ``remeasured.csv``; (its path, trials re-timed)."""
+    try:
+        study = load_study(study_dir)
+    except StudyError as error:
+        raise UserError(str(error)) from None
+    target = torch.device(device) if device else default_device(study)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but this machine has no GPU")
+    if threads is None and target.type == "cpu":
+        recorded = study.trials.get("latency_threads")
+        known = recorded.dropna() if recorded is not None else pd.Series([], dtype=float)
+        threads = int(known.median()) if len(known) else 1
+    if threads is not None:
+        threads = min(threads, os.cpu_count() or 1)
+    table = remeasure(study, device=target, threads=threads, rounds=rounds, fronts=fronts)
+    try:
+        path = schema.write_remeasured(Path(study_dir), table)
+    except OSError as error:
+        raise UserError(f"cannot write into {study_dir}: {error.strerror}") from None
+    return path, len(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("study_dir", help="a directory written by search.run")
+    parser.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS)
+    parser.add_argument(
+        "--fronts", type=positive_int, default=DEFAULT_FRONTS, help="non-dominated layers"
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), help="(default: where the study timed)"
+    )
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the study's)")
+    args: Any = parser.parse_args(argv)
+    path, count = remeasure_study(
+        args.study_dir,
+        device=args.device,
+        threads=args.threads,
+        rounds=args.rounds,
+        fronts=args.fronts,
+    )
+    print(f"re-timed {count} trials ({args.rounds} rounds, shuffled): {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(PROG, main, None))
