@@ -10,7 +10,8 @@
    trial's training, validation and latency timing), and the projected time of a
    200-trial study.
 2. Proxy throughput against the authors' training loop (bench/proxy_throughput.py).
-3. The presets' batch-1 latency over 5 rounds (order rotated): CV and ranking.
+3. The presets' batch-1 latency, measured as a trial measures it (rounds against the
+   reference network), 5 times (order rotated): CV of the ms and of the ratio, ranking.
 
 ``--dry-run`` runs the same steps on the CPU with tiny settings (a test does).
 Usually started by ``bench/gpu_check.sh``, which installs optuna and Ray first.
@@ -38,9 +39,10 @@ import pandas as pd
 import torch
 
 from search.settings import DEFAULT_SETTINGS
-from threshnet.latency import LatencySettings, device_name, measure_latency
+from threshnet.latency import LatencySettings, device_name
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
+from threshnet.steady_latency import measure_steady_latency, reference_config
 from threshnet.training.data import load_split
 
 REPO = Path(__file__).resolve().parent.parent
@@ -236,27 +238,34 @@ def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
     protocol = DEFAULT_SETTINGS.latency
     settings = LatencySettings(
         warmup=2 if args.dry_run else protocol.warmup,
-        repeats=5 if args.dry_run else protocol.repeats,
+        repeats=3 if args.dry_run else protocol.repeats_per_round,
         threads=1 if device.type == "cpu" else None,  # as a 1-CPU trial measures
     )
     models = {name: build_model(get_preset(name)) for name in PUBLISHED_PRESETS}
+    reference = build_model(reference_config())
     medians: dict[str, list[float]] = {name: [] for name in models}
+    ratios: dict[str, list[float]] = {name: [] for name in models}
     rankings = []
     names = list(models)
     for round_index in range(args.latency_rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
-        for name in order:
-            result = measure_latency(models[name], input_size=32, device=device, settings=settings)
-            medians[name].append(result.median_ms)
+        for name in order:  # as a trial measures it: rounds against the reference
+            result = measure_steady_latency(
+                models[name], reference, input_size=32, device=device, settings=settings
+            )
+            medians[name].append(result.candidate.median_ms)
+            ratios[name].append(result.ratio)
         rankings.append(sorted(names, key=lambda name: medians[name][-1]))
+
+    def cv(values: list[float]) -> float:
+        return statistics.stdev(values) / statistics.fmean(values)
+
     return {
         "device": device_name(device),
         "settings": asdict(settings),
         "median_ms": {name: statistics.median(values) for name, values in medians.items()},
-        "cv": {
-            name: statistics.stdev(values) / statistics.fmean(values)
-            for name, values in medians.items()
-        },
+        "cv": {name: cv(values) for name, values in medians.items()},
+        "ratio_cv": {name: cv(values) for name, values in ratios.items()},
         "rankings": rankings,
         "ranking_stable": all(ranking == rankings[0] for ranking in rankings),
     }
@@ -301,7 +310,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
         "",
         f"Preset latency, batch 1, {len(latency['rankings'])} rounds on {latency['device']}: "
         + ", ".join(
-            f"{name} {latency['median_ms'][name]:.3f} ms (CV {latency['cv'][name]:.1%})"
+            f"{name} {latency['median_ms'][name]:.3f} ms (CV {latency['cv'][name]:.1%}, "
+            f"ratio CV {latency['ratio_cv'][name]:.1%})"
             for name in latency["median_ms"]
         )
         + f"; ranking {'the same' if latency['ranking_stable'] else 'NOT the same'} "
