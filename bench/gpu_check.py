@@ -253,7 +253,7 @@ def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
             result = measure_steady_latency(
                 models[name], reference, input_size=32, device=device, settings=settings
             )
-            medians[name].append(result.candidate.median_ms)
+            medians[name].append(result.latency_ms)
             ratios[name].append(result.ratio)
         rankings.append(sorted(names, key=lambda name: medians[name][-1]))
 

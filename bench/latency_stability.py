@@ -50,11 +50,13 @@ def stats(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--measurements", type=int, default=10)
+    parser.add_argument("--measurements", type=int, default=10, help="at least 2")
     parser.add_argument("--busy-cores", type=int, default=1, help="background spin processes")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads, steady method")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.measurements < 2:
+        parser.error("--measurements must be at least 2 (a CV needs two)")
     device = torch.device(args.device)
     names = list(PUBLISHED_PRESETS)
     models = {name: build_model(get_preset(name)) for name in names}
@@ -83,7 +85,7 @@ def main() -> None:
                     device=device,
                     settings=steady_settings,
                 )
-                after[name].append(steady.candidate.median_ms)
+                after[name].append(steady.latency_ms)
                 ratios[name].append(steady.ratio)
             print(
                 f"measurement {index + 1}: "

@@ -113,7 +113,7 @@ def _measure_single(
         gate.close()
     single = steady.candidate
     return {
-        "latency_ms": single.median_ms,
+        "latency_ms": steady.latency_ms,
         "latency_p10_ms": single.p10_ms,
         "latency_p90_ms": single.p90_ms,
         "latency_stdev_ms": single.stdev_ms,

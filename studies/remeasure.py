@@ -97,7 +97,7 @@ def remeasure(
             rounds=1,
             max_extra_rounds=0,
         )
-        return steady.candidate.median_ms, steady.reference_ms
+        return steady.latency_ms, steady.reference_ms
 
     order = list(models)
     shuffle = random.Random(seed)

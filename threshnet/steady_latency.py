@@ -5,9 +5,12 @@ busy neighbour can make a pass 100x slower for a while. Here the candidate is ti
 rounds, each paired with a fixed reference network timed in the same window (the order
 alternating, so a slow-down that starts mid-round falls on both equally often):
 
-- a round's figure is the median of its repeats; the candidate's latency is the median
-  of its round medians, and its **ratio** to the reference is the median of the rounds'
-  ratios, which a machine-wide slow-down leaves unchanged;
+- a round's figure is its fastest pass: on a shared machine timing noise only ever adds
+  time (preemption, a neighbour's burst), so the fastest of a round's repeats is its best
+  estimate of the network's own time (as ``timeit`` argues); the candidate's latency is
+  the median of its round figures, and its **ratio** to the reference is the median of
+  the rounds' ratios, which a machine-wide slow-down leaves unchanged (the pooled
+  median and p10/p90 of every repeat are kept beside it);
 - a round whose ratio lies far from the others' (beyond ``OUTLIER_MADS`` median absolute
   deviations, and more than ``OUTLIER_MIN_SHARE`` of the median) is measured again, up
   to ``max_extra_rounds`` times;
@@ -54,8 +57,9 @@ def reference_config() -> ThreshNetConfig:
 class SteadyLatency:
     """A candidate's latency from rounds interleaved with a reference network."""
 
-    candidate: LatencyResult  # over all kept rounds' repeats; median_ms = median of rounds
-    reference_ms: float  # median of the reference's round medians
+    latency_ms: float  # median over the kept rounds of each round's fastest pass
+    candidate: LatencyResult  # every repeat of the kept rounds, pooled
+    reference_ms: float  # the same figure for the reference network
     ratio: float  # median of the rounds' candidate / reference ratios
     ratio_cv: float  # coefficient of variation of the kept rounds' ratios
     rounds: int  # rounds kept
@@ -84,14 +88,14 @@ def _round(
     settings: LatencySettings,
     reference_first: bool,
 ) -> tuple[list[float], float, float]:
-    """One round: (candidate times, candidate median, reference median), in ms."""
+    """One round: (candidate times, candidate's fastest, reference's fastest), in ms."""
     if reference_first:
         reference_times = time_repeats(reference, example, settings, warmup=False)
         times = time_repeats(model, example, settings, warmup=False)
     else:
         times = time_repeats(model, example, settings, warmup=False)
         reference_times = time_repeats(reference, example, settings, warmup=False)
-    return times, statistics.median(times), statistics.median(reference_times)
+    return times, min(times), min(reference_times)
 
 
 def measure_steady_latency(
@@ -129,21 +133,18 @@ def measure_steady_latency(
             _round(model, reference, example, settings, index % 2 == 0) for index in range(rounds)
         ]
         while remeasured < max_extra_rounds:
-            far = outlier_rounds([median / ref for _, median, ref in kept])
+            far = outlier_rounds([fastest / ref for _, fastest, ref in kept])
             if not far:
                 break
             kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1)
             remeasured += 1
-    ratios = [median / ref for _, median, ref in kept]
+    ratios = [fastest / ref for _, fastest, ref in kept]
     ratio_cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
     all_times = sorted(time for times, _, _ in kept for time in times)
     pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
-    pooled = summarize(all_times, pooled_settings, input_size, device, threads)
-    median = statistics.median(median for _, median, _ in kept)
     return SteadyLatency(
-        candidate=dataclasses.replace(
-            pooled, median_ms=median, per_image_ms=median / settings.batch_size
-        ),
+        latency_ms=statistics.median(fastest for _, fastest, _ in kept),
+        candidate=summarize(all_times, pooled_settings, input_size, device, threads),
         reference_ms=statistics.median(ref for _, _, ref in kept),
         ratio=statistics.median(ratios),
         ratio_cv=ratio_cv,
