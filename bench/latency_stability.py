@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -54,6 +55,11 @@ def main() -> None:
     parser.add_argument("--busy-cores", type=int, default=1, help="background spin processes")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads, steady method")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--steady-only",
+        action="store_true",
+        help="skip the one-run method (with every core busy it takes seconds a pass)",
+    )
     args = parser.parse_args()
     if args.measurements < 2:
         parser.error("--measurements must be at least 2 (a CV needs two)")
@@ -74,10 +80,11 @@ def main() -> None:
         for index in range(args.measurements):
             order = names[index % len(names) :] + names[: index % len(names)]
             for name in order:
-                single = measure_latency(
-                    models[name], input_size=32, device=device, settings=before_settings
-                )
-                before[name].append(single.median_ms)
+                if not args.steady_only:
+                    single = measure_latency(
+                        models[name], input_size=32, device=device, settings=before_settings
+                    )
+                    before[name].append(single.median_ms)
                 steady = measure_steady_latency(
                     models[name],
                     reference,
@@ -90,7 +97,9 @@ def main() -> None:
             print(
                 f"measurement {index + 1}: "
                 + ", ".join(
-                    f"{name} {before[name][-1]:.2f} / {after[name][-1]:.2f} ms" for name in names
+                    f"{name} {before[name][-1] if before[name] else math.nan:.2f} / "
+                    f"{after[name][-1]:.2f} ms"
+                    for name in names
                 )
                 + " (one run / steady)",
                 flush=True,
@@ -100,7 +109,9 @@ def main() -> None:
             process.kill()
     ordered = sorted(names, key=lambda name: get_preset(name).depth)
 
-    def held(series: dict[str, list[float]]) -> int:
+    def held(series: dict[str, list[float]]) -> int | None:
+        if not all(series.values()):
+            return None
         return sum(
             all(series[a][index] < series[b][index] for a, b in itertools.pairwise(ordered))
             for index in range(args.measurements)
@@ -112,13 +123,13 @@ def main() -> None:
         "busy_cores": args.busy_cores,
         "measurements": args.measurements,
         "seconds": time.perf_counter() - started,
-        "before": {name: stats(values) for name, values in before.items()},
+        "before": {name: stats(values) for name, values in before.items() if values},
         "after": {name: stats(values) for name, values in after.items()},
         "after_ratio": {name: stats(values) for name, values in ratios.items()},
         "ranking_held": {"before": held(before), "after": held(after)},
     }
     for method in ("before", "after", "after_ratio"):
-        for name in names:
+        for name in result[method]:
             row = result[method][name]
             print(
                 f"{method:11s} {name}: min {row['min']:.3f} median {row['median']:.3f} "
