@@ -151,7 +151,8 @@ def _settings_block(study: Study) -> str:
 def _latency_label(analysis: Analysis) -> str:
     names = analysis.eligible["latency_device_name"].dropna().unique().tolist()
     device = ", ".join(str(n) for n in names) or "unknown device"
-    return f"latency, ms (batch 1, median; {device})"
+    source = "re-measured" if analysis.eligible["latency_remeasured"].any() else "search"
+    return f"latency, ms (batch 1, median of rounds' fastest, {source}; {device})"
 
 
 def latency_note(study: Study) -> str:
