@@ -22,6 +22,9 @@ from threshnet.costs import ArchitectureCosts
 # An uninterrupted run of infeasible suggestions this long means the caps leave almost
 # nothing of the space: the run stops and says so.
 MAX_INFEASIBLE_IN_A_ROW = 200
+# Trials in a row over --max-latency-ms (each costs a latency measurement, seconds): as
+# many mean that no config the sampler finds is that fast here; the run stops and says so.
+MAX_TOO_SLOW_IN_A_ROW = 30
 NOMINAL_LATENCY_MS = 1.0  # the placeholder before any latency was measured
 
 

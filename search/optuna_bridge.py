@@ -22,7 +22,12 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.bookkeeping import requeue_trial
-from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, constrain, placeholder_values
+from search.feasibility import (
+    MAX_INFEASIBLE_IN_A_ROW,
+    MAX_TOO_SLOW_IN_A_ROW,
+    constrain,
+    placeholder_values,
+)
 from search.records import TrialsTable
 from search.trial import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
@@ -91,6 +96,8 @@ class RecordingOptunaSearch(OptunaSearch):
         # run goes on suggesting until this many have finished.
         self._target = target
         self.finished = 0
+        self._too_slow_in_a_row = 0  # trials over --max-latency-ms since the last trained one
+        self._fastest_ms = math.inf  # the fastest latency measured in this run
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.abort is not None:
@@ -153,8 +160,10 @@ class RecordingOptunaSearch(OptunaSearch):
             return  # nothing more is recorded; the next run re-queues what is left
         try:
             self._record(trial_id, result, error)
-        except OSError as write_error:
-            self.abort = write_error
+        except Exception as failure:
+            # An OSError is the storage that cannot be written (a full disk); anything
+            # else is a fault of ours: either way, stop rather than lose what follows.
+            self.abort = failure
 
     def _record(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -166,6 +175,8 @@ class RecordingOptunaSearch(OptunaSearch):
             for key in RECORD_FIELDS
             if result and key in result and not _is_nan(result[key])
         }
+        if "error" in record:  # one line: a row of trials.csv is one line
+            record["error"] = " ".join(str(record["error"]).split())
         if "status" not in record and not error:  # stopped before it reported: Ctrl-C
             reason = "interrupted before it finished; queued again"
             record = {"status": INTERRUPTED, "error": reason}
@@ -183,13 +194,30 @@ class RecordingOptunaSearch(OptunaSearch):
                 ot_trial.set_constraint(LATENCY_CONSTRAINT, latency)
             if record["status"] == "ok":
                 study.tell(ot_trial, [record["val_acc"], record["latency_ms"]])
-                self.finished += 1
             elif record["status"] == "infeasible":  # over --max-latency-ms, not trained
                 num_classes = self._search_space.num_classes
                 study.tell(ot_trial, placeholder_values(study, num_classes))
             else:
                 study.tell(ot_trial, state=TrialState.FAIL)
-                self.finished += 1
-        self._completed_trials.add(trial_id)
+        self._completed_trials.add(trial_id)  # told: never recorded twice, not in flight
+        self._count(record)
         self._append_row(ot_trial.number)
         print(describe_outcome(ot_trial.number, record), flush=True)
+
+    def _count(self, record: dict[str, Any]) -> None:
+        """Count a finished trial; stop the run when the latency cap rules out trial after
+        trial (no config of the space may be that fast on this device)."""
+        if record["status"] in ("ok", "failed"):
+            self.finished += 1
+            self._too_slow_in_a_row = 0
+        if "latency_ms" in record:
+            self._fastest_ms = min(self._fastest_ms, record["latency_ms"])
+        if record["status"] != "infeasible" or "latency_ms" not in record:
+            return
+        self._too_slow_in_a_row += 1
+        if self._too_slow_in_a_row >= MAX_TOO_SLOW_IN_A_ROW:
+            self.abort = UserError(
+                f"{MAX_TOO_SLOW_IN_A_ROW} trials in a row were slower than --max-latency-ms "
+                f"{self._caps.max_latency_ms:g} (the fastest measured: "
+                f"{self._fastest_ms:.3f} ms): loosen the cap or narrow --space"
+            )

@@ -32,6 +32,7 @@ from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
 from search.study import StudyDirectory
 from space import param_names
+from studies.schema import REMEASURED_FILE
 from threshnet.cli import UserError
 from threshnet.training.data import CacheEntry
 
@@ -97,6 +98,9 @@ def run_study(
         return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
     if settings.enqueue_presets:
         queue_presets(study, settings.space)
+    # New trials make an earlier final latency pass partial: drop it (this run's end, or
+    # studies.remeasure, makes a new one).
+    (directory.root / REMEASURED_FILE).unlink(missing_ok=True)
 
     for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
         if earlier.get("status") == "running":
@@ -127,34 +131,31 @@ def run_study(
             gpus_per_trial=gpus_per_trial,
         )
         abort = run_trials(run, settings, resources, train_cache)
+        if isinstance(abort, OSError):  # nothing more can be written; the next run tidies up
+            if abort.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise abort  # the CLI says "no space left" in one line
+            raise UserError(
+                f"cannot write the study ({abort.strerror}: {abort.filename}); fix that, "
+                "then rerun the same command to resume (finished trials are kept)"
+            ) from None
+        study = directory.load_study(storage, study_name)
+        requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
+        table.write(study)
+        run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()
+        run_record["trials_after"] = len(finished_trials(study))
+        reached = run_record["trials_after"] >= resources.trials
+        run_record["status"] = "finished" if reached else "stopped"
+        directory.write_manifest(manifest)  # the run's record is complete before the pass
+        if abort is not None:
+            raise abort
         final_pass = None
-        if abort is None and resources.final_pass:
-            reached = len(finished_trials(directory.load_study(storage, study_name)))
-            if reached >= resources.trials:
-                final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+        if reached and resources.final_pass:
+            final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
-    if isinstance(abort, OSError):  # nothing more can be written; the next run tidies up
-        if abort.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise abort  # the CLI says "no space left" in one line
-        raise UserError(
-            f"cannot write the study ({abort.strerror}: {abort.filename}); fix that, then "
-            "rerun the same command to resume (finished trials are kept)"
-        ) from None
-    study = directory.load_study(storage, study_name)
-    requeued += requeue_interrupted(study, storage)  # still RUNNING when the run stopped
-    table.write(study)
-    run_record["finished"] = dt.datetime.now(dt.UTC).isoformat()
-    run_record["trials_after"] = len(finished_trials(study))
-    run_record["status"] = (
-        "finished" if run_record["trials_after"] >= resources.trials else "stopped"
-    )
-    directory.write_manifest(manifest)
-    if abort is not None:
-        raise abort
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1
@@ -173,7 +174,9 @@ def _final_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str
     the run: its trials are all recorded)."""
     try:
         return final_latency_pass(root, cpus_per_trial, gpus_per_trial)
-    except Exception as error:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every trial is recorded already
+        return f"final latency pass interrupted; run python -m studies.remeasure {root} for it"
+    except Exception as error:  # reported in one line: the run stands
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         return (
             f"final latency pass failed ({reason[:200]}); run python -m studies.remeasure "

@@ -31,10 +31,14 @@ class LatencyProtocol:
     batch_size: int | None = None  # also time this batch and report ms per image
     warmup: int = LatencySettings.warmup
     repeats: int = LatencySettings.repeats  # in all, spread over the rounds (>= 3 a round)
-    rounds: int = 5  # interleaved with the reference network (threshnet.steady_latency)
+    # Rounds interleaved with the reference network (threshnet.steady_latency); 0: one run
+    # of repeats, its median, as studies made before manifest version 3 measured
+    rounds: int = 5
 
     @property
     def repeats_per_round(self) -> int:
+        if self.rounds == 0:
+            return self.repeats
         return max(3, -(-self.repeats // self.rounds))
 
 

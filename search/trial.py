@@ -32,7 +32,7 @@ from search.warm_data import proxy_data
 from space import params_to_config
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import ArchitectureCosts, static_costs
-from threshnet.latency import LatencySettings, device_name, measure_latency
+from threshnet.latency import LatencyResult, LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
 from threshnet.steady_latency import measure_steady_latency, reference_config
@@ -98,6 +98,9 @@ def _measure_single(
     protocol = context.settings.latency
     settings = _latency_settings(context, device, threads, 1, protocol.repeats_per_round)
     input_size = protocol.input_size or context.settings.train.input_size
+    if protocol.rounds == 0:  # a study made before rounds: measure as its trials were
+        single = _measure_one_run(config, device, input_size, settings)
+        return {**_latency_fields(single), "latency_ms": single.median_ms}
     gate = DeviceGate(device_key(device))
     try:
         with gate.exclusive():
@@ -111,24 +114,44 @@ def _measure_single(
             )
     finally:
         gate.close()
-    single = steady.candidate
     return {
+        **_latency_fields(steady.candidate),
         "latency_ms": steady.latency_ms,
-        "latency_p10_ms": single.p10_ms,
-        "latency_p90_ms": single.p90_ms,
-        "latency_stdev_ms": single.stdev_ms,
         "latency_ref_ms": steady.reference_ms,
         "latency_ratio": steady.ratio,
         "latency_cv": steady.ratio_cv,
         "latency_rounds": steady.rounds,
         "latency_unsteady": int(steady.unsteady),
-        "latency_repeats": single.repeats,
-        "latency_input_size": single.input_size,
-        "latency_device": single.device,
-        "latency_device_name": single.device_name,
-        "latency_dtype": single.dtype,
-        "latency_threads": single.threads,
     }
+
+
+def _latency_fields(result: LatencyResult) -> dict[str, Any]:
+    """The record fields of a latency result's spread and of what it was measured on."""
+    return {
+        "latency_p10_ms": result.p10_ms,
+        "latency_p90_ms": result.p90_ms,
+        "latency_stdev_ms": result.stdev_ms,
+        "latency_repeats": result.repeats,
+        "latency_input_size": result.input_size,
+        "latency_device": result.device,
+        "latency_device_name": result.device_name,
+        "latency_dtype": result.dtype,
+        "latency_threads": result.threads,
+    }
+
+
+def _measure_one_run(
+    config: ThreshNetConfig, device: torch.device, input_size: int, settings: LatencySettings
+) -> LatencyResult:
+    """One run of repeats of ``config`` with its device to itself."""
+    gate = DeviceGate(device_key(device))
+    try:
+        with gate.exclusive():
+            return measure_latency(
+                build_model(config), input_size=input_size, device=device, settings=settings
+            )
+    finally:
+        gate.close()
 
 
 def _measure_batch(
@@ -139,14 +162,7 @@ def _measure_batch(
     assert protocol.batch_size is not None
     settings = _latency_settings(context, device, threads, protocol.batch_size, protocol.repeats)
     input_size = protocol.input_size or context.settings.train.input_size
-    gate = DeviceGate(device_key(device))
-    try:
-        with gate.exclusive():
-            batched = measure_latency(
-                build_model(config), input_size=input_size, device=device, settings=settings
-            )
-    finally:
-        gate.close()
+    batched = _measure_one_run(config, device, input_size, settings)
     return {
         "batch_latency_ms": batched.median_ms,
         "batch_per_image_ms": batched.per_image_ms,

@@ -5,7 +5,8 @@ and the machine's load drifts. Before a front is final, this pass re-times the f
 candidates (the trials of the first ``--fronts`` non-dominated layers) and the
 published presets back to back: ``--rounds`` rounds, the candidates in a new shuffled
 order each round, each timing paired with the reference network (ThreshNet28) as in a
-trial (threshnet.steady_latency); a candidate's outlier rounds are measured again. The
+trial (threshnet.steady_latency); a candidate's outlier rounds are measured again, and a
+trial the new figures bring onto the front is re-timed too. The
 figures go to ``<study-dir>/remeasured.csv``; ``studies.load`` puts them in place of the
 search's latencies, so the report's front, ``pareto.json`` and the export use them (and
 say so). ``search.run`` runs this pass when a study reaches its trial count.
@@ -38,6 +39,7 @@ from threshnet.steady_latency import measure_steady_latency, outlier_rounds, ref
 PROG = "studies.remeasure"
 DEFAULT_ROUNDS = 5
 DEFAULT_FRONTS = 2
+MAX_WIDENINGS = 3  # times the re-timed set grows to cover a front that moved
 
 
 def front_candidates(study: Study, fronts: int = DEFAULT_FRONTS) -> pd.DataFrame:
@@ -74,22 +76,24 @@ def remeasure(
     fronts: int = DEFAULT_FRONTS,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Re-time the front candidates and presets; one row per trial (see module doc)."""
-    candidates = front_candidates(study, fronts)
+    """Re-time the front candidates and presets; one row per trial (see module doc).
+
+    When the re-timed figures put a trial on the front that was not re-timed (its
+    search latency now beats a re-timed one), it is re-timed too, until the front is
+    made of re-timed trials only (at most ``MAX_WIDENINGS`` times).
+    """
+    eligible = eligible_trials(study, search_latencies=True).set_index("number")
     settings = _settings(study, threads, device)
     input_size = int(
         study.settings["latency"].get("input_size") or study.settings["train"]["input_size"]
     )
     reference = build_model(reference_config())
-    models = {
-        int(row.number): build_model(ThreshNetConfig.from_json(row.config_json))
-        for row in candidates.itertuples()
-    }
-    measured: dict[int, list[tuple[float, float]]] = {number: [] for number in models}
+    shuffle = random.Random(seed)
+    measured: dict[int, list[tuple[float, float]]] = {}
 
-    def time_once(number: int) -> tuple[float, float]:
+    def time_once(model: torch.nn.Module) -> tuple[float, float]:
         steady = measure_steady_latency(
-            models[number],
+            model,
             reference,
             input_size=input_size,
             device=device,
@@ -99,21 +103,38 @@ def remeasure(
         )
         return steady.latency_ms, steady.reference_ms
 
-    order = list(models)
-    shuffle = random.Random(seed)
-    for _ in range(rounds):
-        shuffle.shuffle(order)
-        for number in order:
-            measured[number].append(time_once(number))
-    for number, values in measured.items():  # outlier rounds, measured again
+    def measure(numbers: list[int]) -> None:
+        models = {
+            number: build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
+            for number in numbers
+        }
+        for number in numbers:
+            measured[number] = []
         for _ in range(rounds):
-            far = outlier_rounds([ms / ref for ms, ref in values])
-            if not far:
-                break
-            values[far[0]] = time_once(number)
+            shuffle.shuffle(numbers)
+            for number in numbers:
+                measured[number].append(time_once(models[number]))
+        for number in numbers:  # outlier rounds, measured again
+            values = measured[number]
+            for _ in range(rounds):
+                far = outlier_rounds([ms / ref for ms, ref in values])
+                if not far:
+                    break
+                values[far[0]] = time_once(models[number])
+
+    measure([int(number) for number in front_candidates(study, fronts)["number"]])
+    for _ in range(MAX_WIDENINGS):
+        latencies = eligible["latency_ms"].copy()
+        for number, values in measured.items():
+            latencies[number] = statistics.median(ms for ms, _ in values)
+        front = pareto_mask(eligible.assign(latency_ms=latencies).reset_index())
+        missing = [int(n) for n in eligible.index[front] if int(n) not in measured]
+        if not missing:
+            break
+        measure(missing)
     stamp = dt.datetime.now(dt.UTC).isoformat()
     rows = []
-    for number, values in measured.items():
+    for number, values in sorted(measured.items()):
         ratios = [ms / ref for ms, ref in values]
         rows.append(
             {

@@ -54,8 +54,8 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_p10_ms": float,
     "latency_p90_ms": float,
     "latency_stdev_ms": float,
-    "latency_ref_ms": float,  # the reference network (ThreshNet28), same rounds
-    "latency_ratio": float,  # latency_ms / latency_ref_ms, median over the rounds
+    "latency_ref_ms": float,  # the reference network (ThreshNet28), same rounds and rule
+    "latency_ratio": float,  # median over the rounds of (fastest pass / reference's)
     "latency_cv": float,  # coefficient of variation of the rounds' ratios
     "latency_rounds": int,
     "latency_unsteady": int,  # 1 when latency_cv stayed above the limit
@@ -300,8 +300,12 @@ def _from_version_1(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_version_2(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 stored each record field as its own user attribute; trial_record reads
-    both, so the manifest itself is unchanged."""
+    """Version 2 stored each record field as its own user attribute (trial_record reads
+    both) and timed latency in one run of repeats: its latency protocol says so with
+    ``rounds: 0``, so a resumed study goes on measuring the way its trials were measured."""
+    settings = manifest.get("settings")
+    if isinstance(settings, dict) and isinstance(settings.get("latency"), dict):
+        settings["latency"].setdefault("rounds", 0)
     return {**manifest, "version": 3}
 
 

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search.feasibility import MAX_INFEASIBLE_IN_A_ROW
+from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, MAX_TOO_SLOW_IN_A_ROW
 from search.optuna_bridge import RecordingOptunaSearch
 from search.records import TrialsTable
 from search.settings import OBJECTIVES
@@ -196,3 +196,27 @@ def test_the_latency_cap_is_a_constraint_and_infeasible_trials_do_not_count(
     assert trial_status(slow) == "infeasible"
     study = optuna.load_study(study_name=STUDY, storage=directory.storage())
     assert 1 not in {trial.number for trial in study.best_trials}
+
+
+def test_a_latency_cap_nothing_meets_stops_the_run_with_one_line(
+    directory: StudyDirectory,
+) -> None:
+    searcher = _searcher(directory, CostCaps(max_latency_ms=0.001), target=5)
+    too_slow = {"status": "infeasible", "error": "latency 3.000 ms > max 0.001 ms"}
+    for index in range(MAX_TOO_SLOW_IN_A_ROW):
+        assert searcher.suggest(f"t{index}") is not None
+        searcher.on_trial_complete(f"t{index}", {**too_slow, "latency_ms": 3.0 + index})
+    assert isinstance(searcher.abort, UserError)
+    assert "slower than --max-latency-ms 0.001 (the fastest measured: 3.000 ms)" in str(
+        searcher.abort
+    )
+    assert searcher.suggest("next") is None
+
+
+def test_a_multi_line_error_is_recorded_on_one_line(directory: StudyDirectory) -> None:
+    searcher = _searcher(directory)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"status": "failed", "error": "RuntimeError: boom\n  at x"})
+    (trial,) = _stored(directory).values()
+    assert trial_record(trial)["error"] == "RuntimeError: boom at x"
+    assert len(directory.trials_path.read_text().splitlines()) == 2  # header + one row

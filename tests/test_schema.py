@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -95,13 +96,16 @@ def test_the_manifest_round_trips_and_both_readers_check_its_version(
 def test_a_version_1_manifest_is_migrated(directory: StudyDirectory) -> None:
     settings = DEFAULT_SETTINGS.to_dict()
     settings["latency"]["cpu_threads"] = None  # recorded by version 1, removed since
+    del settings["latency"]["rounds"]  # added in version 3
     old = {"kind": schema.MANIFEST_KIND, "version": 1, "name": "first-name", "settings": settings}
     directory.manifest_path.write_text(json.dumps(old))
     manifest = directory.read_manifest()
     assert manifest["version"] == schema.MANIFEST_VERSION
     assert manifest["study_name"] == "first-name"
     assert "cpu_threads" not in manifest["settings"]["latency"]
-    assert StudySettings.from_dict(manifest["settings"]) == DEFAULT_SETTINGS
+    settings = StudySettings.from_dict(manifest["settings"])
+    assert settings.latency.rounds == 0  # measured in one run: resumed studies go on so
+    assert dataclasses.replace(settings, latency=DEFAULT_SETTINGS.latency) == DEFAULT_SETTINGS
     assert load_study(directory.root).manifest == manifest
 
 

@@ -105,3 +105,13 @@ def test_a_config_over_the_latency_cap_is_infeasible_and_never_trained(tmp_path:
     assert record["latency_ratio"] > 0 and record["latency_rounds"] >= 1
     assert "val_acc" not in record and "train_seconds" not in record
     assert set(record) <= ALLOWED_KEYS
+
+
+def test_a_study_from_before_rounds_keeps_measuring_one_run(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    latency = dataclasses.replace(SMOKE_SETTINGS.latency, rounds=0)  # as migrated from v2
+    record = evaluate_trial(_params(4), _context(tiny_folder, tmp_path / "cache", latency=latency))
+    assert record["status"] == "ok", record["error"]
+    assert record["latency_repeats"] == SMOKE_SETTINGS.latency.repeats
+    assert "latency_ratio" not in record and "latency_rounds" not in record
