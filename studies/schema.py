@@ -227,7 +227,7 @@ def read_trials(path: Path) -> pd.DataFrame:
         text = path.read_text(encoding="utf-8")
         complete = text[: text.rfind("\n") + 1]
         frame = pd.read_csv(io.StringIO(complete), dtype=str, keep_default_na=False, na_values=[""])
-        frame = _typed(frame)
+        frame = _typed(frame, {**LEADING_COLUMNS, **RECORD_FIELDS})
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudyError(f"{path} is not a valid trials table: {first_line}") from None
@@ -237,8 +237,9 @@ def read_trials(path: Path) -> pd.DataFrame:
     return frame.sort_values("number").reset_index(drop=True)
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    types = {**LEADING_COLUMNS, **RECORD_FIELDS}
+def _typed(frame: pd.DataFrame, types: Mapping[str, type]) -> pd.DataFrame:
+    """``frame`` (read as text) with each column of ``types`` in its type, the datetime
+    columns as UTC datetimes and any other column as numbers."""
     for column in frame.columns:
         if column in types:
             kind = types[column]
@@ -338,11 +339,7 @@ def read_remeasured(root: Path) -> pd.DataFrame | None:
         missing = [name for name in REMEASURED_FIELDS if name not in frame.columns]
         if missing:
             raise ValueError(f"no {'/'.join(missing)} column")
-        for name, kind in REMEASURED_FIELDS.items():
-            if kind is str:
-                frame[name] = frame[name].fillna("").astype("string")
-            else:
-                frame[name] = pd.to_numeric(frame[name], errors="raise").astype(_PANDAS_TYPES[kind])
+        frame = _typed(frame[list(REMEASURED_FIELDS)].copy(), REMEASURED_FIELDS)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudyError(f"{path} is not a valid re-measurement table: {first_line}") from None
