@@ -16,11 +16,13 @@ raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it re
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,19 +103,15 @@ def _measure_single(
     if protocol.rounds == 0:  # a study made before rounds: measure as its trials were
         single = _measure_one_run(config, device, input_size, settings)
         return {**_latency_fields(single), "latency_ms": single.median_ms}
-    gate = DeviceGate(device_key(device))
-    try:
-        with gate.exclusive():
-            steady = measure_steady_latency(
-                build_model(config),
-                build_model(reference_config()),
-                input_size=input_size,
-                device=device,
-                settings=settings,
-                rounds=protocol.rounds,
-            )
-    finally:
-        gate.close()
+    with _alone_on(device):
+        steady = measure_steady_latency(
+            build_model(config),
+            build_model(reference_config()),
+            input_size=input_size,
+            device=device,
+            settings=settings,
+            rounds=protocol.rounds,
+        )
     return {
         **_latency_fields(steady.candidate),
         "latency_ms": steady.latency_ms,
@@ -144,12 +142,19 @@ def _measure_one_run(
     config: ThreshNetConfig, device: torch.device, input_size: int, settings: LatencySettings
 ) -> LatencyResult:
     """One run of repeats of ``config`` with its device to itself."""
+    with _alone_on(device):
+        return measure_latency(
+            build_model(config), input_size=input_size, device=device, settings=settings
+        )
+
+
+@contextlib.contextmanager
+def _alone_on(device: torch.device) -> Iterator[None]:
+    """Hold ``device``'s gate exclusively: no other trial computes on it meanwhile."""
     gate = DeviceGate(device_key(device))
     try:
         with gate.exclusive():
-            return measure_latency(
-                build_model(config), input_size=input_size, device=device, settings=settings
-            )
+            yield
     finally:
         gate.close()
 
