@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,12 @@ from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings, device_name
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS
-from threshnet.steady_latency import measure_steady_latency, outlier_rounds, reference_config
+from threshnet.steady_latency import (
+    measure_steady_latency,
+    outlier_rounds,
+    reference_config,
+    round_statistics,
+)
 
 PROG = "studies.remeasure"
 DEFAULT_ROUNDS = 5
@@ -126,7 +130,7 @@ def remeasure(
     for _ in range(MAX_WIDENINGS):
         latencies = eligible["latency_ms"].copy()
         for number, values in measured.items():
-            latencies[number] = statistics.median(ms for ms, _ in values)
+            latencies[number] = round_statistics(values).latency_ms
         front = pareto_mask(eligible.assign(latency_ms=latencies).reset_index())
         missing = [int(n) for n in eligible.index[front] if int(n) not in measured]
         if not missing:
@@ -135,16 +139,14 @@ def remeasure(
     stamp = dt.datetime.now(dt.UTC).isoformat()
     rows = []
     for number, values in sorted(measured.items()):
-        ratios = [ms / ref for ms, ref in values]
+        combined = round_statistics(values)
         rows.append(
             {
                 "number": number,
-                "latency_ms": statistics.median(ms for ms, _ in values),
-                "latency_ref_ms": statistics.median(ref for _, ref in values),
-                "latency_ratio": statistics.median(ratios),
-                "latency_cv": statistics.stdev(ratios) / statistics.fmean(ratios)
-                if len(ratios) > 1
-                else 0.0,
+                "latency_ms": combined.latency_ms,
+                "latency_ref_ms": combined.reference_ms,
+                "latency_ratio": combined.ratio,
+                "latency_cv": combined.ratio_cv,
                 "rounds": len(values),
                 "device": str(device),
                 "device_name": device_name(device),

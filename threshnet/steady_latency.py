@@ -70,6 +70,27 @@ class SteadyLatency:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RoundStatistics:
+    """What rounds of (candidate ms, reference ms) figures say, by the rules above."""
+
+    latency_ms: float  # median of the candidate's round figures
+    reference_ms: float  # median of the reference's
+    ratio: float  # median of the rounds' ratios
+    ratio_cv: float  # coefficient of variation of the rounds' ratios (0 for one round)
+
+
+def round_statistics(rounds: list[tuple[float, float]]) -> RoundStatistics:
+    """Combine rounds of (candidate ms, reference ms) figures."""
+    ratios = [candidate / reference for candidate, reference in rounds]
+    return RoundStatistics(
+        latency_ms=statistics.median(candidate for candidate, _ in rounds),
+        reference_ms=statistics.median(reference for _, reference in rounds),
+        ratio=statistics.median(ratios),
+        ratio_cv=statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0,
+    )
+
+
 def outlier_rounds(ratios: list[float]) -> list[int]:
     """Indexes of the rounds whose ratio lies far from the others', worst first."""
     if len(ratios) < 3:
@@ -138,17 +159,16 @@ def measure_steady_latency(
                 break
             kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1)
             remeasured += 1
-    ratios = [fastest / ref for _, fastest, ref in kept]
-    ratio_cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
+    combined = round_statistics([(fastest, ref) for _, fastest, ref in kept])
     all_times = sorted(time for times, _, _ in kept for time in times)
     pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
     return SteadyLatency(
-        latency_ms=statistics.median(fastest for _, fastest, _ in kept),
+        latency_ms=combined.latency_ms,
         candidate=summarize(all_times, pooled_settings, input_size, device, threads),
-        reference_ms=statistics.median(ref for _, _, ref in kept),
-        ratio=statistics.median(ratios),
-        ratio_cv=ratio_cv,
+        reference_ms=combined.reference_ms,
+        ratio=combined.ratio,
+        ratio_cv=combined.ratio_cv,
         rounds=len(kept),
         remeasured_rounds=remeasured,
-        unsteady=ratio_cv > unsteady_cv,
+        unsteady=combined.ratio_cv > unsteady_cv,
     )
