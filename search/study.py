@@ -5,7 +5,9 @@
     optuna.journal    Optuna storage (open with: optuna-dashboard <that file>)
     trials.csv        one row per ended trial (see studies.schema)
     ray/              Ray Tune's experiment directories, one per run
+    fidelity.csv      configs retrained at a longer budget (studies.fidelity)
     .run.lock         held by the run in progress
+    .fidelity.lock    held by the fidelity check in progress
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class StudyDirectory:
         self.trials_path = self.root / schema.TRIALS_FILE
         self.ray_dir = self.root / "ray"
         self.lock_path = self.root / ".run.lock"
+        self.fidelity_lock_path = self.root / ".fidelity.lock"
 
     def create(self) -> None:
         """Make the directory; a clear UserError when that is impossible."""
@@ -50,21 +53,24 @@ class StudyDirectory:
     @contextlib.contextmanager
     def run_lock(self) -> Iterator[None]:
         """Hold the study for this process; refuse when another run holds it."""
-        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "?"
+        with _exclusive(self.lock_path) as holder:
+            if holder is not None:
                 raise UserError(
                     f"study {self.root} is already being run by another process (pid {holder}); "
                     "wait for it to finish or stop it, or use another --name"
-                ) from None
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+                )
             yield
-        finally:
-            os.close(descriptor)
+
+    @contextlib.contextmanager
+    def fidelity_lock(self) -> Iterator[None]:
+        """Hold the study's fidelity check (studies.fidelity) for this process."""
+        with _exclusive(self.fidelity_lock_path) as holder:
+            if holder is not None:
+                raise UserError(
+                    f"another process (pid {holder}) is running the fidelity check of study "
+                    f"{self.root}; wait for it to finish or stop it"
+                )
+            yield
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, None for a new study; UserError if it is not ours or unreadable."""
@@ -101,3 +107,21 @@ class StudyDirectory:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(["val_acc", "latency_ms"])
         return study
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[str | None]:
+    """Lock ``path`` for this process (its pid written in it); yields None when locked,
+    else the pid of the process that holds it."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "?"
+            return
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield None
+    finally:
+        os.close(descriptor)

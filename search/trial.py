@@ -55,7 +55,7 @@ class TrialContext:
     cpus_per_trial: float
 
 
-def _node_name() -> str:
+def node_name() -> str:
     """Host name, plus the Ray node id when running inside Ray (one host can run several
     Ray nodes)."""
     host = socket.gethostname()
@@ -68,7 +68,7 @@ def _node_name() -> str:
     return f"{host}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
-def _trial_device() -> torch.device:
+def trial_device() -> torch.device:
     """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -187,19 +187,28 @@ def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str
     }
 
 
+def error_line(error: Exception) -> str:
+    """What a failed trial records: the error and where it was raised."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"CUDA out of memory ({str(error).splitlines()[0][:200]})"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
 def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, Any]:
     """Run one trial; always returns a result dict with a ``status``."""
     started = time.perf_counter()
     settings = context.settings
     number = int(params.get(NUMBER_KEY, -1))
-    device = _trial_device()
+    device = trial_device()
     threads = max(1, int(context.cpus_per_trial))
     torch.set_num_threads(threads)
     record: dict[str, Any] = {
         "status": "failed",
         "error": "",
         "number": number,
-        "node": _node_name(),
+        "node": node_name(),
         "device": str(device),
         "device_name": device_name(device),
         "seed": settings.seed + max(number, 0),
@@ -238,14 +247,8 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
         )
         record.update(proxy.to_dict())
         record["status"] = "ok"
-    except torch.cuda.OutOfMemoryError as error:
-        record["error"] = f"CUDA out of memory ({str(error).splitlines()[0][:200]})"
     except Exception as error:  # recorded, never raised: the study goes on
-        frames = traceback.extract_tb(error.__traceback__)
-        where = (
-            f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
-        )
-        record["error"] = f"{type(error).__name__}: {error}{where}"
+        record["error"] = error_line(error)
     finally:
         gate.close()
         gc.collect()

@@ -148,3 +148,52 @@ def parameters_figure(eligible: pd.DataFrame, param_columns: list[str]) -> go.Fi
         title="Parameters of the eligible trials", height=460, template="plotly_white"
     )
     return figure
+
+
+def fidelity_figure(configs: pd.DataFrame, proxy_epochs: int, epochs: int, title: str) -> go.Figure:
+    """Rank by the proxy against rank after the longer budget (1 = most accurate), one
+    point per retrained config, with the diagonal where both rankings agree."""
+    proxy_rank = configs["proxy_val_acc"].rank(ascending=False, method="average")
+    long_rank = configs["val_acc"].rank(ascending=False, method="average")
+    labels = [
+        f"trial {row.number}{' (' + row.preset + ')' if row.preset else ''}<br>"
+        f"val acc {row.proxy_val_acc:.4f} at {proxy_epochs} epochs, "
+        f"{row.val_acc:.4f} at {epochs}<br>selected as {row.selected_as}"
+        for row in configs.itertuples()
+    ]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[1, len(configs)],
+            y=[1, len(configs)],
+            mode="lines",
+            name="same rank",
+            line={"color": "#bbb", "dash": "dash"},
+            hoverinfo="skip",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=proxy_rank,
+            y=long_rank,
+            mode="markers+text",
+            name="retrained configs",
+            text=[row.preset or str(row.number) for row in configs.itertuples()],
+            textposition="top center",
+            marker={
+                "size": 11,
+                "color": [PRESET_COLOURS.get(p, "#1f77b4") for p in configs["preset"]],
+            },
+            hovertext=labels,
+            hoverinfo="text",
+        )
+    )
+    figure.update_layout(
+        title=title,
+        xaxis_title=f"rank by the proxy ({proxy_epochs} epochs; 1 = most accurate)",
+        yaxis_title=f"rank after {epochs} epochs",
+        template="plotly_white",
+        height=520,
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure

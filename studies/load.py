@@ -28,6 +28,7 @@ class Study:
     manifest: dict[str, Any]
     trials: pd.DataFrame
     remeasured: pd.DataFrame | None = None  # the final latency pass, if it ran
+    fidelity: pd.DataFrame | None = None  # configs retrained longer (studies.fidelity)
 
     @property
     def name(self) -> str:
@@ -56,10 +57,11 @@ def load_study(root: str | Path) -> Study:
         raise StudyError(f"{root} is not a study directory (no {schema.MANIFEST_FILE})")
     path = root / schema.TRIALS_FILE
     remeasured = schema.read_remeasured(root)
+    fidelity = schema.read_fidelity(root)
     if not path.exists() and not _rebuild_trials(root, manifest, path):
         empty = pd.DataFrame({"number": pd.Series([], dtype="Int64")})
-        return Study(root, manifest, empty, remeasured)
-    return Study(root, manifest, schema.read_trials(path), remeasured)
+        return Study(root, manifest, empty, remeasured, fidelity)
+    return Study(root, manifest, schema.read_trials(path), remeasured, fidelity)
 
 
 def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:

@@ -18,7 +18,14 @@ from typing import Any
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from studies.figures import describe_config, hypervolume_figure, parameters_figure, tradeoff_figure
+from studies.fidelity import FidelitySummary, fidelity_summary
+from studies.figures import (
+    describe_config,
+    fidelity_figure,
+    hypervolume_figure,
+    parameters_figure,
+    tradeoff_figure,
+)
 from studies.load import Study, StudyError, eligible_trials, load_study
 from studies.pareto import (
     Reference,
@@ -51,6 +58,7 @@ class Analysis:
     hypervolume: float
     history: pd.DataFrame
     preset_dominators: dict[str, list[int]]
+    fidelity: FidelitySummary | None  # the proxy-fidelity check, if it ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +74,7 @@ class Analysis:
                 if self.study.remeasured is None
                 else [int(n) for n in self.study.remeasured["number"]]
             ),
+            "fidelity": None if self.fidelity is None else self.fidelity.to_dict(),
         }
 
 
@@ -86,6 +95,7 @@ def analyse(study: Study, reference: Reference | None = None) -> Analysis:
         hypervolume=hypervolume(eligible, reference),
         history=hypervolume_history(eligible, reference),
         preset_dominators=preset_dominators,
+        fidelity=fidelity_summary(study),
     )
 
 
@@ -186,6 +196,17 @@ def render(analysis: Analysis) -> str:
             ("hypervolume", hypervolume_figure(analysis.history)),
             ("parameters", parameters_figure(analysis.eligible, study.param_columns)),
         ]
+    fidelity = analysis.fidelity
+    if fidelity is not None and len(fidelity.configs) >= 2:
+        title = f"Proxy rank vs rank after {fidelity.epochs} epochs"
+        figure = fidelity_figure(fidelity.configs, fidelity.proxy_epochs, fidelity.epochs, title)
+        figures.append(("fidelity", figure))
+    fidelity_text = (
+        ""
+        if fidelity is None
+        else f'<p id="fidelity">Does the proxy rank like longer training? '
+        f"{html.escape(fidelity.line())} (python -m studies.fidelity).</p>"
+    )
     plots = (
         "\n".join(
             figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{name}")
@@ -225,6 +246,7 @@ dd {{ margin-left: 120px; }}
 accuracy {reference.val_acc:.4f}, latency {reference.latency_ms:.4f} ms
 ({html.escape(reference.rule)}).</p>
 <ul id="presets">{dominated}</ul>
+{fidelity_text}
 {plots}
 <h2>Pareto configurations</h2>
 {_front_table(analysis.front)}

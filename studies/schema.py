@@ -105,6 +105,27 @@ REMEASURED_FIELDS: dict[str, type] = {
     "threads": int,  # 0 on a GPU
     "measured_at": str,  # ISO 8601, UTC
 }
+# fidelity.csv: the proxy-fidelity check (studies.fidelity), one row per config retrained
+# at a longer budget, appended as each ends.
+FIDELITY_FILE = "fidelity.csv"
+FIDELITY_FIELDS: dict[str, type] = {
+    "number": int,  # the trial whose config was retrained
+    "preset": str,
+    "selected_as": str,  # front, preset or random
+    "status": str,  # ok or failed
+    "proxy_epochs": int,
+    "proxy_val_acc": float,  # the trial's own (search) validation accuracy
+    "epochs": int,  # the longer budget
+    "val_acc": float,  # on the same validation split, after ``epochs``
+    "val_loss": float,
+    "train_seconds": float,
+    "seed": int,
+    "device": str,
+    "device_name": str,
+    "node": str,
+    "error": str,
+    "finished_at": str,  # ISO 8601, UTC
+}
 LEADING_COLUMNS: dict[str, type] = {"number": int, "state": str}  # Optuna's number and state
 DATETIME_COLUMNS = ("datetime_start", "datetime_complete")  # ISO 8601, UTC offset included
 
@@ -205,7 +226,11 @@ def append_trial(path: Path, trial: optuna.trial.FrozenTrial, param_columns: Seq
     if not path.exists():
         write_trials(path, [row], param_columns)
         return
-    data = _csv_text([row], param_columns, header=False)
+    _append_text(path, _csv_text([row], param_columns, header=False))
+
+
+def _append_text(path: Path, data: str) -> None:
+    """Append ``data`` to ``path`` in one write, flushed to disk."""
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         encoded = data.encode("utf-8")
@@ -224,10 +249,7 @@ def read_trials(path: Path) -> pd.DataFrame:
     one still being written) is left out; the next run rewrites the table whole.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-        complete = text[: text.rfind("\n") + 1]
-        frame = pd.read_csv(io.StringIO(complete), dtype=str, keep_default_na=False, na_values=[""])
-        frame = _typed(frame, {**LEADING_COLUMNS, **RECORD_FIELDS})
+        frame = _typed(_read_complete_rows(path), {**LEADING_COLUMNS, **RECORD_FIELDS})
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise StudyError(f"{path} is not a valid trials table: {first_line}") from None
@@ -235,6 +257,13 @@ def read_trials(path: Path) -> pd.DataFrame:
     if missing:
         raise StudyError(f"{path} is not a valid trials table: no {'/'.join(missing)} column")
     return frame.sort_values("number").reset_index(drop=True)
+
+
+def _read_complete_rows(path: Path) -> pd.DataFrame:
+    """A CSV table as text columns, without a last row that has no line end."""
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    return pd.read_csv(io.StringIO(complete), dtype=str, keep_default_na=False, na_values=[""])
 
 
 def _typed(frame: pd.DataFrame, types: Mapping[str, type]) -> pd.DataFrame:
@@ -331,16 +360,54 @@ def write_remeasured(root: Path, table: pd.DataFrame) -> Path:
 
 def read_remeasured(root: Path) -> pd.DataFrame | None:
     """``remeasured.csv`` as a typed frame, or None when the study has none."""
-    path = root / REMEASURED_FILE
+    return _read_side_table(root / REMEASURED_FILE, REMEASURED_FIELDS, "re-measurement")
+
+
+def _read_side_table(path: Path, fields: Mapping[str, type], what: str) -> pd.DataFrame | None:
+    """A table of ``fields`` beside the trials (a last row cut short is left out), typed;
+    None when there is none."""
     if not path.exists():
         return None
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        missing = [name for name in REMEASURED_FIELDS if name not in frame.columns]
+        frame = _read_complete_rows(path)
+        missing = [name for name in fields if name not in frame.columns]
         if missing:
             raise ValueError(f"no {'/'.join(missing)} column")
-        frame = _typed(frame[list(REMEASURED_FIELDS)].copy(), REMEASURED_FIELDS)
+        frame = _typed(frame[list(fields)].copy(), fields)
     except (OSError, ValueError, pd.errors.ParserError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise StudyError(f"{path} is not a valid re-measurement table: {first_line}") from None
+        raise StudyError(f"{path} is not a valid {what} table: {first_line}") from None
     return frame
+
+
+def append_fidelity(root: Path, row: Mapping[str, Any]) -> Path:
+    """Append one row (FIDELITY_FIELDS) to ``fidelity.csv``, starting the table with its
+    header when there is none; returns its path."""
+    path = root / FIDELITY_FILE
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(FIDELITY_FIELDS), restval="", lineterminator="\n"
+    )
+    if not path.exists():
+        writer.writeheader()
+        writer.writerow(row)
+        return atomic_write_text(path, buffer.getvalue())
+    writer.writerow(row)
+    _append_text(path, buffer.getvalue())
+    return path
+
+
+def read_fidelity(root: Path) -> pd.DataFrame | None:
+    """``fidelity.csv`` as a typed frame (a row cut short is left out), or None."""
+    return _read_side_table(root / FIDELITY_FILE, FIDELITY_FIELDS, "fidelity")
+
+
+def drop_cut_fidelity_row(root: Path) -> None:
+    """Rewrite ``fidelity.csv`` without a last row that a kill or a full disk cut short,
+    so that the next appended row starts on its own line."""
+    path = root / FIDELITY_FILE
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        atomic_write_text(path, text[: text.rfind("\n") + 1])

@@ -20,6 +20,13 @@ ALLOWED = {
     "search": {"threshnet", "space", "studies"},
 }
 
+# file -> project modules it may import besides its package's: studies.fidelity retrains
+# on Ray workers, which is the search's job (DESIGN lists the check under studies); it
+# imports them inside the function that retrains, so reading a study imports neither.
+EXCEPTIONS = {
+    "studies/fidelity.py": {"search.retrain", "search.settings", "search.study"},
+}
+
 
 def _imported_modules(path: Path) -> set[str]:
     modules = set()
@@ -35,7 +42,8 @@ def _imported_modules(path: Path) -> set[str]:
 def test_imports_run_one_way(package: str) -> None:
     offences = []
     for path in sorted((ROOT / package).rglob("*.py")):
-        for module in _imported_modules(path):
+        excepted = EXCEPTIONS.get(str(path.relative_to(ROOT)), set())
+        for module in _imported_modules(path) - excepted:
             top = module.split(".")[0]
             if top in ALLOWED and top != package and top not in ALLOWED[package]:
                 offences.append(f"{path.relative_to(ROOT)} imports {module}")
@@ -80,6 +88,8 @@ def test_the_model_library_loads_no_training_search_or_data_code() -> None:
 
 
 def test_loading_a_study_never_imports_ray() -> None:
-    loaded = _loaded_after("import studies.load, studies.schema, studies.pareto")
-    assert "studies.schema" in loaded
-    assert [m for m in loaded if m == "ray" or m.startswith("ray.")] == []
+    loaded = _loaded_after(
+        "import studies.load, studies.schema, studies.pareto, studies.report, studies.fidelity"
+    )
+    assert "studies.schema" in loaded and "studies.fidelity" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("ray", "search")] == []

@@ -1,0 +1,152 @@
+"""Retrain chosen configs of a study at a longer budget on Ray workers.
+
+The work behind ``python -m studies.fidelity``: each config is trained exactly as its
+trial was (same proxy-training images, validation split, optimiser, schedule and seed)
+except for the number of epochs, as a Ray task sized like the study's trials. Ray
+reuses its worker processes for tasks, so a worker keeps the study's data between
+configs (search.warm_data); training shares the device's gate as trials do, so a search
+running beside it still times latencies alone. Each row reaches the caller as soon as
+its config ends, so an interrupted check keeps everything finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from search.gate import DeviceGate, device_key
+from search.proxy_data import prepare_data
+from search.ray_setup import start_ray, stop_on_sigterm, trial_resources
+from search.settings import RunResources, StudySettings
+from search.trial import error_line, node_name, trial_device
+from search.warm_data import proxy_data
+from threshnet.config import ThreshNetConfig
+from threshnet.latency import device_name
+from threshnet.training.data import CacheEntry
+from threshnet.training.proxy import run_proxy
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One config to retrain: its trial number, config (JSON) and seed."""
+
+    number: int
+    config_json: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class _WorkerContext:
+    settings: StudySettings  # with the longer budget's epochs
+    cache_dir: str | None
+    entry: CacheEntry
+    threads: int
+
+
+def _retrain_on_worker(job: RetrainJob, context: _WorkerContext) -> dict[str, Any]:
+    """Train one config; a row with ``status`` ok or failed (never raises)."""
+    device = trial_device()
+    torch.set_num_threads(context.threads)
+    settings = context.settings
+    row: dict[str, Any] = {
+        "number": job.number,
+        "status": "failed",
+        "epochs": settings.train.epochs,
+        "seed": job.seed,
+        "device": str(device),
+        "device_name": device_name(device),
+        "node": node_name(),
+        "error": "",
+    }
+    gate = DeviceGate(device_key(device))
+    try:
+        data = proxy_data(settings, cache_dir=context.cache_dir, entry=context.entry, device=device)
+        result = run_proxy(
+            ThreshNetConfig.from_json(job.config_json),
+            data.train,
+            data.val,
+            settings.train,
+            device=device,
+            seed=job.seed,
+            normalization=data.normalization,
+            around_chunk=gate.shared,
+        )
+        row.update(
+            status="ok",
+            val_acc=result.val_acc,
+            val_loss=result.val_loss,
+            train_seconds=result.train_seconds,
+        )
+    except Exception as error:  # a row says why; the other configs go on
+        row["error"] = error_line(error)
+    finally:
+        gate.close()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+    return row
+
+
+def retrain_configs(
+    settings: dict[str, Any],
+    jobs: Sequence[RetrainJob],
+    *,
+    epochs: int,
+    resources: RunResources,
+    on_row: Callable[[dict[str, Any]], None],
+) -> float:
+    """Retrain ``jobs`` for ``epochs`` with the study's ``settings`` (the manifest's);
+    ``on_row`` gets each config's row as it ends. Returns the seconds it took.
+
+    Ctrl-C or SIGTERM cancels the configs still running (KeyboardInterrupt); the rows
+    already passed to ``on_row`` stand.
+    """
+    import ray
+
+    started = time.perf_counter()
+    stored = StudySettings.from_dict(settings)
+    longer = dataclasses.replace(stored, train=dataclasses.replace(stored.train, epochs=epochs))
+    entry, _ = prepare_data(stored, resources.cache_dir)
+    stop_on_sigterm()
+    started_ray = start_ray(resources)
+    stop_on_sigterm()  # again: starting Ray may have installed its own handler
+    try:
+        cpus, gpus = trial_resources(resources)
+        context = _WorkerContext(longer, resources.cache_dir, entry, max(1, int(cpus)))
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_retrain_on_worker)
+        waiting = list(jobs)
+        running: dict[Any, RetrainJob] = {}
+        limit = resources.max_concurrent or len(waiting)
+        while waiting or running:
+            while waiting and len(running) < limit:
+                job = waiting.pop(0)
+                running[task.remote(job, context)] = job
+            try:
+                (done,), _ = ray.wait(list(running), num_returns=1)
+            except KeyboardInterrupt:
+                for reference in running:
+                    ray.cancel(reference, force=True)
+                raise
+            job = running.pop(done)
+            try:
+                row = ray.get(done)
+            except ray.exceptions.RayError as error:  # the worker died (killed, out of memory)
+                row = {
+                    "number": job.number,
+                    "status": "failed",
+                    "epochs": epochs,
+                    "seed": job.seed,
+                    "error": f"the worker died: {str(error).splitlines()[0][:200]}",
+                    "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+                }
+            on_row(row)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return time.perf_counter() - started
