@@ -21,18 +21,26 @@ QUEUED_PRESET_ATTR = "queued_preset"  # user attribute of a trial queued for a p
 REQUEUED_FROM_ATTR = "requeued_from"  # user attribute of a trial queued for an interrupted one
 
 
-FINISHED = ("ok", "failed")  # statuses that count towards --trials
+FINISHED = ("ok", "failed", "stopped")  # statuses that count towards --trials
+STOPPED = "stopped"  # status of a trial mo-asha stopped at a rung (told to Optuna as PRUNED)
 
 
 def trials_by_status(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """Ended trials by their status: ok, failed, infeasible (interrupted ones are not
-    ended: they are queued again). Infeasible trials cost no training and do not count
-    towards --trials."""
-    ended: dict[str, list[optuna.trial.FrozenTrial]] = {"ok": [], "failed": [], "infeasible": []}
+    """Ended trials by their status: ok, failed, stopped (by mo-asha, at a rung),
+    infeasible (interrupted ones are not ended: they are queued again). Infeasible trials
+    cost no training and do not count towards --trials."""
+    ended: dict[str, list[optuna.trial.FrozenTrial]] = {
+        "ok": [],
+        "failed": [],
+        STOPPED: [],
+        "infeasible": [],
+    }
     done = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
     for trial in study.get_trials(deepcopy=False, states=done):
         status = trial_status(trial)
-        if status == "infeasible" or trial.state == TrialState.PRUNED:
+        if status == STOPPED:
+            ended[STOPPED].append(trial)
+        elif status == "infeasible" or trial.state == TrialState.PRUNED:
             ended["infeasible"].append(trial)  # PRUNED: how earlier versions recorded it
         elif status != INTERRUPTED:
             ended["ok" if trial.state == TrialState.COMPLETE else "failed"].append(trial)

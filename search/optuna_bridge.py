@@ -6,7 +6,13 @@ recorded at once, never trained; see search.feasibility), stores every measured 
 in the Optuna trial, maps a trial's own status to Optuna's states (ok
 -> COMPLETE with its two values, failed -> FAIL; a trial stopped before it reported is
 recorded as interrupted and queued again) and appends each ended trial's row to
-``trials.csv``. A trial's record is one user attribute (studies.schema.RECORD_ATTR): with
+``trials.csv``. A trial that ``--scheduler mo-asha`` stopped at an epoch rung is recorded
+with status ``stopped`` and the rung's figures, and told to Optuna as PRUNED: Optuna's
+state for a trial stopped early, which keeps it out of the study's ``best_trials`` and out
+of every sampler's model of the objectives (the default GP and NSGA-II model COMPLETE
+trials only; TPE counts PRUNED ones among its worse trials), so the samplers never mix
+a rung's accuracy with full-budget ones; bench/multi_fidelity.py measures the
+alternative. A trial's record is one user attribute (studies.schema.RECORD_ATTR): with
 the ``tell``, two storage writes per trial, however many fields it measured.
 """
 
@@ -21,7 +27,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search.bookkeeping import requeue_trial
+from search.bookkeeping import FINISHED, STOPPED, requeue_trial
 from search.feasibility import (
     MAX_INFEASIBLE_IN_A_ROW,
     MAX_TOO_SLOW_IN_A_ROW,
@@ -48,9 +54,11 @@ def _is_nan(value: Any) -> bool:
 def describe_outcome(number: int, record: dict[str, Any]) -> str:
     """One progress line for a finished trial."""
     name = f" ({record['preset']})" if record.get("preset") else ""
-    if record["status"] == "ok":
+    if record["status"] in ("ok", STOPPED):
+        early = record["status"] == STOPPED
+        stopped = f"stopped after {record['epochs']} epochs: " if early else ""
         return (
-            f"trial {number}{name}: val_acc {record['val_acc']:.4f}, "
+            f"trial {number}{name}: {stopped}val_acc {record['val_acc']:.4f}, "
             f"latency {record['latency_ms']:.3f} ms, {record.get('params', 0):,} params, "
             f"{record.get('trial_seconds', 0):.0f} s"
         )
@@ -197,6 +205,8 @@ class RecordingOptunaSearch(OptunaSearch):
             elif record["status"] == "infeasible":  # over --max-latency-ms, not trained
                 num_classes = self._search_space.num_classes
                 study.tell(ot_trial, placeholder_values(study, num_classes))
+            elif record["status"] == STOPPED:  # by mo-asha at a rung: see module doc
+                study.tell(ot_trial, state=TrialState.PRUNED)
             else:
                 study.tell(ot_trial, state=TrialState.FAIL)
         self._completed_trials.add(trial_id)  # told: never recorded twice, not in flight
@@ -207,7 +217,7 @@ class RecordingOptunaSearch(OptunaSearch):
     def _count(self, record: dict[str, Any]) -> None:
         """Count a finished trial; stop the run when the latency cap rules out trial after
         trial (no config of the space may be that fast on this device)."""
-        if record["status"] in ("ok", "failed"):
+        if record["status"] in FINISHED:
             self.finished += 1
             self._too_slow_in_a_row = 0
         if "latency_ms" in record:

@@ -44,6 +44,11 @@ def check_settings(settings: StudySettings) -> None:
         settings.train.validate()
     except ValueError as error:
         raise UserError(str(error)) from None
+    if settings.scheduler == "mo-asha" and len(settings.rungs) < 2:
+        raise UserError(
+            f"--scheduler mo-asha stops trials at epoch rungs below the full budget; with "
+            f"--epochs {settings.train.epochs} there is none: give --epochs 2 or more"
+        )
     protocol = settings.latency
     try:
         LatencySettings(

@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from ray.tune.schedulers import TrialScheduler
 
 from search.bookkeeping import sampler_seed
+from search.mo_asha import RungSchedule
 from search.optuna_bridge import RecordingOptunaSearch
 from search.records import TrialsTable
+from search.rung_scheduler import MultiObjectiveASHA
 from search.samplers import make_sampler
 from search.settings import OBJECTIVES, RunResources, StudySettings
 from search.trial import TrialContext, evaluate_trial
+from studies.schema import trial_record
 from threshnet.cli import UserError
 from threshnet.training.data import CacheEntry
 
@@ -97,13 +101,29 @@ def trial_resources(resources: RunResources) -> tuple[float, float]:
     return resources.cpus_per_trial, gpus_per_trial
 
 
-def _trainable(config: dict[str, Any], context: TrialContext) -> None:
+def _report(result: dict[str, Any]) -> None:
     from ray import tune
 
-    result = evaluate_trial(config, context)
     for objective in OBJECTIVES:  # Tune requires the metrics in every result
         result.setdefault(objective, math.nan)
     tune.report(result)
+
+
+def _trainable(config: dict[str, Any], context: TrialContext) -> None:
+    _report(evaluate_trial(config, context, report_rung=_report))
+
+
+def _scheduler(settings: StudySettings, study: optuna.Study) -> TrialScheduler | None:
+    """mo-asha's scheduler, holding the rung results of the study's earlier trials."""
+    if settings.scheduler != "mo-asha":
+        return None
+    earlier = [
+        (trial.number, trial_record(trial))
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state.is_finished()
+    ]
+    schedule = RungSchedule(settings.rungs, settings.reduction_factor)
+    return MultiObjectiveASHA(schedule, earlier)
 
 
 @dataclass(frozen=True)
@@ -162,10 +182,12 @@ def run_trials(
         tune.with_parameters(_trainable, context=context),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
     )
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=_scheduler(settings, study),
             num_samples=-1,  # the searcher ends the run after run.trials finished trials
             max_concurrent_trials=resources.max_concurrent,
             reuse_actors=True,  # warm workers: see search.trial

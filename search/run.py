@@ -35,6 +35,7 @@ from search.runner import run_study
 from search.samplers import SAMPLERS
 from search.settings import (
     DEFAULT_SETTINGS,
+    SCHEDULERS,
     SMOKE_SETTINGS,
     RunResources,
     StudySettings,
@@ -75,6 +76,13 @@ def _val_size(text: str) -> int | float:
     if 0 < value < 1:
         return value
     raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text}")
+
+
+def _above_one(text: str) -> float:
+    value = positive_float(text)
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number above 1, got {text}")
+    return value
 
 
 def _parser() -> ArgumentParser:
@@ -131,6 +139,17 @@ def _parser() -> ArgumentParser:
         help="latency cap, checked after the latency is measured and before training",
     )
     search.add_argument("--no-presets", action="store_true", default=unset)
+    search.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default=unset,
+        help="fifo: every trial trains --epochs (default); mo-asha: trials are judged at "
+        "epoch rungs (1, 2, 4 for 4 epochs) and only the top 1/--reduction-factor of a "
+        "rung, by non-dominated rank on (accuracy, latency), train on",
+    )
+    search.add_argument(
+        "--reduction-factor", type=_above_one, default=unset, help="mo-asha's eta (3)"
+    )
     ray = parser.add_argument_group("resources")
     ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
     ray.add_argument("--cpus-per-trial", type=positive_float, help="(1)")

@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 
 from search.bookkeeping import (
+    FINISHED,
+    STOPPED,
     finished_trials,
     queue_presets,
     requeue_interrupted,
@@ -45,6 +47,7 @@ class RunSummary:
     finished: int
     completed: int
     failed: int
+    stopped: int  # by mo-asha at a rung
     infeasible: int
     requeued: int
     started_trials: int
@@ -60,8 +63,9 @@ class RunSummary:
     def lines(self) -> list[str]:
         return [
             f"study {self.root}: {self.finished} finished trials "
-            f"({self.completed} completed, {self.failed} failed; {self.infeasible} infeasible "
-            "configs skipped without training); "
+            f"({self.completed} completed, {self.failed} failed"
+            + (f", {self.stopped} stopped early by mo-asha" if self.stopped else "")
+            + f"; {self.infeasible} infeasible configs skipped without training); "
             f"{self.started_trials} run now, {self.requeued} re-queued after an interruption; "
             f"{self.seconds:.0f} s",
             f"results: {self.root / 'trials.csv'}; Optuna storage: optuna-dashboard {self.storage}",
@@ -196,9 +200,10 @@ def _summary(
     ended = trials_by_status(study)
     return RunSummary(
         root=directory.root,
-        finished=len(ended["ok"]) + len(ended["failed"]),
+        finished=sum(len(ended[status]) for status in FINISHED),
         completed=len(ended["ok"]),
         failed=len(ended["failed"]),
+        stopped=len(ended[STOPPED]),
         infeasible=len(ended["infeasible"]),
         requeued=requeued,
         started_trials=started_trials,

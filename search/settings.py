@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from search.mo_asha import RungSchedule
 from search.samplers import DEFAULT_SAMPLER
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
@@ -20,6 +21,7 @@ from threshnet.training.loops import TrainSettings
 
 OBJECTIVES = ("val_acc", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
+SCHEDULERS = ("fifo", "mo-asha")  # every trial trains the full budget; or search.mo_asha
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ class StudySettings:
     sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     enqueue_presets: bool = True
+    scheduler: str = "fifo"
+    reduction_factor: float = 3.0  # mo-asha: the top 1/this of a rung go on
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """The epochs at which mo-asha judges a trial (the last is the full budget)."""
+        return RungSchedule.for_epochs(self.train.epochs, self.reduction_factor).rungs
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the manifest's ``settings``); the objectives are recorded too."""

@@ -22,7 +22,7 @@ import itertools
 import socket
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ from threshnet.model import build_model
 from threshnet.presets import preset_name
 from threshnet.steady_latency import measure_steady_latency, reference_config
 from threshnet.training.data import CacheEntry
-from threshnet.training.proxy import run_proxy
+from threshnet.training.proxy import ProxyResult, run_proxy
 
 NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 _trials_in_this_process = itertools.count(1)
@@ -187,6 +187,33 @@ def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str
     }
 
 
+def _rung_reports(
+    record: dict[str, Any],
+    settings: StudySettings,
+    started: float,
+    report_rung: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """``run_proxy``'s rung arguments: none unless the study uses mo-asha."""
+    if report_rung is None or settings.scheduler != "mo-asha":
+        return {}
+    full = settings.train.epochs
+
+    def at_rung(proxy: ProxyResult) -> None:
+        passed = record.get("rung_val_accs", "").split()
+        record["rung_val_accs"] = " ".join([*passed, f"{proxy.epochs}:{proxy.val_acc:.6g}"])
+        report_rung(
+            {
+                **record,
+                **proxy.to_dict(),
+                "status": "stopped",
+                "error": f"stopped by mo-asha after {proxy.epochs} of {full} epochs",
+                "trial_seconds": time.perf_counter() - started,
+            }
+        )
+
+    return {"rungs": settings.rungs, "on_rung": at_rung}
+
+
 def error_line(error: Exception) -> str:
     """What a failed trial records: the error and where it was raised."""
     if isinstance(error, torch.cuda.OutOfMemoryError):
@@ -196,8 +223,17 @@ def error_line(error: Exception) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, Any]:
-    """Run one trial; always returns a result dict with a ``status``."""
+def evaluate_trial(
+    params: dict[str, Any],
+    context: TrialContext,
+    report_rung: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run one trial; always returns a result dict with a ``status``.
+
+    Under ``--scheduler mo-asha``, ``report_rung`` gets the record after each epoch rung
+    short of the full budget, as it would stand if the trial were stopped there (status
+    ``stopped``); the scheduler stops a trial by not returning from that call.
+    """
     started = time.perf_counter()
     settings = context.settings
     number = int(params.get(NUMBER_KEY, -1))
@@ -244,6 +280,7 @@ def evaluate_trial(params: dict[str, Any], context: TrialContext) -> dict[str, A
             seed=record["seed"],
             normalization=data.normalization,
             around_chunk=gate.shared,
+            **_rung_reports(record, settings, started, report_rung),
         )
         record.update(proxy.to_dict())
         record["status"] = "ok"

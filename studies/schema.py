@@ -47,7 +47,9 @@ INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
 
 # What a trial records (see search.trial.evaluate_trial), in table order, with its type.
 RECORD_FIELDS: dict[str, type] = {
-    "status": str,  # ok, failed, infeasible or interrupted ("running" in the table)
+    # ok, failed, infeasible, interrupted ("running" in the table), or stopped (at an
+    # epoch rung by --scheduler mo-asha: "epochs" and "val_acc" are the rung's)
+    "status": str,
     "preset": str,
     "val_acc": float,
     "latency_ms": float,
@@ -71,6 +73,7 @@ RECORD_FIELDS: dict[str, type] = {
     "train_loss": float,
     "train_acc": float,
     "epochs": int,
+    "rung_val_accs": str,  # mo-asha: "epochs:val_acc" at each rung passed, space-separated
     "train_seconds": float,
     "eval_seconds": float,
     "images_per_second": float,

@@ -120,6 +120,17 @@ CASES = [
     ("search.run", _search("--num-cpus", "1.5"), "expected a positive integer, got '1.5'"),
     ("search.run", _search("--cpus-per-trial", "0"), "expected a finite positive number"),
     ("search.run", _search("--gpus-per-trial", "1", "--smoke"), "needs a GPU"),
+    ("search.run", _search("--scheduler", "asha"), "invalid choice: 'asha'"),
+    ("search.run", _search("--reduction-factor", "1"), "expected a number above 1"),
+    (
+        "search.run",
+        lambda w: [
+            *_search("--smoke", "--name", "n0", "--scheduler", "mo-asha")(w),
+            *("--data-dir", str(w / "data")),
+        ],
+        "--scheduler mo-asha stops trials at epoch rungs below the full budget; with "
+        "--epochs 1 there is none",
+    ),
     (
         "search.run",
         lambda w: [*_search("--smoke", "--name", "n1")(w), "--data-dir", str(w / "missing")],

@@ -45,7 +45,7 @@ def _patch_search_trial(module: ModuleType) -> None:
     faults = _planned_faults()
     evaluate, run_proxy = module.evaluate_trial, module.run_proxy
 
-    def evaluate_with_faults(params: dict, context: object) -> dict:
+    def evaluate_with_faults(params: dict, context: object, **kwargs: object) -> dict:
         number = int(params.get(module.NUMBER_KEY, -1))
         kind = faults.get(number)
         if kind == "exit":
@@ -62,7 +62,7 @@ def _patch_search_trial(module: ModuleType) -> None:
 
         module.run_proxy = faulty_proxy
         try:
-            return evaluate(params, context)
+            return evaluate(params, context, **kwargs)
         finally:
             module.run_proxy = run_proxy
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 
@@ -14,6 +14,7 @@ from threshnet.config import ThreshNetConfig
 from threshnet.training.data import ImageSet
 from threshnet.training.loops import (
     EpochStats,
+    TrainingRun,
     TrainSettings,
     evaluate,
     setup_training,
@@ -50,8 +51,14 @@ def run_proxy(
     normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
     around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    rungs: Collection[int] = (),
+    on_rung: Callable[[ProxyResult], None] | None = None,
 ) -> ProxyResult:
     """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``.
+
+    After each epoch in ``rungs`` short of the full budget, the model is validated and
+    ``on_rung`` gets the result so far (multi-fidelity schedulers stop trials there; the
+    training itself, its schedule included, is the same as without rungs).
 
     Data already on ``device`` stays there (no copy); ``normalization`` is the training
     images' (mean, std) when the caller holds it (see
@@ -84,16 +91,33 @@ def run_proxy(
         images += stats.images
         if on_epoch is not None:
             on_epoch(stats)
+        if on_rung is not None and epoch in rungs and epoch < settings.epochs:
+            rung_started = time.perf_counter()
+            on_rung(_validated(run, settings, stats, images, start, around_chunk, seed))
+            start += time.perf_counter() - rung_started  # training time excludes rungs
+    assert stats is not None
+    return _validated(run, settings, stats, images, start, around_chunk, seed)
+
+
+def _validated(
+    run: TrainingRun,
+    settings: TrainSettings,
+    last: EpochStats,
+    images: int,
+    start: float,
+    around_chunk: Callable[[], AbstractContextManager[object]],
+    seed: int,
+) -> ProxyResult:
+    """Validate ``run``'s model after epoch ``last.epoch`` (trained since ``start``)."""
     train_seconds = time.perf_counter() - start
     val_loss, val_acc = evaluate(run.model, run.eval_batches, settings, around_chunk=around_chunk)
     eval_seconds = time.perf_counter() - start - train_seconds
-    assert stats is not None
     return ProxyResult(
         val_acc=val_acc,
         val_loss=val_loss,
-        train_loss=stats.loss,
-        train_acc=stats.accuracy,
-        epochs=settings.epochs,
+        train_loss=last.loss,
+        train_acc=last.accuracy,
+        epochs=last.epoch,
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
         images_per_second=images / train_seconds,
