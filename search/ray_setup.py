@@ -53,6 +53,12 @@ def start_ray(resources: RunResources) -> bool:
                 f"cannot join the Ray cluster at {resources.address}: {error}"
             ) from None
         return False
+    # Ray turns token authentication on for a new local cluster and warns about that
+    # default on every start; the setting is kept, the warning silenced (a logger name
+    # of Ray's, not an API: ray is pinned below 2.61).
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     ray.init(
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
@@ -200,6 +206,10 @@ def run_trials(
             verbose=0,  # one line per finished trial comes from the searcher instead
         ),
     )
+    # Ray Tune's newer console output prints its experiment banner (with a TensorBoard
+    # hint) even at verbose=0; its classic output (documented switch) prints nothing
+    # there: progress comes from the searcher's one line per trial instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
         # Their advice (Tuner.restore) does not apply: this study resumes by rerunning
         # the same command, which the summary says.
