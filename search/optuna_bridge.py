@@ -36,6 +36,7 @@ from search.feasibility import (
     constrain,
     placeholder_values,
 )
+from search.progress import Progress
 from search.records import TrialsTable
 from search.trial import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
@@ -87,6 +88,7 @@ class RecordingOptunaSearch(OptunaSearch):
         caps: CostCaps,
         input_size: int,
         target: int | None = None,
+        progress: Progress | None = None,
         **kwargs: Any,
     ):
         super().__init__(storage=storage, space=functools.partial(suggest, space=space), **kwargs)
@@ -108,6 +110,16 @@ class RecordingOptunaSearch(OptunaSearch):
         self.finished = 0
         self._too_slow_in_a_row = 0  # trials over --max-latency-ms since the last trained one
         self._fastest_ms = math.inf  # the fastest latency measured in this run
+        self._progress = progress  # None: a plain line per ended trial
+
+    def _tell_user(self, number: int, record: dict[str, Any]) -> None:
+        """Print ended trial ``number``'s line (and the run's status line)."""
+        line = describe_outcome(number, record)
+        if self._progress is None:
+            print(line, flush=True)
+            return
+        running = len(self._ot_trials.keys() - self._completed_trials)
+        self._progress.trial_ended(line, record, self._ot_study, running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.abort is not None:
@@ -152,7 +164,7 @@ class RecordingOptunaSearch(OptunaSearch):
         study = self._ot_study
         study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
         self._append_row(ot_trial.number)
-        print(describe_outcome(ot_trial.number, record), flush=True)
+        self._tell_user(ot_trial.number, record)
         return False
 
     def _append_row(self, number: int) -> None:
@@ -214,7 +226,7 @@ class RecordingOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)  # told: never recorded twice, not in flight
         self._count(record)
         self._append_row(ot_trial.number)
-        print(describe_outcome(ot_trial.number, record), flush=True)
+        self._tell_user(ot_trial.number, record)
 
     def _count(self, record: dict[str, Any]) -> None:
         """Count a finished trial; stop the run when the latency cap rules out trial after

@@ -16,6 +16,7 @@ from ray.tune.schedulers import TrialScheduler
 from search.bookkeeping import sampler_seed
 from search.mo_asha import RungSchedule
 from search.optuna_bridge import RecordingOptunaSearch
+from search.progress import VERBOSE, Progress
 from search.records import TrialsTable
 from search.rung_scheduler import MultiObjectiveASHA
 from search.samplers import make_sampler
@@ -45,9 +46,14 @@ def start_ray(resources: RunResources) -> bool:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    verbose = resources.verbosity >= VERBOSE
     if resources.address:
         try:
-            ray.init(address=resources.address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(
+                address=resources.address,
+                logging_level=logging.INFO if verbose else logging.WARNING,
+                log_to_driver=verbose,
+            )
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(
                 f"cannot join the Ray cluster at {resources.address}: {error}"
@@ -56,14 +62,15 @@ def start_ray(resources: RunResources) -> bool:
     # Ray turns token authentication on for a new local cluster and warns about that
     # default on every start; the setting is kept, the warning silenced (a logger name
     # of Ray's, not an API: ray is pinned below 2.61).
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-        logging.ERROR
-    )
+    if not verbose:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
     ray.init(
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        log_to_driver=verbose,
     )
     return True
 
@@ -165,7 +172,11 @@ def run_trials(
         def stop_all(self) -> bool:
             return searcher.abort is not None
 
+    progress = Progress(
+        target=run.trials, full_epochs=settings.train.epochs, verbosity=resources.verbosity
+    )
     searcher = RecordingOptunaSearch(
+        progress=progress,
         table=run.table,
         failure_hint=run.experiment_dir,
         space=settings.space,
@@ -203,16 +214,20 @@ def run_trials(
             storage_path=run.experiment_dir,
             failure_config=tune.FailureConfig(max_failures=0),
             stop=StopWhenRecordingFails(),
-            verbose=0,  # one line per finished trial comes from the searcher instead
+            verbose=1 if resources.verbosity >= VERBOSE else 0,  # else search.progress
         ),
     )
     # Ray Tune's newer console output prints its experiment banner (with a TensorBoard
     # hint) even at verbose=0; its classic output (documented switch) prints nothing
     # there: progress comes from the searcher's one line per trial instead.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if resources.verbosity < VERBOSE:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
         # Their advice (Tuner.restore) does not apply: this study resumes by rerunning
         # the same command, which the summary says.
         logging.getLogger(name).setLevel(logging.ERROR)
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        progress.close()
     return searcher.abort

@@ -1,7 +1,7 @@
 """``python -m search.run``: search the ThreshNet family for accuracy/latency trade-offs.
 
     python -m search.run --trials 200 --data-dir /data/cifar10
-    python -m search.run --smoke --trials 6 --data-dir tiny/        # CPU, minutes
+    python -m search.run --smoke          # CPU, minutes, on the bundled CIFAR-10 subset
 
 Rerunning with the same ``--name`` resumes the study up to ``--trials`` finished trials.
 Study-defining flags (space, proxy training, latency protocol, caps, sampler, seed) are
@@ -28,6 +28,7 @@ import torch
 
 from search.journal import repair_journal
 from search.preflight import check_settings
+from search.progress import NORMAL, QUIET, VERBOSE
 from search.provenance import new_manifest
 from search.proxy_data import prepare_data
 from search.ray_setup import check_reachable, stop_on_sigterm
@@ -37,6 +38,7 @@ from search.settings import (
     DEFAULT_SETTINGS,
     SCHEDULERS,
     SMOKE_SETTINGS,
+    SMOKE_TRIALS,
     RunResources,
     StudySettings,
 )
@@ -54,10 +56,12 @@ from threshnet.cli import (
     unit_fraction,
 )
 from threshnet.fileio import remove_stale_temporaries
+from threshnet.training.bundled import bundled_cifar10
 from threshnet.training.data import CacheEntry
 from threshnet.training.loops import OPTIMIZERS, SCHEDULES
 
 PROG = "search.run"
+DEFAULT_TRIALS = 200
 
 # Study-defining flags are named after the settings field they set: a training flag after
 # its TrainSettings field, a latency flag after its LatencyProtocol field with a
@@ -85,15 +89,45 @@ def _above_one(text: str) -> float:
     return value
 
 
+def _defaults(name: str) -> str:
+    """'(X)' or '(X; with --smoke Y)': a study-defining flag's defaults, by settings field."""
+
+    def value(settings: StudySettings) -> Any:
+        for section in (settings, settings.train, settings.latency):
+            if name in {field.name for field in dataclasses.fields(section)}:
+                return getattr(section, name)
+        raise KeyError(name)
+
+    default, smoke = value(DEFAULT_SETTINGS), value(SMOKE_SETTINGS)
+    shown = "all" if default is None else default
+    return f"({shown})" if smoke == default else f"({shown}; with --smoke {smoke})"
+
+
 def _parser() -> ArgumentParser:
     unset = argparse.SUPPRESS  # study-defining flags: absent unless given
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=positive_int, default=200, help="finished trials wanted")
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        help=f"finished trials wanted (200; with --smoke {SMOKE_TRIALS})",
+    )
     parser.add_argument("--name", help="study name (default: generated); reuse it to resume")
     parser.add_argument("--out", default="runs", help="parent of study directories (runs)")
-    parser.add_argument("--smoke", action="store_true", help="tiny CPU-sized study for trying")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a CPU-sized study for trying: 2 epochs on 3,000 images, by default of the "
+        "CIFAR-10 subset bundled with the package",
+    )
     parser.add_argument(
         "--storage", help="Optuna database URL (default: a journal file in the study directory)"
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and the summary"
+    )
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="also Ray's own output and the workers'"
     )
     parser.add_argument(
         "--repair-journal",
@@ -101,44 +135,130 @@ def _parser() -> ArgumentParser:
         help="cut a journal damaged in the middle back to the operations before the damage",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data-dir", default=unset, help="ImageFolder root (train/, test/)")
+    data.add_argument(
+        "--data-dir",
+        default=unset,
+        help="ImageFolder root (train/<class>/*, test/<class>/*) or an archive of one "
+        "(default: torchvision's CIFAR-10, downloaded; with --smoke, the bundled subset)",
+    )
     data.add_argument("--cache-dir", help="decoded-data cache (~/.cache/threshnet-search)")
-    data.add_argument("--val-size", type=_val_size, default=unset, help="count or fraction (5000)")
+    data.add_argument(
+        "--val-size",
+        type=_val_size,
+        default=unset,
+        help=f"validation images carved from the training split: count or fraction "
+        f"{_defaults('val_size')}",
+    )
     proxy = parser.add_argument_group("proxy training")
-    proxy.add_argument("--epochs", type=positive_int, default=unset)
-    proxy.add_argument("--train-fraction", type=unit_fraction, default=unset)
-    proxy.add_argument("--max-train-images", type=positive_int, default=unset)
-    proxy.add_argument("--batch-size", type=positive_int, default=unset)
-    proxy.add_argument("--optimizer", choices=OPTIMIZERS, default=unset)
-    proxy.add_argument("--lr", type=positive_float, default=unset)
-    proxy.add_argument("--weight-decay", type=non_negative_float, default=unset)
-    proxy.add_argument("--schedule", choices=SCHEDULES, default=unset)
-    proxy.add_argument("--input-size", type=positive_int, default=unset)
+    proxy.add_argument(
+        "--epochs", type=positive_int, default=unset, help=f"per trial {_defaults('epochs')}"
+    )
+    proxy.add_argument(
+        "--train-fraction",
+        type=unit_fraction,
+        default=unset,
+        help=f"of the proxy-training images, stratified {_defaults('train_fraction')}",
+    )
+    proxy.add_argument(
+        "--max-train-images",
+        type=positive_int,
+        default=unset,
+        help=f"cap on proxy-training images, stratified {_defaults('max_train_images')}",
+    )
+    proxy.add_argument(
+        "--batch-size", type=positive_int, default=unset, help=_defaults("batch_size")
+    )
+    proxy.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default=unset, help=_defaults("optimizer")
+    )
+    proxy.add_argument(
+        "--lr", type=positive_float, default=unset, help=f"peak learning rate {_defaults('lr')}"
+    )
+    proxy.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=unset,
+        help=f"not on BN and bias {_defaults('weight_decay')}",
+    )
+    proxy.add_argument("--schedule", choices=SCHEDULES, default=unset, help=_defaults("schedule"))
+    proxy.add_argument(
+        "--input-size",
+        type=positive_int,
+        default=unset,
+        help=f"images are resized to this square size {_defaults('input_size')}",
+    )
     latency = parser.add_argument_group("latency")
-    latency.add_argument("--latency-input-size", type=positive_int, default=unset)
-    latency.add_argument("--latency-device", choices=("trial", "cpu", "cuda"), default=unset)
-    latency.add_argument("--latency-batch-size", type=positive_int, default=unset)
-    latency.add_argument("--latency-repeats", type=positive_int, default=unset)
-    latency.add_argument("--latency-warmup", type=non_negative_int, default=unset)
+    latency.add_argument(
+        "--latency-input-size",
+        type=positive_int,
+        default=unset,
+        help="input size of the timed pass (default: --input-size)",
+    )
+    latency.add_argument(
+        "--latency-device",
+        choices=("trial", "cpu", "cuda"),
+        default=unset,
+        help="where latency is timed; trial: the trial's own device (trial)",
+    )
+    latency.add_argument(
+        "--latency-batch-size",
+        type=positive_int,
+        default=unset,
+        help="also time this batch size and record ms per image (default: batch 1 only)",
+    )
+    latency.add_argument(
+        "--latency-repeats",
+        type=positive_int,
+        default=unset,
+        help=f"timed passes in all, spread over the rounds {_defaults('repeats')}",
+    )
+    latency.add_argument(
+        "--latency-warmup",
+        type=non_negative_int,
+        default=unset,
+        help=f"untimed passes first {_defaults('warmup')}",
+    )
     latency.add_argument(
         "--latency-rounds",
         type=positive_int,
         default=unset,
-        help="rounds interleaved with the reference network, ThreshNet28 (5)",
+        help=f"rounds interleaved with the reference network, ThreshNet28 {_defaults('rounds')}",
     )
     search = parser.add_argument_group("search")
-    search.add_argument("--sampler", choices=SAMPLERS, default=unset)
-    search.add_argument("--seed", type=non_negative_int, default=unset)
+    search.add_argument(
+        "--sampler", choices=SAMPLERS, default=unset, help=f"Optuna sampler {_defaults('sampler')}"
+    )
+    search.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=unset,
+        help=f"of the sampler, the split and each trial's training {_defaults('seed')}",
+    )
     search.add_argument("--space", metavar="FILE.toml", default=unset, help="range overrides")
-    search.add_argument("--max-params", type=positive_int, default=unset)
-    search.add_argument("--max-macs", type=positive_int, default=unset)
+    search.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=unset,
+        help="cap on parameters: configs above it are recorded as infeasible, never trained",
+    )
+    search.add_argument(
+        "--max-macs",
+        type=positive_int,
+        default=unset,
+        help="cap on multiply-accumulates at --input-size, like --max-params",
+    )
     search.add_argument(
         "--max-latency-ms",
         type=positive_float,
         default=unset,
         help="latency cap, checked after the latency is measured and before training",
     )
-    search.add_argument("--no-presets", action="store_true", default=unset)
+    search.add_argument(
+        "--no-presets",
+        action="store_true",
+        default=unset,
+        help="do not queue the published ThreshNet28/79/95 first",
+    )
     search.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
@@ -148,12 +268,21 @@ def _parser() -> ArgumentParser:
         "rung, by non-dominated rank on (accuracy, latency), train on",
     )
     search.add_argument(
-        "--reduction-factor", type=_above_one, default=unset, help="mo-asha's eta (3)"
+        "--reduction-factor",
+        type=_above_one,
+        default=unset,
+        help=f"mo-asha's eta {_defaults('reduction_factor')}",
     )
     ray = parser.add_argument_group("resources")
-    ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
+    ray.add_argument(
+        "--gpus-per-trial",
+        type=non_negative_float,
+        help="fractions allowed (default: 1 when the cluster has GPUs, else 0)",
+    )
     ray.add_argument("--cpus-per-trial", type=positive_float, help="(1)")
-    ray.add_argument("--max-concurrent", type=positive_int)
+    ray.add_argument(
+        "--max-concurrent", type=positive_int, help="trials at once (default: as resources allow)"
+    )
     ray.add_argument(
         "--no-final-pass",
         action="store_true",
@@ -208,7 +337,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
     return RunResources(
-        trials=args.trials,
+        trials=args.trials or (SMOKE_TRIALS if smoke else DEFAULT_TRIALS),
         cpus_per_trial=args.cpus_per_trial or 1.0,
         gpus_per_trial=args.gpus_per_trial
         if args.gpus_per_trial is not None
@@ -218,6 +347,7 @@ def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
         num_cpus=args.num_cpus,
         cache_dir=args.cache_dir,
         final_pass=not args.no_final_pass,
+        verbosity=QUIET if args.quiet else VERBOSE if args.verbose else NORMAL,
     )
 
 
@@ -236,6 +366,8 @@ def _open_study(
     manifest = directory.read_manifest()
     if manifest is None:
         settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
+        if args.smoke and settings.data_dir is None:
+            settings = dataclasses.replace(settings, data_dir=str(bundled_cifar10()))
         check_settings(settings)
         train_cache, classes = prepare_data(settings, args.cache_dir)
         space = dataclasses.replace(settings.space, num_classes=classes)
@@ -316,7 +448,8 @@ def _check_journal(directory: StudyDirectory, *, cut_middle: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stop_on_sigterm()
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    level = logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _check_local_gpus(args)

@@ -336,9 +336,9 @@ def _parser() -> ArgumentParser:
         "--seed", type=non_negative_int, default=0, help="for random:K and the bootstrap (0)"
     )
     ray = parser.add_argument_group("resources (default: those of the study's last run)")
-    ray.add_argument("--cpus-per-trial", type=positive_float)
+    ray.add_argument("--cpus-per-trial", type=positive_float, help="CPUs per retrained config")
     ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
-    ray.add_argument("--max-concurrent", type=positive_int)
+    ray.add_argument("--max-concurrent", type=positive_int, help="configs at once")
     ray.add_argument("--address", help="join this Ray cluster instead of starting one")
     ray.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (all)")
     ray.add_argument("--cache-dir", help="decoded-data cache (the study's)")

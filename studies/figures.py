@@ -15,7 +15,8 @@ PRESET_COLOURS = dict(zip(PUBLISHED_PRESETS, _PRESET_PALETTE, strict=False))
 
 
 def describe_config(config_json: str) -> str:
-    """A one-line architecture summary, e.g. 'T3 | D6g32>128 D8g32>192 | H16k40m1.7>480'."""
+    """A one-line architecture summary, e.g. 'T2 | D6g32>128 D8g32>192 H16k40m1.7>480'
+    (the notation the report explains, in its paragraph "notation")."""
     if not config_json:
         return ""
     config = json.loads(config_json)
@@ -40,15 +41,44 @@ def _hover(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: str) -> go.Figure:
-    """All eligible trials, the front highlighted and connected, presets labelled.
+def _latency_bars(eligible: pd.DataFrame) -> go.Scatter:
+    """A bar per trial from its p10 to its p90 latency of the search's timing passes, as
+    error bars on points not drawn: one legend entry shows or hides them all. None where
+    either is missing, nor where the latency shown was re-measured after the search (the
+    search's spread belongs to another measurement, which the point no longer shows)."""
+    searched = eligible[~eligible["latency_remeasured"].astype(bool)]
+    measured = searched.dropna(subset=["latency_p10_ms", "latency_p90_ms"])
+    latency = measured["latency_ms"].astype(float)
+    return go.Scatter(
+        x=latency,
+        y=measured["val_acc"],
+        mode="none",
+        name="latency p10-p90 (search)",
+        customdata=measured["number"].tolist(),
+        error_x={
+            "type": "data",
+            "symmetric": False,
+            "array": (measured["latency_p90_ms"].astype(float) - latency).tolist(),
+            "arrayminus": (latency - measured["latency_p10_ms"].astype(float)).tolist(),
+            "color": "#7f8c99",
+            "thickness": 1,
+            "width": 3,
+        },
+        hoverinfo="skip",
+    )
 
-    Traces: "trials" (neither on the front nor a preset), "Pareto front" (connected as a
-    staircase), and one labelled star per published preset (drawn over the front when a
-    preset is on it).
+
+def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: str) -> go.Figure:
+    """All eligible trials, the front highlighted, connected and labelled with its trial
+    numbers, presets labelled, and each point's p10-p90 latency in the search as a bar.
+
+    ``eligible`` and ``front`` are frames of :func:`studies.load.eligible_trials`. Traces:
+    the latency bars, "trials" (neither on the front nor a preset), "Pareto front"
+    (connected as a staircase), and one labelled star per published preset (drawn over
+    the front when a preset is on it).
     """
     others = eligible[~eligible["number"].isin(front["number"]) & (eligible["preset"] == "")]
-    figure = go.Figure()
+    figure = go.Figure(_latency_bars(eligible))
     figure.add_trace(
         go.Scatter(
             x=others["latency_ms"],
@@ -64,10 +94,13 @@ def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: 
         go.Scatter(
             x=front["latency_ms"],
             y=front["val_acc"],
-            mode="lines+markers",
+            mode="lines+markers+text",
             name="Pareto front",
             line={"shape": "hv", "color": "#1f77b4", "width": 2},
             marker={"color": "#1f77b4", "size": 10},
+            text=[str(number) for number in front["number"]],
+            textposition="bottom right",
+            textfont={"color": "#1f77b4"},
             hovertext=_hover(front),
             hoverinfo="text",
         )
@@ -94,11 +127,13 @@ def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: 
         )
     figure.update_layout(
         title="Proxy validation accuracy vs latency",
-        xaxis_title=latency_label,
+        xaxis_title=f"{latency_label}<br>bars: p10-p90 of the search's timing passes "
+        "(none on re-measured points)",
         yaxis_title="proxy validation accuracy",
         template="plotly_white",
         height=560,
-        legend={"orientation": "h", "y": -0.15},
+        showlegend=True,  # plotly hides it when one trace has points: name the front anyway
+        legend={"orientation": "h", "y": -0.22},
     )
     return figure
 

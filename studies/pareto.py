@@ -59,15 +59,15 @@ def default_reference(frame: pd.DataFrame) -> Reference:
     latency. The hypervolume then measures the region of trade-offs that dominate the
     published models (a preset on that corner adds nothing); without a measured preset,
     the nadir of all the study's trials."""
+    if frame.empty:
+        return Reference(val_acc=0.0, latency_ms=1.0, rule="no trials yet")
     presets = frame[frame["preset"].isin(PUBLISHED_PRESETS)]
     if not presets.empty:
         rule = "the published presets' nadir in this study (lowest accuracy, highest latency)"
         source = presets
-    elif not frame.empty:
+    else:
         rule = "the nadir of this study's trials (no published preset measured)"
         source = frame
-    else:
-        return Reference(val_acc=0.0, latency_ms=1.0, rule="no trials yet")
     return Reference(
         val_acc=float(source["val_acc"].min()),
         latency_ms=float(source["latency_ms"].max()),

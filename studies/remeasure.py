@@ -203,7 +203,9 @@ def remeasure_study(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("study_dir", help="a directory written by search.run")
-    parser.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS)
+    parser.add_argument(
+        "--rounds", type=positive_int, default=DEFAULT_ROUNDS, help="shuffled rounds of timing"
+    )
     parser.add_argument(
         "--fronts", type=positive_int, default=DEFAULT_FRONTS, help="non-dominated layers"
     )

@@ -3,19 +3,28 @@
 Writes ``<study-dir>/report.html`` (plotly.js embedded, opens offline) and
 ``<study-dir>/pareto.json`` (front, hypervolume and its reference point, and which front
 points dominate each published preset). Works on a finished or a running study.
+
+``--png [PATH]`` also writes the trade-off plot as a PNG (default
+``<study-dir>/tradeoff.png``) with plotly's image export: kaleido drives a local Chrome or
+Chromium, which its choreographer finds as ``$BROWSER_PATH``, else on ``PATH``
+(``google-chrome``, ``chromium``, ...), else at the usual places such as
+``/usr/bin/chromium``.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from studies.fidelity import FidelitySummary, fidelity_summary
@@ -36,7 +45,7 @@ from studies.pareto import (
     pareto_front,
 )
 from threshnet.cli import ArgumentParser, UserError, finite_float, run_cli
-from threshnet.fileio import atomic_write_text
+from threshnet.fileio import atomic_write, atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
 
 PROG = "studies.report"
@@ -45,6 +54,25 @@ NOTE = (
     "a held-out validation split. They rank architectures; they are not test errors, and "
     "the test set was not read during the search."
 )
+NOTATION = (
+    "Architecture notation (hover text and tables), e.g. "
+    "<code>T2 | D6g32&gt;128 D8g32&gt;192 H16k40m1.7&gt;480</code>: <code>T2</code> is the "
+    "threshold, the number of leading stages that are dense (the later ones are harmonic); "
+    "<code>D6g32&gt;128</code> is a dense (DenseNet) stage of depth 6 and growth rate 32 "
+    "whose 1x1 transition gives 128 channels; <code>H16k40m1.7&gt;480</code> is a harmonic "
+    "(HarDNet) stage of depth 16, base width k 40 and width multiplier m 1.7, with a "
+    "transition to 480 channels."
+)
+# Trial statuses (studies.schema.RECORD_FIELDS), each always counted, as the report words them.
+STATUS_LABELS = {
+    "ok": "ok",
+    "failed": "failed",
+    "infeasible": "infeasible",
+    "stopped": "stopped early (by mo-asha)",
+    "interrupted": "interrupted",
+}
+DEFAULT_PNG = "tradeoff.png"
+PNG_WIDTH, PNG_SCALE = 1200, 2  # CSS pixels and device pixels per CSS pixel
 
 
 @dataclass(frozen=True)
@@ -129,6 +157,100 @@ def _front_table(front: pd.DataFrame) -> str:
     return _table(shown, columns, "pareto-table")
 
 
+def _number(spec: str) -> Callable[[Any], str]:
+    return lambda value: format(value, spec)
+
+
+# (column, header, format of a number or None for text) of the all-trials table
+_ALL_TRIALS_COLUMNS: tuple[tuple[str, str, Callable[[Any], str] | None], ...] = (
+    ("number", "trial", _number("d")),
+    ("state", "state", None),
+    ("status", "status", None),
+    ("preset", "preset", None),
+    ("val_acc", "val acc", _number(".4f")),
+    ("latency_ms", "latency ms (search)", _number(".3f")),
+    ("params", "params", _number(",d")),
+    ("macs", "MACs", lambda value: f"{value / 1e6:.1f} M"),
+    ("epochs", "epochs", _number("d")),
+    ("trial_seconds", "seconds", _number(".1f")),
+    ("architecture", "architecture", None),
+    ("error", "error", None),
+)
+# Sorts a table of class "sortable" by the header clicked: numbers by their data-value,
+# text by its content, empty cells last; clicking the same header again reverses.
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var headers = Array.from(table.tHead.rows[0].cells);
+  headers.forEach(function (header, column) {
+    header.addEventListener("click", function () {
+      var descending = header.getAttribute("aria-sort") === "ascending";
+      var numeric = header.dataset.type === "number";
+      var key = function (row) {
+        var cell = row.cells[column];
+        return numeric ? cell.dataset.value : cell.textContent;
+      };
+      var body = table.tBodies[0];
+      var rows = Array.from(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === "" || y === "") return (x === "") - (y === "");
+        var order = numeric ? x - y : x.localeCompare(y);
+        return descending ? -order : order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+      headers.forEach(function (other) { other.removeAttribute("aria-sort"); });
+      header.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    });
+  });
+});
+"""
+
+
+def _header(label: str, *, numeric: bool) -> str:
+    kind = ' data-type="number"' if numeric else ""
+    return f'<th{kind} title="click to sort">{html.escape(label)}</th>'
+
+
+def _cell(value: Any, number: Callable[[Any], str] | None) -> str:
+    missing = bool(pd.isna(value))
+    if number is None:
+        return f"<td>{'' if missing else html.escape(str(value))}</td>"
+    if missing:
+        return '<td class="num" data-value=""></td>'
+    return f'<td class="num" data-value="{value}">{html.escape(number(value))}</td>'
+
+
+def _all_trials_table(trials: pd.DataFrame) -> str:
+    """Every row of the trials table, sortable by clicking a column header."""
+    shown = trials.reindex(columns=[key for key, _, _ in _ALL_TRIALS_COLUMNS])
+    configs = trials.get("config_json", pd.Series("", index=trials.index))
+    shown["architecture"] = configs.fillna("").map(describe_config)
+    head = "".join(
+        _header(label, numeric=number is not None) for _, label, number in _ALL_TRIALS_COLUMNS
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(_cell(record[key], number) for key, _, number in _ALL_TRIALS_COLUMNS)
+        + "</tr>"
+        for record in shown.to_dict("records")
+    )
+    return (
+        f'<table id="all-trials" class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _status_counts(trials: pd.DataFrame) -> str:
+    """How many trials have each status: the known ones always, any other one present."""
+    counts = trials["status"].value_counts() if "status" in trials else pd.Series(dtype=int)
+    statuses = [*STATUS_LABELS, *sorted(set(counts.index) - set(STATUS_LABELS))]
+    return ", ".join(
+        f'<span data-status="{html.escape(status)}">{int(counts.get(status, 0))} '
+        f"{html.escape(STATUS_LABELS.get(status, status or 'without a status'))}</span>"
+        for status in statuses
+    )
+
+
 def _validation_text(settings: dict[str, Any]) -> str:
     size = settings["val_size"]
     text = f"{size:.0%} of the training images" if isinstance(size, float) else f"{size} images"
@@ -183,16 +305,21 @@ def latency_note(study: Study) -> str:
     )
 
 
+def _tradeoff(analysis: Analysis) -> go.Figure | None:
+    """The accuracy/latency trade-off plot; None before any trial is eligible."""
+    if analysis.eligible.empty:
+        return None
+    return tradeoff_figure(analysis.eligible, analysis.front, _latency_label(analysis))
+
+
 def render(analysis: Analysis) -> str:
     """The report page."""
     study = analysis.study
+    tradeoff = _tradeoff(analysis)
     figures = []
-    if not analysis.eligible.empty:
+    if tradeoff is not None:
         figures = [
-            (
-                "tradeoff",
-                tradeoff_figure(analysis.eligible, analysis.front, _latency_label(analysis)),
-            ),
+            ("tradeoff", tradeoff),
             ("hypervolume", hypervolume_figure(analysis.history)),
             ("parameters", parameters_figure(analysis.eligible, study.param_columns)),
         ]
@@ -230,7 +357,14 @@ def render(analysis: Analysis) -> str:
 body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 .note {{ background: #fff6d5; border-left: 4px solid #e0b000; padding: 8px 12px; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; white-space: nowrap; }}
+table.sortable th {{ cursor: pointer; background: #f3f4f6; }}
+th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
+th[aria-sort="descending"]::after {{ content: " \\25BC"; }}
+#all-trials td:last-child {{ white-space: pre-wrap; overflow-wrap: anywhere; min-width: 16em;
+  max-width: 40em; font-family: monospace; font-size: 12px; }}
+.wide {{ overflow-x: auto; }}
 dt {{ font-weight: bold; float: left; clear: left; width: 110px; }}
 dd {{ margin-left: 120px; }}
 </style>
@@ -240,6 +374,7 @@ dd {{ margin-left: 120px; }}
 <p class="note" id="proxy-note">{html.escape(NOTE)}</p>
 <p class="note" id="latency-note">{html.escape(latency_note(study))}</p>
 <p id="counts">{len(study.trials)} trials ({html.escape(counts)});
+by status: {_status_counts(study.trials)};
 {len(analysis.eligible)} finished, feasible, full-fidelity trials;
 {len(analysis.front)} on the Pareto front.</p>
 <p id="hypervolume">Hypervolume {analysis.hypervolume:.6g} (accuracy x ms) with reference point
@@ -248,16 +383,24 @@ accuracy {reference.val_acc:.4f}, latency {reference.latency_ms:.4f} ms
 <ul id="presets">{dominated}</ul>
 {fidelity_text}
 {plots}
+<p id="notation">{NOTATION}</p>
 <h2>Pareto configurations</h2>
 {_front_table(analysis.front)}
+<h2>All trials</h2>
+<p>Every trial of the study, whatever its status; click a column header to sort.</p>
+<div class="wide">{_all_trials_table(study.trials)}</div>
 <h2>Study settings</h2>
 {_settings_block(study)}
+<script>{_SORT_SCRIPT}</script>
 </body></html>
 """
 
 
-def write_report(study_dir: str | Path, reference: Reference | None = None) -> Path:
-    """Write report.html and pareto.json into the study directory; returns the report."""
+def write_report(
+    study_dir: str | Path, reference: Reference | None = None, *, png: str | Path | None = None
+) -> Path:
+    """Write report.html and pareto.json into the study directory, and with ``png`` the
+    trade-off plot as a PNG there; returns the report."""
     try:
         study = load_study(study_dir)
     except StudyError as error:
@@ -267,9 +410,59 @@ def write_report(study_dir: str | Path, reference: Reference | None = None) -> P
     try:
         pareto = json.dumps(analysis.to_dict(), indent=2, allow_nan=False)  # strict JSON
         atomic_write_text(root / "pareto.json", pareto + "\n")
-        return atomic_write_text(root / "report.html", render(analysis))
+        report = atomic_write_text(root / "report.html", render(analysis))
     except OSError as error:
         raise UserError(f"cannot write the report into {root}: {error.strerror}") from None
+    if png is not None:
+        write_png(analysis, Path(png))
+    return report
+
+
+def write_png(analysis: Analysis, path: Path) -> Path:
+    """Write the trade-off plot to ``path`` as a PNG with plotly's image export (kaleido
+    driving a local Chrome or Chromium); UserError with one line when it cannot."""
+    figure = _tradeoff(analysis)
+    written = "report.html and pareto.json are written"
+    if figure is None:
+        raise UserError(
+            f"no finished, feasible trials yet: no trade-off plot to export ({written})"
+        )
+    height = int(figure.layout.height)
+    quiet = logging.root.manager.disable
+    logging.disable(logging.ERROR)  # choreographer logs its browser's end on the root logger
+    try:
+        image = figure.to_image(format="png", width=PNG_WIDTH, height=height, scale=PNG_SCALE)
+    except Exception as error:  # kaleido and the browser under it fail in many ways
+        raise UserError(f"{_export_failure(error)} ({written})") from None
+    finally:
+        logging.disable(quiet)
+    try:
+        return atomic_write(path, lambda temp: temp.write_bytes(image))
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror} ({written})") from None
+
+
+def _export_failure(error: BaseException) -> str:
+    """One line on why the PNG export failed: no browser found, or the error's first line."""
+    from kaleido.errors import ChromeNotFoundError  # plotly imports kaleido only to export
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ChromeNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    where = os.environ.get("BROWSER_PATH")
+    if cause is not None:
+        looked = f"BROWSER_PATH={where} is not one" if where else "none on PATH or in /usr/bin"
+        return (
+            f"the PNG export needs Chrome or Chromium and found none ({looked}): install it "
+            "(Debian: apt-get install chromium) or set BROWSER_PATH to its executable"
+        )
+    first = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    lines = first.strip().splitlines()
+    return (
+        f"the PNG export failed: {type(error).__name__}"
+        + (f": {lines[0]}" if lines else "")
+        + (f" (BROWSER_PATH={where})" if where else "")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,14 +476,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="hypervolume reference point, for comparing studies on one footing (default: "
         "the published presets' nadir in the study: lowest accuracy, highest latency)",
     )
+    parser.add_argument(
+        "--png",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help=f"also write the trade-off plot as a PNG (default: <study-dir>/{DEFAULT_PNG}); "
+        "needs Chrome or Chromium (found on PATH, at /usr/bin/chromium, or as $BROWSER_PATH)",
+    )
     args = parser.parse_args(argv)
     reference = (
         Reference(args.reference[0], args.reference[1], "given with --reference")
         if (args.reference)
         else None
     )
-    path = write_report(args.study_dir, reference)
+    png = None if args.png is None else Path(args.png or Path(args.study_dir) / DEFAULT_PNG)
+    path = write_report(args.study_dir, reference, png=png)
     print(f"report: {path}")
+    if png is not None:
+        print(f"trade-off plot: {png}")
     return 0
 
 

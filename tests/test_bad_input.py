@@ -125,7 +125,7 @@ CASES = [
     (
         "search.run",
         lambda w: [
-            *_search("--smoke", "--name", "n0", "--scheduler", "mo-asha")(w),
+            *_search("--smoke", "--name", "n0", "--scheduler", "mo-asha", "--epochs", "1")(w),
             *("--data-dir", str(w / "data")),
         ],
         "--scheduler mo-asha stops trials at epoch rungs below the full budget; with "

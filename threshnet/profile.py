@@ -58,7 +58,9 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=timing.dtype)
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=timing.dtype, help="of the timed model"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

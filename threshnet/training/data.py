@@ -16,6 +16,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -260,11 +261,27 @@ def _decode_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     )
 
 
+DECODE_PROGRESS_SECONDS = 5.0  # a progress line at most this often while decoding
+
+
 def _decode_folder(files: list[tuple[Path, int]], classes: list[str]) -> ImageSet:
     images: list[np.ndarray] = []
+    started = last_report = time.monotonic()
     for path, _ in files:
         size = (images[0].shape[1], images[0].shape[0]) if images else None
         images.append(_decode_image(path, size))
+        now = time.monotonic()
+        if now - last_report >= DECODE_PROGRESS_SECONDS:
+            last_report = now
+            done = len(images)
+            left = (now - started) / done * (len(files) - done)
+            logger.info(
+                "decoding %s: %d of %d images, about %.0f s left (once: then cached)",
+                path.parent.parent.name,
+                done,
+                len(files),
+                left,
+            )
     stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return ImageSet(stacked, labels, tuple(classes))

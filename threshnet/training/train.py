@@ -76,27 +76,31 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", metavar="FILE.json", help="a config (e.g. from studies.export)")
-    source.add_argument("--preset", choices=sorted(PRESETS))
+    source.add_argument("--preset", choices=sorted(PRESETS), help="a published model")
     parser.add_argument("--data-dir", help="ImageFolder dir or archive (default: torchvision)")
     parser.add_argument("--cache-dir", help="decoded-data cache")
     parser.add_argument("--out", help="run directory (runs/train/<name>-seed<seed>)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (cuda when available)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="of weights and batches")
     # Training flags: each flag's destination is the TrainSettings field of that name.
-    parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--batch-size", type=positive_int)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS)
-    parser.add_argument("--lr", type=positive_float)
-    parser.add_argument("--weight-decay", type=non_negative_float)
-    parser.add_argument("--schedule", choices=SCHEDULES)
-    parser.add_argument("--milestones", type=positive_int, nargs="*")
-    parser.add_argument("--gamma", type=unit_fraction)
-    parser.add_argument("--label-smoothing", type=non_negative_float)
-    parser.add_argument("--augment", choices=AUGMENTATIONS)
+    parser.add_argument("--epochs", type=positive_int, help="training epochs")
+    parser.add_argument("--batch-size", type=positive_int, help="training batch")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="the optimiser")
+    parser.add_argument("--lr", type=positive_float, help="(peak) learning rate")
+    parser.add_argument(
+        "--weight-decay", type=non_negative_float, help="not on BN and bias parameters"
+    )
+    parser.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    parser.add_argument(
+        "--milestones", type=positive_int, nargs="*", help="multistep: epochs where lr drops"
+    )
+    parser.add_argument("--gamma", type=unit_fraction, help="multistep: lr factor per drop")
+    parser.add_argument("--label-smoothing", type=non_negative_float, help="of the loss")
+    parser.add_argument("--augment", choices=AUGMENTATIONS, help="training augmentation")
     parser.add_argument("--normalize", action="store_true", help="per-channel mean/std")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
-    parser.add_argument("--input-size", type=positive_int)
-    parser.add_argument("--eval-batch-size", type=positive_int)
+    parser.add_argument("--input-size", type=positive_int, help="square image size")
+    parser.add_argument("--eval-batch-size", type=positive_int, help="test batch")
     parser.set_defaults(**AUTHORS_RECIPE.to_dict())  # every setting, flag or not
     return parser
 
