@@ -19,6 +19,7 @@ COMMANDS = {  # command -> (module, what it does)
     "export": ("studies.export", "write the chosen trials' configs as JSON"),
     "remeasure": ("studies.remeasure", "re-time a study's front candidates and presets"),
     "fidelity": ("studies.fidelity", "retrain chosen configs longer: does the proxy rank right?"),
+    "table": ("studies.table", "the paper's results table for a study's presets and winners"),
     "train": ("threshnet.training.train", "full training of a config"),
     "profile": ("threshnet.profile", "parameters, FLOPs, memory and latency of a config"),
 }
