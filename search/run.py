@@ -44,6 +44,7 @@ from search.settings import (
 )
 from search.study import StudyDirectory
 from space import DEFAULT_SPACE, SPACE_VERSION
+from threshnet.baselines import BASELINES, parse_baselines
 from threshnet.cli import (
     EXIT_INTERRUPTED,
     ArgumentParser,
@@ -80,6 +81,13 @@ def _val_size(text: str) -> int | float:
     if 0 < value < 1:
         return value
     raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text}")
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    try:
+        return parse_baselines(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _above_one(text: str) -> float:
@@ -273,6 +281,15 @@ def _parser() -> ArgumentParser:
         default=unset,
         help=f"mo-asha's eta {_defaults('reduction_factor')}",
     )
+    search.add_argument(
+        "--baselines",
+        type=_baselines,
+        default=(),
+        metavar="NAMES",
+        help=f"also train and time these networks on the study's footing, after its "
+        f"trials (never given to the sampler): comma-separated from {', '.join(BASELINES)}, "
+        "or all",
+    )
     ray = parser.add_argument_group("resources")
     ray.add_argument(
         "--gpus-per-trial",
@@ -348,6 +365,7 @@ def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
         cache_dir=args.cache_dir,
         final_pass=not args.no_final_pass,
         verbosity=QUIET if args.quiet else VERBOSE if args.verbose else NORMAL,
+        baselines=args.baselines,
     )
 
 

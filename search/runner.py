@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from search.baselines_run import measure_baselines, missing_baselines
 from search.bookkeeping import (
     FINISHED,
     STOPPED,
@@ -33,6 +34,7 @@ from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, tr
 from search.records import TrialsTable
 from search.settings import RunResources, StudySettings
 from search.study import StudyDirectory
+from search.trial import TrialContext
 from space import param_names
 from studies.schema import REMEASURED_FILE
 from threshnet.cli import UserError
@@ -55,6 +57,7 @@ class RunSummary:
     target: int
     storage: str  # what optuna-dashboard opens
     final_pass: str | None = None  # what the final latency pass did, if it ran
+    baselines: str | None = None  # what --baselines measured, if anything
 
     @property
     def stopped_early(self) -> bool:
@@ -69,6 +72,7 @@ class RunSummary:
             f"{self.started_trials} run now, {self.requeued} re-queued after an interruption; "
             f"{self.seconds:.0f} s",
             f"results: {self.root / 'trials.csv'}; Optuna storage: optuna-dashboard {self.storage}",
+            *([self.baselines] if self.baselines else []),
             *([self.final_pass] if self.final_pass else []),
         ] + (
             [
@@ -98,13 +102,15 @@ def run_study(
     table.write(study)  # replaces a table a crash may have left behind
     finished_before = len(finished_trials(study))
     remaining = resources.trials - finished_before
-    if remaining <= 0:
+    baselines_todo = missing_baselines(directory.root, resources.baselines)
+    if remaining <= 0 and not baselines_todo:
         return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
-    if settings.enqueue_presets:
+    if remaining > 0 and settings.enqueue_presets:
         queue_presets(study, settings.space)
-    # New trials make an earlier final latency pass partial: drop it (this run's end, or
-    # studies.remeasure, makes a new one).
-    (directory.root / REMEASURED_FILE).unlink(missing_ok=True)
+    if remaining > 0:
+        # New trials make an earlier final latency pass partial: drop it (this run's end,
+        # or studies.remeasure, makes a new one).
+        (directory.root / REMEASURED_FILE).unlink(missing_ok=True)
 
     for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
         if earlier.get("status") == "running":
@@ -134,7 +140,7 @@ def run_study(
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
         )
-        abort = run_trials(run, settings, resources, train_cache)
+        abort = run_trials(run, settings, resources, train_cache) if remaining > 0 else None
         if isinstance(abort, OSError):  # nothing more can be written; the next run tidies up
             if abort.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise abort  # the CLI says "no space left" in one line
@@ -152,8 +158,12 @@ def run_study(
         directory.write_manifest(manifest)  # the run's record is complete before the pass
         if abort is not None:
             raise abort
+        baselines = None
+        if baselines_todo:  # after the trials: each times its latency on an idle device
+            context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
+            baselines = measure_baselines(directory.root, baselines_todo, context, gpus_per_trial)
         final_pass = None
-        if reached and resources.final_pass:
+        if reached and resources.final_pass and remaining > 0:
             final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
     finally:
         if started_ray:
@@ -170,7 +180,7 @@ def run_study(
     summary = _summary(
         directory, study, requeued, started_now, started, resources.trials, storage_url
     )
-    return dataclasses.replace(summary, final_pass=final_pass)
+    return dataclasses.replace(summary, final_pass=final_pass, baselines=baselines)
 
 
 def _final_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str:

@@ -113,6 +113,7 @@ class RunResources:
     cache_dir: str | None = None
     final_pass: bool = True  # re-time the front when the study reaches its trial count
     verbosity: int = 1  # 0 --quiet: the summary only; 2 --verbose: Ray's own output too
+    baselines: tuple[str, ...] = ()  # other families to measure (threshnet.baselines)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from search.gate import DeviceGate, device_key
 from search.settings import StudySettings
@@ -73,7 +74,7 @@ def trial_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _latency_device(context: TrialContext, trial_device: torch.device) -> torch.device:
+def latency_device(context: TrialContext, trial_device: torch.device) -> torch.device:
     wanted = context.settings.latency.device
     if wanted == "trial":
         return trial_device
@@ -93,19 +94,20 @@ def _latency_settings(
     )
 
 
-def _measure_single(
-    config: ThreshNetConfig, context: TrialContext, device: torch.device, threads: int
+def measure_objective_latency(
+    model: nn.Module, context: TrialContext, device: torch.device, threads: int
 ) -> dict[str, Any]:
-    """The objective: batch-1 latency in rounds interleaved with the reference network."""
+    """The objective: batch-1 latency in rounds interleaved with the reference network
+    (the record's latency fields)."""
     protocol = context.settings.latency
     settings = _latency_settings(context, device, threads, 1, protocol.repeats_per_round)
     input_size = protocol.input_size or context.settings.train.input_size
     if protocol.rounds == 0:  # a study made before rounds: measure as its trials were
-        single = _measure_one_run(config, device, input_size, settings)
+        single = _measure_one_run(model, device, input_size, settings)
         return {**_latency_fields(single), "latency_ms": single.median_ms}
     with _alone_on(device):
         steady = measure_steady_latency(
-            build_model(config),
+            model,
             build_model(reference_config()),
             input_size=input_size,
             device=device,
@@ -139,13 +141,11 @@ def _latency_fields(result: LatencyResult) -> dict[str, Any]:
 
 
 def _measure_one_run(
-    config: ThreshNetConfig, device: torch.device, input_size: int, settings: LatencySettings
+    model: nn.Module, device: torch.device, input_size: int, settings: LatencySettings
 ) -> LatencyResult:
-    """One run of repeats of ``config`` with its device to itself."""
+    """One run of repeats of ``model`` with its device to itself."""
     with _alone_on(device):
-        return measure_latency(
-            build_model(config), input_size=input_size, device=device, settings=settings
-        )
+        return measure_latency(model, input_size=input_size, device=device, settings=settings)
 
 
 @contextlib.contextmanager
@@ -159,15 +159,15 @@ def _alone_on(device: torch.device) -> Iterator[None]:
         gate.close()
 
 
-def _measure_batch(
-    config: ThreshNetConfig, context: TrialContext, device: torch.device, threads: int
+def measure_batch_latency(
+    model: nn.Module, context: TrialContext, device: torch.device, threads: int
 ) -> dict[str, Any]:
     """The batch latency (a secondary figure: one run of repeats)."""
     protocol = context.settings.latency
     assert protocol.batch_size is not None
     settings = _latency_settings(context, device, threads, protocol.batch_size, protocol.repeats)
     input_size = protocol.input_size or context.settings.train.input_size
-    batched = _measure_one_run(config, device, input_size, settings)
+    batched = _measure_one_run(model, device, input_size, settings)
     return {
         "batch_latency_ms": batched.median_ms,
         "batch_per_image_ms": batched.per_image_ms,
@@ -257,10 +257,12 @@ def evaluate_trial(
         record.update(config_record(config, costs))
         record.update(flops=costs.flops, activation_mb=costs.activation_mb)
         latency_started = time.perf_counter()  # latency first: it can rule out training
-        latency_device = _latency_device(context, device)
-        record.update(_measure_single(config, context, latency_device, threads))
+        timed_on = latency_device(context, device)
+        model = build_model(config)
+        record.update(measure_objective_latency(model, context, timed_on, threads))
         if settings.latency.batch_size:
-            record.update(_measure_batch(config, context, latency_device, threads))
+            record.update(measure_batch_latency(model, context, timed_on, threads))
+        del model
         record["latency_seconds"] = time.perf_counter() - latency_started
         too_slow = settings.caps.latency_violation(record["latency_ms"])
         if too_slow is not None:

@@ -68,7 +68,31 @@ def _latency_bars(eligible: pd.DataFrame) -> go.Scatter:
     )
 
 
-def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: str) -> go.Figure:
+def _baseline_markers(baselines: pd.DataFrame) -> go.Scatter:
+    """Other families' networks (--baselines): labelled diamonds, not trials."""
+    return go.Scatter(
+        x=baselines["latency_ms"],
+        y=baselines["val_acc"],
+        mode="markers+text",
+        name="baselines (not searched)",
+        text=baselines["name"].tolist(),
+        textposition="bottom center",
+        marker={"symbol": "diamond", "size": 12, "color": "#2ca02c", "line": {"width": 1}},
+        hovertext=[
+            f"{row.name} ({row.source})<br>val acc {row.val_acc:.4f}, latency "
+            f"{row.latency_ms:.3f} ms<br>{int(row.params):,} params"
+            for row in baselines.itertuples()
+        ],
+        hoverinfo="text",
+    )
+
+
+def tradeoff_figure(
+    eligible: pd.DataFrame,
+    front: pd.DataFrame,
+    latency_label: str,
+    baselines: pd.DataFrame | None = None,
+) -> go.Figure:
     """All eligible trials, the front highlighted, connected and labelled with its trial
     numbers, presets labelled, and each point's p10-p90 latency in the search as a bar.
 
@@ -125,6 +149,8 @@ def tradeoff_figure(eligible: pd.DataFrame, front: pd.DataFrame, latency_label: 
                 hoverinfo="text",
             )
         )
+    if baselines is not None and not baselines.empty:
+        figure.add_trace(_baseline_markers(baselines))
     figure.update_layout(
         title="Proxy validation accuracy vs latency",
         xaxis_title=f"{latency_label}<br>bars: p10-p90 of the search's timing passes "

@@ -29,6 +29,7 @@ class Study:
     trials: pd.DataFrame
     remeasured: pd.DataFrame | None = None  # the final latency pass, if it ran
     fidelity: pd.DataFrame | None = None  # configs retrained longer (studies.fidelity)
+    baselines: pd.DataFrame | None = None  # other families' networks (--baselines)
 
     @property
     def name(self) -> str:
@@ -56,12 +57,15 @@ def load_study(root: str | Path) -> Study:
     if manifest is None:
         raise StudyError(f"{root} is not a study directory (no {schema.MANIFEST_FILE})")
     path = root / schema.TRIALS_FILE
-    remeasured = schema.read_remeasured(root)
-    fidelity = schema.read_fidelity(root)
+    extras = {
+        "remeasured": schema.read_remeasured(root),
+        "fidelity": schema.read_fidelity(root),
+        "baselines": schema.read_baselines(root),
+    }
     if not path.exists() and not _rebuild_trials(root, manifest, path):
         empty = pd.DataFrame({"number": pd.Series([], dtype="Int64")})
-        return Study(root, manifest, empty, remeasured, fidelity)
-    return Study(root, manifest, schema.read_trials(path), remeasured, fidelity)
+        return Study(root, manifest, empty, **extras)
+    return Study(root, manifest, schema.read_trials(path), **extras)
 
 
 def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:

@@ -27,6 +27,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from studies import schema
 from studies.fidelity import FidelitySummary, fidelity_summary
 from studies.figures import (
     describe_config,
@@ -86,6 +87,7 @@ class Analysis:
     hypervolume: float
     history: pd.DataFrame
     preset_dominators: dict[str, list[int]]
+    baselines: pd.DataFrame  # measured other-family networks, with "dominated_by"
     fidelity: FidelitySummary | None  # the proxy-fidelity check, if it ran
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +98,16 @@ class Analysis:
             "hypervolume": self.hypervolume,
             "reference_point": self.reference.to_dict(),
             "preset_dominated_by": self.preset_dominators,
+            "baselines": {
+                row["name"]: {
+                    "source": row["source"],
+                    "val_acc": float(row["val_acc"]),
+                    "latency_ms": float(row["latency_ms"]),
+                    "params": int(row["params"]),
+                    "dominated_by": row["dominated_by"],
+                }
+                for _, row in self.baselines.iterrows()
+            },
             "latencies": latency_note(self.study),
             "remeasured_trials": (
                 []
@@ -104,6 +116,16 @@ class Analysis:
             ),
             "fidelity": None if self.fidelity is None else self.fidelity.to_dict(),
         }
+
+
+def _measured_baselines(study: Study, front: pd.DataFrame) -> pd.DataFrame:
+    """The study's measured baselines, each with the front trials that dominate it."""
+    table = study.baselines
+    if table is None:
+        return pd.DataFrame(columns=[*schema.BASELINE_FIELDS, "dominated_by"])
+    measured = table[table["status"] == "ok"].copy()
+    measured["dominated_by"] = [dominators(front, row) for _, row in measured.iterrows()]
+    return measured
 
 
 def analyse(study: Study, reference: Reference | None = None) -> Analysis:
@@ -123,6 +145,7 @@ def analyse(study: Study, reference: Reference | None = None) -> Analysis:
         hypervolume=hypervolume(eligible, reference),
         history=hypervolume_history(eligible, reference),
         preset_dominators=preset_dominators,
+        baselines=_measured_baselines(study, front),
         fidelity=fidelity_summary(study),
     )
 
@@ -309,7 +332,9 @@ def _tradeoff(analysis: Analysis) -> go.Figure | None:
     """The accuracy/latency trade-off plot; None before any trial is eligible."""
     if analysis.eligible.empty:
         return None
-    return tradeoff_figure(analysis.eligible, analysis.front, _latency_label(analysis))
+    return tradeoff_figure(
+        analysis.eligible, analysis.front, _latency_label(analysis), analysis.baselines
+    )
 
 
 def render(analysis: Analysis) -> str:
@@ -344,6 +369,23 @@ def render(analysis: Analysis) -> str:
     states = study.trials["state"].value_counts().to_dict() if "state" in study.trials else {}
     counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
     reference = analysis.reference
+    baselines = "".join(
+        f"<li>{html.escape(row['name'])} ({html.escape(row['source'])}): val acc "
+        f"{row['val_acc']:.4f}, {row['latency_ms']:.3f} ms: "
+        + (
+            f"dominated by trial(s) {', '.join(map(str, row['dominated_by']))}"
+            if row["dominated_by"]
+            else "not dominated by the front"
+        )
+        + "</li>"
+        for _, row in analysis.baselines.iterrows()
+    )
+    baselines_block = (
+        "<p>Baselines, trained and timed like the trials (never searched):</p>"
+        f'<ul id="baselines">{baselines}</ul>'
+        if baselines
+        else ""
+    )
     dominated = "".join(
         f"<li>{html.escape(name)}: "
         + (f"dominated by trial(s) {', '.join(map(str, numbers))}" if numbers else "on the front")
@@ -381,6 +423,7 @@ by status: {_status_counts(study.trials)};
 accuracy {reference.val_acc:.4f}, latency {reference.latency_ms:.4f} ms
 ({html.escape(reference.rule)}).</p>
 <ul id="presets">{dominated}</ul>
+{baselines_block}
 {fidelity_text}
 {plots}
 <p id="notation">{NOTATION}</p>

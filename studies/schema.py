@@ -129,6 +129,29 @@ FIDELITY_FIELDS: dict[str, type] = {
     "error": str,
     "finished_at": str,  # ISO 8601, UTC
 }
+# baselines.csv: reference networks of other families (--baselines), trained and timed
+# like the trials; never Optuna trials. One row per network, the latest measurement.
+BASELINES_FILE = "baselines.csv"
+BASELINE_FIELDS: dict[str, type] = {
+    "name": str,  # threshnet.baselines.BASELINES
+    "source": str,  # where the network comes from (builder preset, torchvision, timm)
+    "status": str,  # ok or failed
+    "val_acc": float,
+    "latency_ms": float,
+    "latency_ref_ms": float,
+    "latency_ratio": float,
+    "latency_cv": float,
+    "latency_p10_ms": float,
+    "latency_p90_ms": float,
+    "params": int,
+    "epochs": int,
+    "train_seconds": float,
+    "seed": int,
+    "device": str,
+    "device_name": str,
+    "error": str,
+    "measured_at": str,  # ISO 8601, UTC
+}
 LEADING_COLUMNS: dict[str, type] = {"number": int, "state": str}  # Optuna's number and state
 DATETIME_COLUMNS = ("datetime_start", "datetime_complete")  # ISO 8601, UTC offset included
 
@@ -414,3 +437,14 @@ def drop_cut_fidelity_row(root: Path) -> None:
     text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         atomic_write_text(path, text[: text.rfind("\n") + 1])
+
+
+def write_baselines(root: Path, table: pd.DataFrame) -> Path:
+    """Write ``baselines.csv`` (BASELINE_FIELDS) atomically; returns its path."""
+    text = table.to_csv(index=False, columns=list(BASELINE_FIELDS), lineterminator="\n")
+    return atomic_write_text(root / BASELINES_FILE, text)
+
+
+def read_baselines(root: Path) -> pd.DataFrame | None:
+    """``baselines.csv`` as a typed frame, or None when the study has none."""
+    return _read_side_table(root / BASELINES_FILE, BASELINE_FIELDS, "baselines")

@@ -2,13 +2,14 @@
 
 The ThreshNet paper compares models by time per image, CIFAR-10 error, FLOPs, MAdd,
 memory and parameters. This regenerates that table for a study: the published presets,
-the Pareto front and any configs exported into ``<study-dir>/configs/`` (studies.export),
-on the study's footing:
+the Pareto front, any configs exported into ``<study-dir>/configs/`` (studies.export) and
+the baselines the study measured (``search.run --baselines``), on the study's footing:
 
 - time per image: the study's batch-1 latency on its device, in ms (re-measured where the
   final latency pass ran), said with the device it was timed on;
 - C10 error: 100 x (1 - final-epoch test accuracy) of ``threshnet.train`` runs of that
-  exact config found under ``--trained`` (the mean when there are several, e.g. seeds),
+  exact config (HarDNet baselines included; the other families are not trained by this
+  toolkit) found under ``--trained`` (the mean when there are several, e.g. seeds),
   and the best-epoch error the paper reports beside it; "not trained" otherwise;
 - FLOPs, MAdd and memory as torchstat counts them at 224 x 224, the paper's footing
   (threshnet.costs: "FLOPs" = MACs plus BN/ReLU/pool terms, "memory" = every layer's output
@@ -19,6 +20,7 @@ It writes ``<study-dir>/table.md`` and ``table.csv`` and prints the Markdown.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -29,9 +31,10 @@ import pandas as pd
 
 from studies.load import Study, StudyError, eligible_trials, load_study
 from studies.pareto import pareto_front
+from threshnet.baselines import baseline_config, build_baseline
 from threshnet.cli import ArgumentParser, UserError, run_cli
 from threshnet.config import ThreshNetConfig
-from threshnet.costs import static_costs
+from threshnet.costs import StaticCosts, module_costs, static_costs
 from threshnet.fileio import atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
 
@@ -91,30 +94,53 @@ def _rows(study: Study) -> pd.DataFrame:
     return eligible[eligible["number"].isin(chosen)].sort_values("latency_ms")
 
 
+def _record(
+    model: str,
+    trial: int | str,
+    measured: Any,
+    costs: StaticCosts,
+    runs: list[tuple[float, float]],
+) -> dict[str, Any]:
+    final = sum(e for e, _ in runs) / len(runs) if runs else None
+    best = sum(b for _, b in runs) / len(runs) if runs else None
+    return {
+        "model": model,
+        "trial": trial,
+        "ms per image": round(float(measured.latency_ms), 3),
+        "C10 error %": NOT_TRAINED if final is None else round(final, 2),
+        "C10 error % (best epoch)": NOT_TRAINED if best is None else round(best, 2),
+        "FLOPs G": round(costs.torchstat_flops / 1e9, 2),
+        "MAdd G": round(costs.torchstat_madd / 1e9, 2),
+        "memory MB": round(costs.activation_mb, 2),
+        "params M": round(costs.params / 1e6, 2),
+        "val acc (proxy)": round(float(measured.val_acc), 4),
+    }
+
+
 def results_table(study: Study, trained: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
-    """One row per model of the table (see the module doc)."""
+    """One row per model of the table (see the module doc), fastest first."""
     records = []
     for row in _rows(study).itertuples():
         config = ThreshNetConfig.from_json(row.config_json)
         costs = static_costs(config, PAPER_INPUT)
         runs = trained.get(_config_key(config.to_dict()), [])
-        final = sum(e for e, _ in runs) / len(runs) if runs else None
-        best = sum(b for _, b in runs) / len(runs) if runs else None
         records.append(
-            {
-                "model": row.preset or f"trial {row.number}",
-                "trial": int(row.number),
-                "ms per image": round(float(row.latency_ms), 3),
-                "C10 error %": NOT_TRAINED if final is None else round(final, 2),
-                "C10 error % (best epoch)": NOT_TRAINED if best is None else round(best, 2),
-                "FLOPs G": round(costs.torchstat_flops / 1e9, 2),
-                "MAdd G": round(costs.torchstat_madd / 1e9, 2),
-                "memory MB": round(costs.activation_mb, 2),
-                "params M": round(costs.params / 1e6, 2),
-                "val acc (proxy)": round(float(row.val_acc), 4),
-            }
+            _record(row.preset or f"trial {row.number}", int(row.number), row, costs, runs)
         )
-    return pd.DataFrame(records, columns=list(COLUMNS))
+    measured = study.baselines
+    num_classes = int(study.settings["space"].get("num_classes", 10))
+    for row in [] if measured is None else measured[measured["status"] == "ok"].itertuples():
+        config = baseline_config(row.name)
+        if config is not None:
+            config = dataclasses.replace(config, num_classes=num_classes)
+            costs = static_costs(config, PAPER_INPUT)
+            runs = trained.get(_config_key(config.to_dict()), [])
+        else:
+            model = build_baseline(row.name, num_classes)
+            costs, runs = module_costs(model, input_size=PAPER_INPUT), []
+        records.append(_record(f"{row.name} (baseline)", "", row, costs, runs))
+    table = pd.DataFrame(records, columns=list(COLUMNS))
+    return table.sort_values("ms per image", kind="stable").reset_index(drop=True)
 
 
 def _device(study: Study) -> str:

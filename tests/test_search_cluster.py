@@ -47,8 +47,8 @@ def test_trials_spread_over_two_nodes_into_one_study(search_data_dir: Path, tmp_
         database,
         "--max-params",
         "15000000",
-        "--epochs",  # trials long enough that the second node's worker starts in time
-        "3",
+        # trials long enough that the second node's worker starts in time
+        *("--epochs", "3", "--batch-size", "16"),
     ]
     try:
         result = subprocess.run(

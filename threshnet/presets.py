@@ -72,11 +72,28 @@ HARDNET68 = ThreshNetConfig(
     threshold=0,
 )
 
+# HarDNet85 (PingoLH/Pytorch-HarDNet, hardnet.py): a wider stem and six harmonic stages.
+# Its dropouts (0.1 before the last transition, 0.2 before the classifier) are not part
+# of the builder; parameters and torchstat FLOPs match (35,402,022 with a 10-class head).
+HARDNET85 = ThreshNetConfig(
+    stages=(
+        _stage(8, 24, 192, True),
+        _stage(16, 24, 256, False),
+        _stage(16, 28, 320, True),
+        _stage(16, 36, 480, False),
+        _stage(16, 48, 720, True),
+        _stage(4, 256, 1280, False),
+    ),
+    threshold=0,
+    stem=(48, 96),
+)
+
 PRESETS: dict[str, ThreshNetConfig] = {
     "threshnet28": THRESHNET28,
     "threshnet79": THRESHNET79,
     "threshnet95": THRESHNET95,
     "hardnet68": HARDNET68,
+    "hardnet85": HARDNET85,
 }
 
 PUBLISHED_PRESETS = ("threshnet28", "threshnet79", "threshnet95")
@@ -101,6 +118,8 @@ PUBLISHED: dict[str, PublishedFigures] = {
     # HarDNet68's README params (17.57 M) use a 1000-class head; the 10-class count is
     # 16,550,598 (spec section 5).
     "hardnet68": PublishedFigures(17.57, 4.26, 8.51, 49.28, 14.66, 0.44),
+    # 36.67 M with a 1000-class head; 35,402,022 with 10 classes (spec section 5).
+    "hardnet85": PublishedFigures(36.67, 9.10, 18.18, 74.65, 13.89, 0.50),
 }
 
 

@@ -175,12 +175,15 @@ def train_epoch(
     *,
     epoch: int,
     around_chunk: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> EpochStats:
     """One pass over ``batches``; returns mean loss and accuracy.
 
     ``around_chunk`` is a hook: a context manager entered around each chunk of up to
     CHECK_EVERY_STEPS optimiser steps and left only after the device has finished that
     chunk's work (the chunk ends with the loss check, which synchronises).
+    ``on_chunk(images)``, when given, is called after each chunk has been left, with the
+    images trained on so far in this epoch: a progress hook that adds no synchronisation.
     """
     device = batches.device
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
@@ -213,6 +216,8 @@ def train_epoch(
             total_loss = loss_sum.item()  # synchronises: the slot ends with the work done
         if not math.isfinite(total_loss):
             raise NonFiniteLossError(f"training loss became {total_loss} in epoch {epoch}")
+        if on_chunk is not None:
+            on_chunk(images)
     return EpochStats(
         epoch=epoch,
         loss=total_loss / max(1, images),
@@ -260,7 +265,7 @@ class TrainingRun:
 
 
 def setup_training(
-    config: ThreshNetConfig,
+    config: ThreshNetConfig | nn.Module,
     train_set: ImageSet,
     eval_set: ImageSet,
     settings: TrainSettings,
@@ -270,10 +275,12 @@ def setup_training(
     normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainingRun:
     """Seeded model on ``device``, batches (evaluation normalised like training), optimiser
-    and per-step schedule. ``normalization`` = (mean, std) of the training images when
-    already known (else computed from ``train_set``)."""
+    and per-step schedule. ``config`` may also be a network already built (another
+    family, e.g. a baseline): it is trained as it is. ``normalization`` = (mean, std) of
+    the training images when already known (else computed from ``train_set``)."""
     torch.manual_seed(seed)
-    model = prepare_model(build_model(config), device, settings)
+    network = build_model(config) if isinstance(config, ThreshNetConfig) else config
+    model = prepare_model(network, device, settings)
     train_batches = DeviceBatches(
         train_set,
         batch_settings(settings, device, train=True),

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
 
 from threshnet.config import ThreshNetConfig
 from threshnet.training.data import ImageSet
@@ -41,7 +42,7 @@ class ProxyResult:
 
 
 def run_proxy(
-    config: ThreshNetConfig,
+    config: ThreshNetConfig | nn.Module,
     train_set: ImageSet,
     val_set: ImageSet,
     settings: TrainSettings,
@@ -65,7 +66,8 @@ def run_proxy(
     :func:`threshnet.training.batches.channel_statistics`).
     """
     settings.validate()
-    config.validate(input_size=settings.input_size)
+    if isinstance(config, ThreshNetConfig):
+        config.validate(input_size=settings.input_size)
     run = setup_training(
         config,
         train_set,

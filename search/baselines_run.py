@@ -1,0 +1,113 @@
+"""Measure a study's baselines (``--baselines``) on Ray, as its trials are measured.
+
+Each baseline (threshnet.baselines) runs as one Ray task sized like a trial, after the
+run's trials have ended (so it times its latency on an idle device, as the final latency
+pass does): the objective latency by the trials' own protocol (rounds against the
+reference network, search.trial.measure_objective_latency), then the same proxy training
+on the same data, split and seed rule. The rows go to ``baselines.csv``; baselines are
+never Optuna trials, so no sampler sees them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from search.gate import DeviceGate, device_key
+from search.trial import (
+    TrialContext,
+    error_line,
+    latency_device,
+    measure_objective_latency,
+    trial_device,
+)
+from search.warm_data import proxy_data
+from studies import schema
+from threshnet.baselines import SOURCES, build_baseline
+from threshnet.latency import device_name
+from threshnet.training.proxy import run_proxy
+
+
+def _measure_on_worker(name: str, context: TrialContext) -> dict[str, Any]:
+    """Time, then train, one baseline; a row with ``status`` ok or failed."""
+    settings = context.settings
+    device = trial_device()
+    threads = max(1, int(context.cpus_per_trial))
+    torch.set_num_threads(threads)
+    row: dict[str, Any] = {
+        "name": name,
+        "source": SOURCES[name],
+        "status": "failed",
+        "seed": settings.seed,
+        "device": str(device),
+        "device_name": device_name(device),
+        "error": "",
+    }
+    gate = DeviceGate(device_key(device))
+    try:
+        num_classes = settings.space.num_classes
+        torch.manual_seed(settings.seed)
+        model = build_baseline(name, num_classes)
+        row["params"] = sum(parameter.numel() for parameter in model.parameters())
+        timed = measure_objective_latency(model, context, latency_device(context, device), threads)
+        row.update({key: timed.get(key) for key in schema.BASELINE_FIELDS if key in timed})
+        data = proxy_data(
+            settings, cache_dir=context.cache_dir, entry=context.train_cache, device=device
+        )
+        torch.manual_seed(settings.seed)
+        proxy = run_proxy(
+            build_baseline(name, num_classes),
+            data.train,
+            data.val,
+            settings.train,
+            device=device,
+            seed=settings.seed,
+            normalization=data.normalization,
+            around_chunk=gate.shared,
+        )
+        row.update(
+            status="ok",
+            val_acc=proxy.val_acc,
+            epochs=proxy.epochs,
+            train_seconds=proxy.train_seconds,
+        )
+    except Exception as error:  # recorded: the run stands
+        row["error"] = " ".join(error_line(error).split())
+    finally:
+        gate.close()
+    row["measured_at"] = dt.datetime.now(dt.UTC).isoformat()
+    return row
+
+
+def missing_baselines(root: Path, wanted: Sequence[str]) -> list[str]:
+    """The baselines in ``wanted`` that the study has not measured yet (or that failed)."""
+    done = schema.read_baselines(root)
+    measured = set() if done is None else set(done.loc[done["status"] == "ok", "name"])
+    return [name for name in wanted if name not in measured]
+
+
+def measure_baselines(
+    root: Path, names: Sequence[str], context: TrialContext, gpus_per_trial: float
+) -> str:
+    """Measure ``names`` as Ray tasks and merge them into ``baselines.csv``; a line
+    saying what was done."""
+    import ray
+
+    task = ray.remote(num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(
+        _measure_on_worker
+    )
+    rows = ray.get([task.remote(name, context) for name in names])
+    earlier = schema.read_baselines(root)
+    table = pd.DataFrame(rows, columns=list(schema.BASELINE_FIELDS))
+    if earlier is not None:
+        table = pd.concat([earlier[~earlier["name"].isin(names)], table], ignore_index=True)
+    path = schema.write_baselines(root, table)
+    failed = [row["name"] for row in rows if row["status"] != "ok"]
+    return f"baselines: measured {len(rows) - len(failed)} of {len(rows)}: {path}" + (
+        f" (failed: {', '.join(failed)}; see its error column)" if failed else ""
+    )
