@@ -29,6 +29,7 @@ from search.trial import (
 from search.warm_data import proxy_data
 from studies import schema
 from threshnet.baselines import SOURCES, build_baseline
+from threshnet.cli import UserError
 from threshnet.latency import device_name
 from threshnet.training.proxy import run_proxy
 
@@ -86,28 +87,61 @@ def _measure_on_worker(name: str, context: TrialContext) -> dict[str, Any]:
 
 def missing_baselines(root: Path, wanted: Sequence[str]) -> list[str]:
     """The baselines in ``wanted`` that the study has not measured yet (or that failed)."""
-    done = schema.read_baselines(root)
+    try:
+        done = schema.read_baselines(root)
+    except schema.StudyError as error:
+        raise UserError(f"{error}; move it away to measure the baselines again") from None
     measured = set() if done is None else set(done.loc[done["status"] == "ok", "name"])
     return [name for name in wanted if name not in measured]
 
 
+def _record(root: Path, row: dict[str, Any]) -> None:
+    """Put ``row`` in ``baselines.csv`` in place of an earlier row of that network."""
+    earlier = schema.read_baselines(root)
+    table = pd.DataFrame([row], columns=list(schema.BASELINE_FIELDS))
+    if earlier is not None:
+        table = pd.concat([earlier[earlier["name"] != row["name"]], table], ignore_index=True)
+    schema.write_baselines(root, table)
+
+
 def measure_baselines(
-    root: Path, names: Sequence[str], context: TrialContext, gpus_per_trial: float
+    root: Path,
+    names: Sequence[str],
+    context: TrialContext,
+    gpus_per_trial: float,
+    max_concurrent: int | None = None,
 ) -> str:
-    """Measure ``names`` as Ray tasks and merge them into ``baselines.csv``; a line
-    saying what was done."""
+    """Measure ``names`` as Ray tasks, writing each row into ``baselines.csv`` as it ends
+    (a kill keeps the finished ones); a line saying what was done."""
     import ray
 
-    task = ray.remote(num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(
-        _measure_on_worker
-    )
-    rows = ray.get([task.remote(name, context) for name in names])
-    earlier = schema.read_baselines(root)
-    table = pd.DataFrame(rows, columns=list(schema.BASELINE_FIELDS))
-    if earlier is not None:
-        table = pd.concat([earlier[~earlier["name"].isin(names)], table], ignore_index=True)
-    path = schema.write_baselines(root, table)
-    failed = [row["name"] for row in rows if row["status"] != "ok"]
-    return f"baselines: measured {len(rows) - len(failed)} of {len(rows)}: {path}" + (
+    # max_calls=0: a GPU task's worker is kept for the next one (Ray's default for GPU
+    # tasks is a new process each time), so it keeps the study's data (search.warm_data).
+    task = ray.remote(
+        num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0, max_calls=0
+    )(_measure_on_worker)
+    waiting, running, failed = list(names), {}, []
+    limit = max_concurrent or len(waiting)
+    while waiting or running:
+        while waiting and len(running) < limit:
+            name = waiting.pop(0)
+            running[task.remote(name, context)] = name
+        (done,), _ = ray.wait(list(running), num_returns=1)
+        name = running.pop(done)
+        try:
+            row = ray.get(done)
+        except ray.exceptions.RayError as error:  # the worker died (killed, out of memory)
+            row = {
+                "name": name,
+                "source": SOURCES[name],
+                "status": "failed",
+                "error": f"the worker died: {str(error).splitlines()[0][:200]}",
+                "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        _record(root, row)
+        if row["status"] != "ok":
+            failed.append(name)
+    path = root / schema.BASELINES_FILE
+    return f"baselines: measured {len(names) - len(failed)} of {len(names)}: {path}" + (
         f" (failed: {', '.join(failed)}; see its error column)" if failed else ""
     )

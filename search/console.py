@@ -20,7 +20,7 @@ COMMANDS = {  # command -> (module, what it does)
     "remeasure": ("studies.remeasure", "re-time a study's front candidates and presets"),
     "fidelity": ("studies.fidelity", "retrain chosen configs longer: does the proxy rank right?"),
     "table": ("studies.table", "the paper's results table for a study's presets and winners"),
-    "train": ("threshnet.training.train", "full training of a config"),
+    "train": ("threshnet.train", "full training of a config"),
     "profile": ("threshnet.profile", "parameters, FLOPs, memory and latency of a config"),
 }
 

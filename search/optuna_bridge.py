@@ -112,13 +112,14 @@ class RecordingOptunaSearch(OptunaSearch):
         self._fastest_ms = math.inf  # the fastest latency measured in this run
         self._progress = progress  # None: a plain line per ended trial
 
-    def _tell_user(self, number: int, record: dict[str, Any]) -> None:
-        """Print ended trial ``number``'s line (and the run's status line)."""
+    def _tell_user(self, number: int, record: dict[str, Any], *, not_running: int = 0) -> None:
+        """Print ended trial ``number``'s line (and the run's status line); ``not_running``:
+        trials still listed as in flight that are not (one suggested and found infeasible)."""
         line = describe_outcome(number, record)
         if self._progress is None:
             print(line, flush=True)
             return
-        running = len(self._ot_trials.keys() - self._completed_trials)
+        running = len(self._ot_trials.keys() - self._completed_trials) - not_running
         self._progress.trial_ended(line, record, self._ot_study, running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -164,7 +165,7 @@ class RecordingOptunaSearch(OptunaSearch):
         study = self._ot_study
         study.tell(ot_trial, placeholder_values(study, self._search_space.num_classes))
         self._append_row(ot_trial.number)
-        self._tell_user(ot_trial.number, record)
+        self._tell_user(ot_trial.number, record, not_running=1)
         return False
 
     def _append_row(self, number: int) -> None:

@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from search.bookkeeping import FINISHED
 from studies.pareto import default_reference, hypervolume, pareto_mask
 from studies.schema import trial_record
 
@@ -71,7 +72,7 @@ class Progress:
     ) -> None:
         """Print ``line`` for an ended trial, then the status line."""
         status = record.get("status")
-        if status in ("ok", "failed", "stopped"):
+        if status in FINISHED:
             self._counts["finished"] += 1
         if status in ("failed", "stopped"):
             self._counts[status] += 1

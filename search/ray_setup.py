@@ -126,10 +126,11 @@ def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     _report(evaluate_trial(config, context, report_rung=_report))
 
 
-def _scheduler(settings: StudySettings, study: optuna.Study) -> TrialScheduler | None:
+def _scheduler(settings: StudySettings, run: TuneRun) -> TrialScheduler | None:
     """mo-asha's scheduler, holding the rung results of the study's earlier trials."""
     if settings.scheduler != "mo-asha":
         return None
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     earlier = [
         (trial.number, trial_record(trial))
         for trial in study.get_trials(deepcopy=False)
@@ -199,12 +200,11 @@ def run_trials(
         tune.with_parameters(_trainable, context=context),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
     )
-    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=_scheduler(settings, study),
+            scheduler=_scheduler(settings, run),
             num_samples=-1,  # the searcher ends the run after run.trials finished trials
             max_concurrent_trials=resources.max_concurrent,
             reuse_actors=True,  # warm workers: see search.trial

@@ -26,6 +26,7 @@ from search.ray_setup import start_ray, stop_on_sigterm, trial_resources
 from search.settings import RunResources, StudySettings
 from search.trial import error_line, node_name, trial_device
 from search.warm_data import proxy_data
+from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import device_name
 from threshnet.training.data import CacheEntry
@@ -110,7 +111,13 @@ def retrain_configs(
     import ray
 
     started = time.perf_counter()
-    stored = StudySettings.from_dict(settings)
+    try:
+        stored = StudySettings.from_dict(settings)
+    except (ValueError, TypeError, KeyError) as error:
+        raise UserError(
+            f"this version cannot retrain the study's trials: its settings do not load "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from None
     longer = dataclasses.replace(stored, train=dataclasses.replace(stored.train, epochs=epochs))
     entry, _ = prepare_data(stored, resources.cache_dir)
     stop_on_sigterm()
@@ -119,7 +126,11 @@ def retrain_configs(
     try:
         cpus, gpus = trial_resources(resources)
         context = _WorkerContext(longer, resources.cache_dir, entry, max(1, int(cpus)))
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_retrain_on_worker)
+        # max_calls=0: a GPU task's worker is kept for the next config (Ray's default for
+        # GPU tasks is a new process each time), so it keeps the data (search.warm_data)
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0, max_calls=0)(
+            _retrain_on_worker
+        )
         waiting = list(jobs)
         running: dict[Any, RetrainJob] = {}
         limit = resources.max_concurrent or len(waiting)

@@ -385,7 +385,11 @@ def _open_study(
     if manifest is None:
         settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
         if args.smoke and settings.data_dir is None:
-            settings = dataclasses.replace(settings, data_dir=str(bundled_cifar10()))
+            try:
+                bundled = bundled_cifar10()
+            except FileNotFoundError as error:
+                raise UserError(str(error)) from None
+            settings = dataclasses.replace(settings, data_dir=str(bundled))
         check_settings(settings)
         train_cache, classes = prepare_data(settings, args.cache_dir)
         space = dataclasses.replace(settings.space, num_classes=classes)

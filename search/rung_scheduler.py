@@ -4,7 +4,10 @@ A trial of a mo-asha study reports once per epoch rung short of the full budget 
 record with status ``stopped``, see search.trial) and once at the end (its final
 record). On a rung report the scheduler records (rung accuracy, latency) at that rung and
 answers CONTINUE or STOP; Ray Tune then ends a stopped trial, and the searcher records
-that rung report as the trial's result. The final report always continues to the end.
+that rung report as the trial's result. The final report always continues to the end,
+and so do the published presets: their results are recorded at each rung, but every
+study measures them at the full budget (they are on every front and set the
+hypervolume's reference point).
 
 A resumed study starts the scheduler with the rung results its earlier trials recorded
 (``rung_val_accs``), so a rung's ranking spans the whole study, not one run.
@@ -49,7 +52,7 @@ class MultiObjectiveASHA(FIFOScheduler):
             float(result["val_acc"]),
             float(result["latency_ms"]),
         )
-        if keep:
+        if keep or result.get("preset"):  # a published preset is always trained in full
             return TrialScheduler.CONTINUE
         self._stopped += 1
         return TrialScheduler.STOP

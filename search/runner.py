@@ -159,9 +159,11 @@ def run_study(
         if abort is not None:
             raise abort
         baselines = None
-        if baselines_todo:  # after the trials: each times its latency on an idle device
+        if baselines_todo and reached:  # after the trials: latency on an idle device
             context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
-            baselines = measure_baselines(directory.root, baselines_todo, context, gpus_per_trial)
+            baselines = measure_baselines(
+                directory.root, baselines_todo, context, gpus_per_trial, resources.max_concurrent
+            )
         final_pass = None
         if reached and resources.final_pass and remaining > 0:
             final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)

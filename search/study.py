@@ -6,6 +6,7 @@
     trials.csv        one row per ended trial (see studies.schema)
     ray/              Ray Tune's experiment directories, one per run
     fidelity.csv      configs retrained at a longer budget (studies.fidelity)
+    baselines.csv     other families' networks measured on the study's footing
     .run.lock         held by the run in progress
     .fidelity.lock    held by the fidelity check in progress
 """

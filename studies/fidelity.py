@@ -84,7 +84,10 @@ def parse_selection(text: str) -> Selection:
 def select_configs(study: Study, selection: Selection, *, seed: int = 0) -> pd.DataFrame:
     """The chosen finished, full-fidelity trials: number, preset, selected_as, config_json,
     val_acc (the proxy's) and seed, by trial number."""
+    columns = ["number", "preset", "selected_as", "config_json", "val_acc", "seed"]
     eligible = eligible_trials(study)
+    if eligible.empty:
+        return pd.DataFrame(columns=columns)
     chosen: list[pd.DataFrame] = []
     if selection.front and not eligible.empty:
         chosen.append(eligible[pareto_mask(eligible)].assign(selected_as="front"))
@@ -99,8 +102,7 @@ def select_configs(study: Study, selection: Selection, *, seed: int = 0) -> pd.D
         )
         chosen.append(rest.iloc[np.sort(draw)].assign(selected_as="random"))
     if not chosen:
-        return pd.DataFrame(columns=["number", "preset", "selected_as", "config_json", "val_acc"])
-    columns = ["number", "preset", "selected_as", "config_json", "val_acc", "seed"]
+        return pd.DataFrame(columns=columns)
     picked = pd.concat(chosen)[columns].drop_duplicates("number")  # front before preset
     return picked.sort_values("number").reset_index(drop=True)
 
@@ -329,8 +331,8 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--select",
         type=parse_selection,
-        default=parse_selection(DEFAULT_SELECT),
-        help=f"which trials' configs: front, presets, random:K ({DEFAULT_SELECT})",
+        default=DEFAULT_SELECT,  # argparse parses a string default with the type
+        help=f"which trials' configs: front, presets, random:K, comma-separated ({DEFAULT_SELECT})",
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="for random:K and the bootstrap (0)"

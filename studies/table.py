@@ -9,7 +9,8 @@ the baselines the study measured (``search.run --baselines``), on the study's fo
   final latency pass ran), said with the device it was timed on;
 - C10 error: 100 x (1 - final-epoch test accuracy) of ``threshnet.train`` runs of that
   exact config (HarDNet baselines included; the other families are not trained by this
-  toolkit) found under ``--trained`` (the mean when there are several, e.g. seeds),
+  toolkit) found under ``--trained`` (runs on a subset, ``--max-train-images`` or
+  ``--max-test-images``, are left out) (the mean when there are several, e.g. seeds),
   and the best-epoch error the paper reports beside it; "not trained" otherwise;
 - FLOPs, MAdd and memory as torchstat counts them at 224 x 224, the paper's footing
   (threshnet.costs: "FLOPs" = MACs plus BN/ReLU/pool terms, "memory" = every layer's output
@@ -69,6 +70,8 @@ def trained_errors(directories: Sequence[Path]) -> dict[str, list[tuple[float, f
         for path in sorted(directory.rglob("summary.json")):
             try:
                 summary = json.loads(path.read_text(encoding="utf-8"))
+                if summary.get("max_train_images") or summary.get("max_test_images"):
+                    continue  # a quick run on a subset: not the paper's error
                 config = ThreshNetConfig.from_dict(summary["config"]).to_dict()
                 errors = (
                     100 * (1 - float(summary["final_epoch_test_acc"])),
@@ -83,6 +86,8 @@ def trained_errors(directories: Sequence[Path]) -> dict[str, list[tuple[float, f
 def _rows(study: Study) -> pd.DataFrame:
     """The presets, the front and the exported trials, once each, fastest first."""
     eligible = eligible_trials(study)
+    if eligible.empty:
+        return eligible
     chosen = set(eligible.loc[eligible["preset"].isin(PUBLISHED_PRESETS), "number"])
     chosen |= set(pareto_front(eligible)["number"])
     index = study.root / "configs" / "index.csv"

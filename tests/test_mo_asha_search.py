@@ -38,6 +38,10 @@ def test_the_scheduler_ranks_a_rung_report_among_earlier_runs_results() -> None:
     assert fresh.on_trial_result(None, trial, dominated) == TrialScheduler.CONTINUE
     resumed = MultiObjectiveASHA(schedule, earlier)
     assert resumed.on_trial_result(None, trial, dominated) == TrialScheduler.STOP
+    preset = {**dominated, "preset": "threshnet95"}  # recorded, but always trained in full
+    assert resumed.on_trial_result(None, SimpleNamespace(trial_id="p"), preset) == (
+        TrialScheduler.CONTINUE
+    )
     final = {**dominated, "status": "ok", "epochs": 4}  # a final record always goes on
     assert resumed.on_trial_result(None, trial, final) == TrialScheduler.CONTINUE
     assert "1 trials stopped" in resumed.debug_string()

@@ -29,7 +29,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        unset = default is None or default is False or default == argparse.SUPPRESS
+        empty = isinstance(default, list | tuple | dict | set) and not default
+        unset = default is None or default is False or default == argparse.SUPPRESS or empty
         if unset or action.option_strings == []:
             return text
         if "%(default)" in text or "default" in text or f"({default}" in text:
