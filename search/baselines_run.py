@@ -28,7 +28,7 @@ from search.trial import (
 )
 from search.warm_data import proxy_data
 from studies import schema
-from threshnet.baselines import SOURCES, build_baseline
+from threshnet.baselines import BASELINES, SOURCES, build_baseline
 from threshnet.cli import UserError
 from threshnet.latency import device_name
 from threshnet.training.proxy import run_proxy
@@ -96,12 +96,14 @@ def missing_baselines(root: Path, wanted: Sequence[str]) -> list[str]:
 
 
 def _record(root: Path, row: dict[str, Any]) -> None:
-    """Put ``row`` in ``baselines.csv`` in place of an earlier row of that network."""
+    """Put ``row`` in ``baselines.csv`` in place of an earlier row of that network; rows
+    in the order of threshnet.baselines.BASELINES, whatever order they ended in."""
     earlier = schema.read_baselines(root)
     table = pd.DataFrame([row], columns=list(schema.BASELINE_FIELDS))
     if earlier is not None:
         table = pd.concat([earlier[earlier["name"] != row["name"]], table], ignore_index=True)
-    schema.write_baselines(root, table)
+    order = table["name"].map({name: index for index, name in enumerate(BASELINES)})
+    schema.write_baselines(root, table.iloc[order.argsort(kind="stable")])
 
 
 def measure_baselines(

@@ -19,14 +19,9 @@ from optuna.trial import TrialState
 from search.bookkeeping import FINISHED
 from studies.pareto import default_reference, hypervolume, pareto_mask
 from studies.schema import trial_record
+from threshnet.cli import format_duration
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2  # --quiet, default, --verbose
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def front_summary(study: optuna.Study, full_epochs: int) -> tuple[int, float]:
@@ -86,7 +81,7 @@ class Progress:
         finished = self._counts["finished"]
         elapsed = time.monotonic() - self._started
         eta = (
-            f"ETA {_duration(elapsed / finished * (self._target - finished))}"
+            f"ETA {format_duration(elapsed / finished * (self._target - finished))}"
             if 0 < finished < self._target
             else "ETA -"
         )
@@ -94,7 +89,8 @@ class Progress:
         stopped = f", {self._counts['stopped']} stopped" if self._counts["stopped"] else ""
         return (
             f"[{finished}/{self._target} finished, {running} running, "
-            f"{self._counts['failed']} failed{stopped} | {_duration(elapsed)} elapsed, {eta} | "
+            f"{self._counts['failed']} failed{stopped} | "
+            f"{format_duration(elapsed)} elapsed, {eta} | "
             f"front {size}, hypervolume {volume:.4g}]"
         )
 

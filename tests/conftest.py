@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from search.study import StudyDirectory
+from threshnet.cli import run_cli
 
 CLASSES = ("cat", "dog", "ship")
 
@@ -151,3 +153,21 @@ def smoke_study(search_data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         check=False,
     )
     return SmokeStudy(base / "runs" / "e2e", command, result)
+
+
+def cli_error(
+    prog: str,
+    main: Callable[[Sequence[str] | None], int],
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    """Run a CLI as users do (run_cli) with ``argv``, which must fail with exit status 2
+    and exactly one line on stderr; that line."""
+    try:
+        code = run_cli(prog, main, argv)
+    except SystemExit as exit_:  # argparse errors exit directly
+        code = exit_.code
+    assert code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    return error

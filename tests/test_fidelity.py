@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SmokeStudy, search_env
+from conftest import SmokeStudy, cli_error, search_env
 
 from studies import schema
 from studies.fidelity import (
@@ -30,7 +30,6 @@ from studies.fidelity import (
 from studies.load import eligible_trials, load_study
 from studies.pareto import pareto_front
 from studies.report import write_report
-from threshnet.cli import run_cli
 from threshnet.presets import PUBLISHED_PRESETS
 
 
@@ -179,12 +178,6 @@ def test_bad_input_is_one_line(
     root = tmp_path / "study"
     shutil.copytree(smoke_study.root, root)
     filled = [arg.format(missing=tmp_path / "missing", study=root) for arg in args]
-    try:
-        code = run_cli(PROG, main, filled)
-    except SystemExit as exit_:  # argparse errors exit directly
-        code = exit_.code
-    assert code != 0
-    error = capsys.readouterr().err.strip()
-    assert message in error and len(error.splitlines()) == 1, error
+    assert message in cli_error(PROG, main, filled, capsys)
     assert schema.read_fidelity(root) is None  # nothing written
     assert isinstance(load_study(root).trials, pd.DataFrame)

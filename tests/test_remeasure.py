@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SmokeStudy
+from conftest import SmokeStudy, cli_error
 
 from studies.load import eligible_trials, load_study
 from studies.remeasure import PROG, front_candidates, main
 from studies.report import write_report
-from threshnet.cli import run_cli
 from threshnet.presets import PUBLISHED_PRESETS
 
 
@@ -74,10 +73,4 @@ def test_bad_input_is_one_line(
     message: str,
 ) -> None:
     filled = [arg.format(missing=tmp_path / "missing", study=smoke_study.root) for arg in args]
-    try:
-        code = run_cli(PROG, main, filled)
-    except SystemExit as exit_:  # argparse errors exit directly
-        code = exit_.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    assert message in cli_error(PROG, main, filled, capsys)

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SmokeStudy
+from conftest import SmokeStudy, cli_error
 
 from studies.export import export_configs
 from studies.load import eligible_trials, load_study
 from studies.pareto import pareto_front
 from studies.table import NOT_TRAINED, PROG, main
-from threshnet.cli import run_cli
 from threshnet.training.train import main as train_main
 
 
@@ -65,6 +64,4 @@ def test_bad_input_is_one_line(
     message: str,
 ) -> None:
     filled = [a.format(study=smoke_study.root, missing=tmp_path / "missing") for a in args]
-    assert run_cli(PROG, main, filled) == 2
-    error = capsys.readouterr().err.strip()
-    assert message in error and len(error.splitlines()) == 1
+    assert message in cli_error(PROG, main, filled, capsys)

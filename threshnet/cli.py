@@ -89,6 +89,18 @@ def run_cli(
         return EXIT_DISK_FULL
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for people: '42 s', '3 min 05 s', '2 h 07 min'."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, whole = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {whole:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def number_type(
     cast: Callable[[str], float], description: str, accept: Callable[[float], bool]
 ) -> Callable[[str], float]:

@@ -36,6 +36,7 @@ import torch
 from threshnet.cli import (
     ArgumentParser,
     UserError,
+    format_duration,
     load_config_or_preset,
     non_negative_float,
     non_negative_int,
@@ -223,17 +224,6 @@ def _subset(data: ImageSet, limit: int | None, *, seed: int, flag: str, split: s
     return data.subset(stratified_subset(data.labels, limit / len(data), seed=seed))
 
 
-def _duration(seconds: float) -> str:
-    whole = max(0, round(seconds))
-    if whole < 60:
-        return f"{whole} s"
-    minutes, whole = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {whole:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def _si(value: float) -> str:
     for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= scale:
@@ -360,7 +350,7 @@ class _EpochProgress:
         self._show(
             f"  epoch {self.epoch}/{self.epochs}: {images}/{self.total} images "
             f"({images / self.total:.0%}), {rate:.0f} images/s, "
-            f"epoch ETA {_duration((self.total - images) / rate)}"
+            f"epoch ETA {format_duration((self.total - images) / rate)}"
         )
 
     def testing(self, images: int) -> None:
@@ -498,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"epoch {epoch}/{settings.epochs}  lr {stats.lr:.2e}  train loss {stats.loss:.4f} "
             f"acc {stats.accuracy:.4f}  test acc {test_acc:.4f} "
             f"(best {best['test_acc']:.4f} @ {best['epoch']})  {stats.seconds:.1f} s  "
-            f"ETA {_duration(left)}",
+            f"ETA {format_duration(left)}",
             flush=True,
         )
     final, best = metrics[-1], max(metrics, key=lambda row: row["test_acc"])
