@@ -124,7 +124,7 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="a CPU-sized study for trying: 2 epochs on 3,000 images, by default of the "
+        help="a CPU-sized study for trying: 3 epochs on 3,000 images, by default of the "
         "CIFAR-10 subset bundled with the package",
     )
     parser.add_argument(

@@ -57,7 +57,7 @@ def test_the_help_states_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     flat = " ".join(text.split())
     stated_defaults = (
         "finished trials wanted (200; with --smoke 6)",
-        "--epochs EPOCHS per trial (4; with --smoke 2)",
+        "--epochs EPOCHS per trial (4; with --smoke 3)",
         "--lr LR peak learning rate (0.2; with --smoke 0.05)",
         "--out OUT parent of study directories (runs)",
     )

@@ -115,7 +115,7 @@ def test_a_summary_takes_the_latest_row_of_each_config_at_the_longest_budget(
 
 
 def _fidelity(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "studies.fidelity", str(root), "--epochs", "3"]
+    command = [sys.executable, "-m", "studies.fidelity", str(root), "--epochs", "4"]
     command += ["--num-cpus", "2", *extra]
     return subprocess.run(
         command, env=search_env(), capture_output=True, text=True, timeout=600, check=False
@@ -132,7 +132,7 @@ def test_retraining_on_ray_is_recorded_resumes_and_reaches_the_report(
     assert first.returncode == 0, first.stderr[-3000:]
     table = schema.read_fidelity(root)
     assert table is not None and (table["status"] == "ok").all()
-    assert (table["epochs"] == 3).all() and (table["proxy_epochs"] == 2).all()
+    assert (table["epochs"] == 4).all() and (table["proxy_epochs"] == 3).all()
     study = load_study(root)
     proxy = eligible_trials(study).set_index("number")
     for row in table.itertuples():
@@ -147,14 +147,14 @@ def test_retraining_on_ray_is_recorded_resumes_and_reaches_the_report(
     (root / schema.FIDELITY_FILE).write_text(text[: text.rstrip("\n").rfind("\n") + 10])
     second = _fidelity(root, "--select", "front,presets,random:1")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"{retrained - 1} already retrained at 3 epochs; retraining 1" in second.stdout
+    assert f"{retrained - 1} already retrained at 4 epochs; retraining 1" in second.stdout
     again = schema.read_fidelity(root)
     assert again is not None and sorted(again["number"]) == sorted(table["number"])
 
     write_report(root)
     pareto = json.loads((root / "pareto.json").read_text())
     assert pareto["fidelity"]["configs"] == retrained
-    assert pareto["fidelity"]["epochs"] == 3
+    assert pareto["fidelity"]["epochs"] == 4
     page = (root / "report.html").read_text()
     assert 'id="plot-fidelity"' in page and "Does the proxy rank like longer training?" in page
 
@@ -163,7 +163,7 @@ def test_retraining_on_ray_is_recorded_resumes_and_reaches_the_report(
     ("args", "message"),
     [
         (["{missing}"], "is not a directory"),
-        (["{study}", "--epochs", "2"], "is not longer than the proxy's 2 epochs"),
+        (["{study}", "--epochs", "3"], "is not longer than the proxy's 3 epochs"),
         (["{study}", "--select", "best"], "unknown selection 'best'"),
         (["{study}", "--gpus-per-trial", "1", "--num-cpus", "1"], "needs a GPU"),
     ],

@@ -34,6 +34,4 @@ def test_the_smoke_study_learns_and_shows_a_front(tmp_path: Path) -> None:
     assert eligible["val_acc"].max() >= 0.20
     write_report(study.root)
     front = json.loads((study.root / "pareto.json").read_text())["pareto_front"]
-    # At 2 epochs on 3,000 images the small, fast configs also learn fastest: with seed 0
-    # the front is one point (BENCHMARKS.md, "Smoke study"), so only its presence is held.
-    assert len(front) >= 1
+    assert len(front) >= 2  # a trade-off, not a single point
