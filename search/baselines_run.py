@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from search.gate import DeviceGate, device_key
+from search.ray_tasks import each_as_it_ends
 from search.trial import (
     TrialContext,
     error_line,
@@ -114,35 +115,33 @@ def measure_baselines(
     max_concurrent: int | None = None,
 ) -> str:
     """Measure ``names`` as Ray tasks, writing each row into ``baselines.csv`` as it ends
-    (a kill keeps the finished ones); a line saying what was done."""
-    import ray
+    (a kill keeps the finished ones; Ctrl-C cancels the rest); a line saying what was done."""
+    failed: list[str] = []
 
-    # max_calls=0: a GPU task's worker is kept for the next one (Ray's default for GPU
-    # tasks is a new process each time), so it keeps the study's data (search.warm_data).
-    task = ray.remote(
-        num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0, max_calls=0
-    )(_measure_on_worker)
-    waiting, running, failed = list(names), {}, []
-    limit = max_concurrent or len(waiting)
-    while waiting or running:
-        while waiting and len(running) < limit:
-            name = waiting.pop(0)
-            running[task.remote(name, context)] = name
-        (done,), _ = ray.wait(list(running), num_returns=1)
-        name = running.pop(done)
-        try:
-            row = ray.get(done)
-        except ray.exceptions.RayError as error:  # the worker died (killed, out of memory)
-            row = {
-                "name": name,
-                "source": SOURCES[name],
-                "status": "failed",
-                "error": f"the worker died: {str(error).splitlines()[0][:200]}",
-                "measured_at": dt.datetime.now(dt.UTC).isoformat(),
-            }
+    def died(name: str, reason: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "source": SOURCES[name],
+            "status": "failed",
+            "error": reason,
+            "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+
+    def recorded(name: str, row: dict[str, Any]) -> None:
         _record(root, row)
         if row["status"] != "ok":
             failed.append(name)
+
+    each_as_it_ends(
+        _measure_on_worker,
+        names,
+        context,
+        num_cpus=context.cpus_per_trial,
+        num_gpus=gpus_per_trial,
+        limit=max_concurrent,
+        on_result=recorded,
+        on_death=died,
+    )
     path = root / schema.BASELINES_FILE
     return f"baselines: measured {len(names) - len(failed)} of {len(names)}: {path}" + (
         f" (failed: {', '.join(failed)}; see its error column)" if failed else ""

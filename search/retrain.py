@@ -23,6 +23,7 @@ import torch
 from search.gate import DeviceGate, device_key
 from search.proxy_data import prepare_data
 from search.ray_setup import start_ray, stop_on_sigterm, trial_resources
+from search.ray_tasks import each_as_it_ends
 from search.settings import RunResources, StudySettings
 from search.trial import error_line, node_name, trial_device
 from search.warm_data import proxy_data
@@ -126,37 +127,27 @@ def retrain_configs(
     try:
         cpus, gpus = trial_resources(resources)
         context = _WorkerContext(longer, resources.cache_dir, entry, max(1, int(cpus)))
-        # max_calls=0: a GPU task's worker is kept for the next config (Ray's default for
-        # GPU tasks is a new process each time), so it keeps the data (search.warm_data)
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0, max_calls=0)(
-            _retrain_on_worker
+
+        def died(job: RetrainJob, reason: str) -> dict[str, Any]:
+            return {
+                "number": job.number,
+                "status": "failed",
+                "epochs": epochs,
+                "seed": job.seed,
+                "error": reason,
+                "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+
+        each_as_it_ends(
+            _retrain_on_worker,
+            jobs,
+            context,
+            num_cpus=cpus,
+            num_gpus=gpus,
+            limit=resources.max_concurrent,
+            on_result=lambda job, row: on_row(row),
+            on_death=died,
         )
-        waiting = list(jobs)
-        running: dict[Any, RetrainJob] = {}
-        limit = resources.max_concurrent or len(waiting)
-        while waiting or running:
-            while waiting and len(running) < limit:
-                job = waiting.pop(0)
-                running[task.remote(job, context)] = job
-            try:
-                (done,), _ = ray.wait(list(running), num_returns=1)
-            except KeyboardInterrupt:
-                for reference in running:
-                    ray.cancel(reference, force=True)
-                raise
-            job = running.pop(done)
-            try:
-                row = ray.get(done)
-            except ray.exceptions.RayError as error:  # the worker died (killed, out of memory)
-                row = {
-                    "number": job.number,
-                    "status": "failed",
-                    "epochs": epochs,
-                    "seed": job.seed,
-                    "error": f"the worker died: {str(error).splitlines()[0][:200]}",
-                    "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-                }
-            on_row(row)
     finally:
         if started_ray:
             ray.shutdown()

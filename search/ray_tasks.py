@@ -1,0 +1,49 @@
+"""One Ray task per item, a bounded number at a time, each result handed over as it ends
+(what the fidelity check and the baselines run on their workers)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+Item = TypeVar("Item")
+
+
+def each_as_it_ends(
+    function: Callable[[Item, Any], dict[str, Any]],
+    items: Sequence[Item],
+    context: Any,
+    *,
+    num_cpus: float,
+    num_gpus: float,
+    limit: int | None,
+    on_result: Callable[[Item, dict[str, Any]], None],
+    on_death: Callable[[Item, str], dict[str, Any]],
+) -> None:
+    """Run ``function(item, context)`` for each item, at most ``limit`` at once; pass each
+    result to ``on_result`` as it ends (``on_death(item, reason)`` makes the result of a
+    task whose worker died). Ctrl-C or SIGTERM cancels the tasks still running."""
+    import ray
+
+    # max_calls=0: a GPU task's worker is kept for the next item (Ray's default for GPU
+    # tasks is a new process each time), so it keeps the study's data (search.warm_data).
+    task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0, max_calls=0)(function)
+    waiting = list(items)
+    running: dict[Any, Item] = {}
+    most = limit or len(waiting)
+    while waiting or running:
+        while waiting and len(running) < most:
+            item = waiting.pop(0)
+            running[task.remote(item, context)] = item
+        try:
+            (done,), _ = ray.wait(list(running), num_returns=1)
+        except KeyboardInterrupt:
+            for reference in running:
+                ray.cancel(reference, force=True)
+            raise
+        item = running.pop(done)
+        try:
+            result = ray.get(done)
+        except ray.exceptions.RayError as error:  # the worker died (killed, out of memory)
+            result = on_death(item, f"the worker died: {str(error).splitlines()[0][:200]}")
+        on_result(item, result)
