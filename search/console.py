@@ -18,7 +18,10 @@ COMMANDS = {  # command -> (module, what it does)
     "report": ("studies.report", "write a study's HTML report and pareto.json"),
     "export": ("studies.export", "write the chosen trials' configs as JSON"),
     "remeasure": ("studies.remeasure", "re-time a study's front candidates and presets"),
-    "fidelity": ("studies.fidelity", "retrain chosen configs longer: does the proxy rank right?"),
+    "fidelity": (
+        "search.fidelity",
+        "retrain chosen configs at a ladder of budgets: does the proxy rank right?",
+    ),
     "table": ("studies.table", "the paper's results table for a study's presets and winners"),
     "train": ("threshnet.train", "full training of a config"),
     "profile": ("threshnet.profile", "parameters, FLOPs, memory and latency of a config"),

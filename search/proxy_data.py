@@ -22,6 +22,41 @@ from threshnet.training.data import (
 
 logger = logging.getLogger("search")
 
+# Fewer optimiser steps than this in a whole proxy training and the one-cycle schedule's
+# warm-up is a handful of steps: accuracies then measure the initialisation more than the
+# network (the smoke proxy takes 141 steps, the CPU case study's 125).
+MIN_PROXY_STEPS = 50
+
+
+def check_proxy_size(settings: StudySettings, train_images: int, *, refuse: bool = True) -> None:
+    """Refuse (or with ``refuse`` False, warn about) a batch larger than the
+    proxy-training images (one step an epoch, on a batch the user did not ask for); warn
+    in one line when the whole proxy takes fewer than MIN_PROXY_STEPS optimiser steps."""
+    batch = settings.train.batch_size
+    if batch > train_images and not refuse:
+        logger.warning(
+            "warning: --batch-size %d is larger than the %d proxy-training images",
+            batch,
+            train_images,
+        )
+    elif batch > train_images:
+        raise UserError(
+            f"--batch-size {batch} is larger than the {train_images} proxy-training images: "
+            f"every epoch would be one step on all of them; give --batch-size {train_images} "
+            "or less (or more training images)"
+        )
+    steps = settings.train.epochs * -(-train_images // batch)
+    if steps < MIN_PROXY_STEPS:
+        logger.warning(
+            "warning: the proxy takes only %d optimiser steps (%d epochs x %d batches of %d); "
+            "below %d its accuracies say little: lower --batch-size or raise --epochs",
+            steps,
+            settings.train.epochs,
+            -(-train_images // batch),
+            batch,
+            MIN_PROXY_STEPS,
+        )
+
 
 def split_training_data(data: ImageSet, settings: StudySettings) -> tuple[ImageSet, ImageSet]:
     """(proxy training subset, validation split) of the training images."""
@@ -42,8 +77,13 @@ def _capped(
     return indices[stratified_subset(labels[indices], limit / len(indices), seed=seed)]
 
 
-def prepare_data(settings: StudySettings, cache_dir: str | None) -> tuple[CacheEntry, int]:
-    """Decode and cache the training images once, check the split; (cache entry, classes)."""
+def prepare_data(
+    settings: StudySettings, cache_dir: str | None, *, new_study: bool = False
+) -> tuple[CacheEntry, int]:
+    """Decode and cache the training images once, check the split; (cache entry, classes).
+
+    For a ``new_study``, a batch larger than the proxy-training images is refused; a
+    resumed study trained that way already, so there it is only warned about."""
     try:
         check_same_classes(settings.data_dir, cache_dir)
         entry = locate_cache("train", data_dir=settings.data_dir, cache_dir=cache_dir)
@@ -51,6 +91,7 @@ def prepare_data(settings: StudySettings, cache_dir: str | None) -> tuple[CacheE
         train_set, val_set = split_training_data(data, settings)
     except DataError as error:
         raise UserError(str(error)) from None
+    check_proxy_size(settings, len(train_set), refuse=new_study)
     logger.info(
         "data: %d proxy-training and %d validation images, %d classes (test split unused)",
         len(train_set),

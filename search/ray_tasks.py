@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 Item = TypeVar("Item")
+SIGNAL_POLL_SECONDS = 0.5
 
 
 def each_as_it_ends(
@@ -36,7 +37,13 @@ def each_as_it_ends(
             item = waiting.pop(0)
             running[task.remote(item, context)] = item
         try:
-            (done,), _ = ray.wait(list(running), num_returns=1)
+            # A bounded wait, again and again: Python runs signal handlers (Ctrl-C, the
+            # SIGTERM of search.ray_setup.stop_on_sigterm) only between waits, and an
+            # unbounded one would hold them off until a task ends (minutes).
+            done_now: list[Any] = []
+            while not done_now:
+                done_now, _ = ray.wait(list(running), num_returns=1, timeout=SIGNAL_POLL_SECONDS)
+            done = done_now[0]
         except KeyboardInterrupt:
             for reference in running:
                 ray.cancel(reference, force=True)

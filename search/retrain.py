@@ -1,8 +1,8 @@
-"""Retrain chosen configs of a study at a longer budget on Ray workers.
+"""Retrain chosen configs of a study at other budgets on Ray workers.
 
-The work behind ``python -m studies.fidelity``: each config is trained exactly as its
-trial was (same proxy-training images, validation split, optimiser, schedule and seed)
-except for the number of epochs, as a Ray task sized like the study's trials. Ray
+The work behind ``python -m search.fidelity``: each config is trained as its trial was
+(same validation split, optimiser, schedule shape) except for the budget's epochs and
+training images and the job's seed, as a Ray task sized like the study's trials. Ray
 reuses its worker processes for tasks, so a worker keeps the study's data between
 configs (search.warm_data); training shares the device's gate as trials do, so a search
 running beside it still times latencies alone. Each row reaches the caller as soon as
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from search.gate import DeviceGate, device_key
-from search.proxy_data import prepare_data
+from search.proxy_data import prepare_data, split_training_data
 from search.ray_setup import start_ray, stop_on_sigterm, trial_resources
 from search.ray_tasks import each_as_it_ends
 from search.settings import RunResources, StudySettings
@@ -30,22 +30,49 @@ from search.warm_data import proxy_data
 from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import device_name
-from threshnet.training.data import CacheEntry
+from threshnet.training.data import CacheEntry, load_split
 from threshnet.training.proxy import run_proxy
 
 
 @dataclass(frozen=True)
 class RetrainJob:
-    """One config to retrain: its trial number, config (JSON) and seed."""
+    """One config to retrain: its trial number, config (JSON), seed and budget."""
 
     number: int
     config_json: str
     seed: int
+    epochs: int
+    images: str  # "proxy" (the study's proxy-training images), "all" or a count
+
+
+def budget_settings(settings: StudySettings, epochs: int, images: str) -> StudySettings:
+    """The study's ``settings`` with a budget's epochs and training images."""
+    if images == "proxy":
+        data = {}
+    elif images == "all":
+        data = {"max_train_images": None, "train_fraction": 1.0}
+    else:
+        data = {"max_train_images": int(images), "train_fraction": 1.0}
+    train = dataclasses.replace(settings.train, epochs=epochs)
+    return dataclasses.replace(settings, train=train, **data)
+
+
+def budget_images(
+    settings: StudySettings, images: Sequence[str], cache_dir: str | None
+) -> dict[str, int]:
+    """How many training images each of ``images`` ("proxy", "all", a count) stands for in
+    the study (a count is a stratified cap, so about that many)."""
+    entry, _ = prepare_data(settings, cache_dir)
+    data = load_split("train", data_dir=settings.data_dir, cache_dir=cache_dir, entry=entry)
+    return {
+        name: len(split_training_data(data, budget_settings(settings, 1, name))[0])
+        for name in images
+    }
 
 
 @dataclass(frozen=True)
 class _WorkerContext:
-    settings: StudySettings  # with the longer budget's epochs
+    settings: StudySettings  # the study's
     cache_dir: str | None
     entry: CacheEntry
     threads: int
@@ -55,11 +82,12 @@ def _retrain_on_worker(job: RetrainJob, context: _WorkerContext) -> dict[str, An
     """Train one config; a row with ``status`` ok or failed (never raises)."""
     device = trial_device()
     torch.set_num_threads(context.threads)
-    settings = context.settings
+    settings = budget_settings(context.settings, job.epochs, job.images)
     row: dict[str, Any] = {
         "number": job.number,
         "status": "failed",
-        "epochs": settings.train.epochs,
+        "epochs": job.epochs,
+        "images": job.images,
         "seed": job.seed,
         "device": str(device),
         "device_name": device_name(device),
@@ -84,6 +112,7 @@ def _retrain_on_worker(job: RetrainJob, context: _WorkerContext) -> dict[str, An
             val_acc=result.val_acc,
             val_loss=result.val_loss,
             train_seconds=result.train_seconds,
+            train_images=len(data.train),
         )
     except Exception as error:  # a row says why; the other configs go on
         row["error"] = error_line(error)
@@ -95,16 +124,27 @@ def _retrain_on_worker(job: RetrainJob, context: _WorkerContext) -> dict[str, An
     return row
 
 
+def load_settings(settings: dict[str, Any]) -> StudySettings:
+    """The study's settings (the manifest's), or a UserError when this version cannot."""
+    try:
+        return StudySettings.from_dict(settings)
+    except (ValueError, TypeError, KeyError) as error:
+        raise UserError(
+            f"this version cannot retrain the study's trials: its settings do not load "
+            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from None
+
+
 def retrain_configs(
-    settings: dict[str, Any],
+    settings: StudySettings,
     jobs: Sequence[RetrainJob],
     *,
-    epochs: int,
     resources: RunResources,
     on_row: Callable[[dict[str, Any]], None],
 ) -> float:
-    """Retrain ``jobs`` for ``epochs`` with the study's ``settings`` (the manifest's);
-    ``on_row`` gets each config's row as it ends. Returns the seconds it took.
+    """Retrain ``jobs`` (each at its budget, in the order given, at most
+    ``resources.max_concurrent`` at once) with the study's ``settings``; ``on_row`` gets
+    each job's row as it ends. Returns the seconds it took.
 
     Ctrl-C or SIGTERM cancels the configs still running (KeyboardInterrupt); the rows
     already passed to ``on_row`` stand.
@@ -112,27 +152,20 @@ def retrain_configs(
     import ray
 
     started = time.perf_counter()
-    try:
-        stored = StudySettings.from_dict(settings)
-    except (ValueError, TypeError, KeyError) as error:
-        raise UserError(
-            f"this version cannot retrain the study's trials: its settings do not load "
-            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        ) from None
-    longer = dataclasses.replace(stored, train=dataclasses.replace(stored.train, epochs=epochs))
-    entry, _ = prepare_data(stored, resources.cache_dir)
+    entry, _ = prepare_data(settings, resources.cache_dir)
     stop_on_sigterm()
     started_ray = start_ray(resources)
     stop_on_sigterm()  # again: starting Ray may have installed its own handler
     try:
         cpus, gpus = trial_resources(resources)
-        context = _WorkerContext(longer, resources.cache_dir, entry, max(1, int(cpus)))
+        context = _WorkerContext(settings, resources.cache_dir, entry, max(1, int(cpus)))
 
         def died(job: RetrainJob, reason: str) -> dict[str, Any]:
             return {
                 "number": job.number,
                 "status": "failed",
-                "epochs": epochs,
+                "epochs": job.epochs,
+                "images": job.images,
                 "seed": job.seed,
                 "error": reason,
                 "finished_at": dt.datetime.now(dt.UTC).isoformat(),

@@ -27,6 +27,7 @@ import optuna
 import torch
 
 from search.journal import repair_journal
+from search.library_log import LIBRARY_LOG, library_output_to
 from search.preflight import check_settings
 from search.progress import NORMAL, QUIET, VERBOSE
 from search.provenance import new_manifest
@@ -391,7 +392,7 @@ def _open_study(
                 raise UserError(str(error)) from None
             settings = dataclasses.replace(settings, data_dir=str(bundled))
         check_settings(settings)
-        train_cache, classes = prepare_data(settings, args.cache_dir)
+        train_cache, classes = prepare_data(settings, args.cache_dir, new_study=True)
         space = dataclasses.replace(settings.space, num_classes=classes)
         settings = dataclasses.replace(settings, space=space)
         manifest = new_manifest(name, settings, args.storage)
@@ -497,7 +498,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutil.rmtree(directory.root, ignore_errors=True)
             raise
         resources = _resources(args, args.smoke)
-        summary = run_study(directory, settings, resources, manifest, train_cache)
+        if resources.verbosity >= VERBOSE:
+            summary = run_study(directory, settings, resources, manifest, train_cache)
+        else:
+            import ray  # noqa: F401  (first: its import sets up the "ray" logger's handlers)
+
+            with library_output_to(directory.root / LIBRARY_LOG):
+                summary = run_study(directory, settings, resources, manifest, train_cache)
     for line in summary.lines():
         print(line)
     return EXIT_INTERRUPTED if summary.stopped_early else 0

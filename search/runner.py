@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import errno
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from search.bookkeeping import (
 from search.final_pass import final_latency_pass
 from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, trial_resources
 from search.records import TrialsTable
+from search.restore import restore_finished
 from search.settings import RunResources, StudySettings
 from search.study import StudyDirectory
 from search.trial import TrialContext
@@ -97,6 +99,20 @@ def run_study(
     storage = directory.storage(storage_url)
     study_name = manifest["study_name"]
     study = directory.load_study(storage, study_name)
+    restored = restore_finished(
+        study,
+        storage,
+        directory.trials_path,
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
+    )
+    if restored:
+        print(
+            f"search.run: restored {restored} finished trials from trials.csv whose results "
+            "the Optuna journal had lost; they are not trained again",
+            file=sys.stderr,
+        )
     requeued = requeue_interrupted(study, storage)
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
     table.write(study)  # replaces a table a crash may have left behind

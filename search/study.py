@@ -5,7 +5,9 @@
     optuna.journal    Optuna storage (open with: optuna-dashboard <that file>)
     trials.csv        one row per ended trial (see studies.schema)
     ray/              Ray Tune's experiment directories, one per run
-    fidelity.csv      configs retrained at a longer budget (studies.fidelity)
+    fidelity.csv      configs retrained at other budgets and scored (search.fidelity)
+    fidelity.json     the fidelity ladder's summary
+    library.log       Ray's, Optuna's and Python's warnings during runs (not with -v)
     baselines.csv     other families' networks measured on the study's footing
     .run.lock         held by the run in progress
     .fidelity.lock    held by the fidelity check in progress
@@ -64,7 +66,7 @@ class StudyDirectory:
 
     @contextlib.contextmanager
     def fidelity_lock(self) -> Iterator[None]:
-        """Hold the study's fidelity check (studies.fidelity) for this process."""
+        """Hold the study's fidelity check (search.fidelity) for this process."""
         with _exclusive(self.fidelity_lock_path) as holder:
             if holder is not None:
                 raise UserError(

@@ -1,358 +1,327 @@
-"""``python -m studies.fidelity <study-dir>``: does the proxy rank configs like longer training?
+"""The proxy-fidelity ladder of a study: how well each cheaper ranking agrees with the long
+budget's, from ``fidelity.csv`` (written by ``python -m search.fidelity``).
 
-A search ranks configs by a short proxy training. This check retrains chosen configs of
-a finished (or running) study at a longer budget, ``--epochs`` (default 10 x the proxy's),
-exactly as their trials trained otherwise (same images, validation split, optimiser,
-schedule shape and seed), on Ray workers sized like the study's trials. Each config's
-result is appended to ``<study-dir>/fidelity.csv`` as it ends, so an interrupted check
-resumes where it stopped: rerun the same command. It then reports Spearman's rho and
-Kendall's tau-b between proxy and longer-budget validation accuracy, each with a 95 %
-paired-bootstrap interval over the configs; ``studies.report`` shows the rank-vs-rank plot.
+    python -m studies.fidelity runs/study-x          # the ladder table, as last checked
 
-    python -m studies.fidelity runs/study-x                       # front, presets, 8 random
-    python -m studies.fidelity runs/study-x --epochs 40 --select front,random:12
-
-``--select`` takes ``front`` (the Pareto front, re-measured latencies where the final
-latency pass ran), ``presets`` (the published ThreshNets) and ``random:K`` (K more
-finished trials, drawn with ``--seed``), comma-separated.
+A rung is a training budget, ``EPOCHSxIMAGES`` (images: ``proxy``, the study's
+proxy-training images; ``all``, the whole training split less validation; or a count), or
+a zero-cost score computed at initialisation (params, macs, synflow). Against the long
+budget (the largest one checked) each rung gets Kendall's tau-b and Spearman's rho with
+95 % paired-bootstrap intervals, the top-k overlap (k = the long budget's front size), the
+front recall (the share of the long budget's accuracy/latency front that the rung's front
+contains) and its cost in seconds per config. The proxy's second seed gives the
+seed-noise ceiling: the tau between two seeds of the proxy, which no proxy can beat.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from scipy import stats
 
-from studies import schema
-from studies.load import Study, StudyError, eligible_trials, load_study
-from studies.pareto import pareto_mask
-from threshnet.cli import (
-    ArgumentParser,
-    UserError,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run_cli,
+from studies.fidelity_stats import (
+    CONFIDENCE,
+    Correlation,
+    correlation,
+    front,
+    front_recall,
+    kendall,
+    spearman,
+    top_k_overlap,
 )
-from threshnet.presets import PUBLISHED_PRESETS
+from studies.load import Study, StudyError, eligible_trials, load_study
+from threshnet.cli import ArgumentParser, UserError, non_negative_int, run_cli
 
 PROG = "studies.fidelity"
-DEFAULT_SELECT = "front,presets,random:8"
-BUDGET_FACTOR = 10  # the default longer budget, in proxy budgets
-BOOTSTRAP_RESAMPLES = 2000
-CONFIDENCE = 0.95
+SEARCH = "search"  # the rung of the search's own proxy results
+_BUDGET = re.compile(r"^(\d+)x(proxy|all|\d+)$")
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which trials' configs to retrain."""
+@dataclass(frozen=True, order=True)
+class Budget:
+    """A training rung: ``epochs`` over ``images`` ("proxy", "all" or a count)."""
 
-    front: bool = False
-    presets: bool = False
-    random: int = 0
-
-
-def parse_selection(text: str) -> Selection:
-    """``front,presets,random:K`` (any of them, in any order) as a Selection."""
-    front = presets = False
-    random = 0
-    for item in (part.strip() for part in text.split(",")):
-        name, _, count = item.partition(":")
-        if item == "front":
-            front = True
-        elif item == "presets":
-            presets = True
-        elif name == "random" and count.isdigit() and int(count) > 0:
-            random = int(count)
-        else:
-            raise argparse.ArgumentTypeError(
-                f"unknown selection {item!r}: use front, presets and random:K (K >= 1), "
-                "comma-separated"
-            )
-    return Selection(front=front, presets=presets, random=random)
-
-
-def select_configs(study: Study, selection: Selection, *, seed: int = 0) -> pd.DataFrame:
-    """The chosen finished, full-fidelity trials: number, preset, selected_as, config_json,
-    val_acc (the proxy's) and seed, by trial number."""
-    columns = ["number", "preset", "selected_as", "config_json", "val_acc", "seed"]
-    eligible = eligible_trials(study)
-    if eligible.empty:
-        return pd.DataFrame(columns=columns)
-    chosen: list[pd.DataFrame] = []
-    if selection.front and not eligible.empty:
-        chosen.append(eligible[pareto_mask(eligible)].assign(selected_as="front"))
-    if selection.presets:
-        presets = eligible[eligible["preset"].isin(PUBLISHED_PRESETS)]
-        chosen.append(presets.assign(selected_as="preset"))
-    taken = pd.concat(chosen)["number"] if chosen else pd.Series([], dtype="Int64")
-    rest = eligible[~eligible["number"].isin(taken)]
-    if selection.random and not rest.empty:
-        draw = np.random.default_rng(seed).choice(
-            len(rest), size=min(selection.random, len(rest)), replace=False
-        )
-        chosen.append(rest.iloc[np.sort(draw)].assign(selected_as="random"))
-    if not chosen:
-        return pd.DataFrame(columns=columns)
-    picked = pd.concat(chosen)[columns].drop_duplicates("number")  # front before preset
-    return picked.sort_values("number").reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class Correlation:
-    """A rank correlation and its paired-bootstrap interval (NaN when undefined)."""
-
-    value: float
-    low: float
-    high: float
-
-    def text(self) -> str:
-        if np.isnan(self.value):
-            return "n/a"
-        interval = "" if np.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
-        return f"{self.value:.2f}{interval}"
-
-    def to_dict(self) -> dict[str, float | None]:
-        return {k: None if np.isnan(v) else v for k, v in vars(self).items()}
-
-
-@dataclass(frozen=True)
-class FidelitySummary:
-    """How the proxy's ranking agrees with the longer budget's, over ``configs``."""
-
-    proxy_epochs: int
     epochs: int
-    configs: pd.DataFrame  # the retrained configs that finished: number, preset, accuracies
-    spearman: Correlation
-    kendall: Correlation
-    failed: int
+    images: str
 
-    def line(self) -> str:
-        return (
-            f"proxy ({self.proxy_epochs} epochs) vs {self.epochs} epochs over "
-            f"{len(self.configs)} configs: Kendall tau {self.kendall.text()}, Spearman rho "
-            f"{self.spearman.text()} ({CONFIDENCE:.0%} bootstrap intervals)"
-            + (f"; {self.failed} failed" if self.failed else "")
+    @property
+    def label(self) -> str:
+        return f"{self.epochs}x{self.images}"
+
+
+def parse_budget(text: str) -> Budget:
+    """``EPOCHSxIMAGES`` as a Budget (argparse type)."""
+    match = _BUDGET.match(text.strip())
+    if not match or int(match[1]) < 1 or match[2] == "0":
+        raise argparse.ArgumentTypeError(
+            f"expected EPOCHSxIMAGES (epochs >= 1; images: proxy, all or a count >= 1), "
+            f"got {text!r}"
         )
+    return Budget(int(match[1]), match[2])
+
+
+def parse_budgets(text: str) -> tuple[Budget, ...]:
+    """Comma-separated budgets (``1xproxy,4xproxy,2xall``); empty for none."""
+    return tuple(parse_budget(part) for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class RungAgreement:
+    """One rung's ranking against the long budget's, over the configs both have."""
+
+    rung: str
+    kind: str  # search, trained or zero-cost
+    configs: int
+    seconds: float  # median per config
+    images: float  # training images seen per config (epochs x images; 0: zero-cost)
+    kendall: Correlation
+    spearman: Correlation
+    top_k: float
+    front_recall: float
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "proxy_epochs": self.proxy_epochs,
-            "epochs": self.epochs,
-            "configs": len(self.configs),
+            **{k: _json(v) for k, v in vars(self).items() if not isinstance(v, Correlation)},
             "kendall_tau": self.kendall.to_dict(),
             "spearman_rho": self.spearman.to_dict(),
-            "failed": self.failed,
         }
 
 
-def _kendall(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.kendalltau(x, y).statistic)
+@dataclass(frozen=True)
+class Ladder:
+    """Every rung checked on a study against its long budget."""
 
+    long: str  # the long budget's rung
+    proxy: str  # the search's proxy budget, as a rung
+    k: int  # the long budget's front size over the configs (top-k overlap's k)
+    rungs: list[RungAgreement]
+    ceiling: Correlation  # tau between the proxy's two seeds
+    configs: pd.DataFrame  # one row per config: number, preset, latency, each rung's figure
+    failed: int
+    long_seconds: float = float("nan")
+    long_images: float = float("nan")
+    notes: list[str] = field(default_factory=list)
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return float(stats.spearmanr(x, y).statistic)
+    def rung(self, name: str) -> RungAgreement | None:
+        return next((row for row in self.rungs if row.rung == name), None)
 
-
-def _correlation(
-    x: np.ndarray, y: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float], seed: int
-) -> Correlation:
-    """``statistic`` of the pairs and its percentile interval over paired resamples.
-
-    Written out rather than ``scipy.stats.bootstrap``: with a dozen configs some resamples
-    repeat one pair only, where a rank correlation is undefined; scipy then returns no
-    interval at all, while these resamples are left out here.
-    """
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Correlation(float("nan"), float("nan"), float("nan"))
-    value = statistic(x, y)
-    picks = np.random.default_rng(seed).integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        resampled = np.array(
-            [statistic(x[p], y[p]) for p in picks if np.ptp(x[p]) > 0 and np.ptp(y[p]) > 0]
+    def line(self) -> str:
+        """The search's proxy against the long budget, in one line."""
+        proxy = self.rung(SEARCH)
+        if proxy is None:
+            return f"no config has both the proxy and the long budget ({self.long}) yet"
+        return (
+            f"proxy ({self.proxy}) vs {self.long} over {proxy.configs} configs: Kendall tau "
+            f"{proxy.kendall.text()}, Spearman rho {proxy.spearman.text()} "
+            f"({CONFIDENCE:.0%} bootstrap intervals); seed-noise ceiling tau "
+            f"{self.ceiling.text()}" + (f"; {self.failed} failed" if self.failed else "")
         )
-    resampled = resampled[np.isfinite(resampled)]
-    if len(resampled) < BOOTSTRAP_RESAMPLES // 2:
-        return Correlation(value, float("nan"), float("nan"))
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return Correlation(value, float(low), float(high))
+
+    def table(self) -> str:
+        """The ladder as a Markdown table, cheapest rung first."""
+        lines = [
+            f"| rung | kind | configs | images/config | s/config | Kendall tau [95 % CI] | "
+            f"Spearman rho [95 % CI] | top-{self.k} overlap | front recall |",
+            "|---|---|---:|---:|---:|---|---|---:|---:|",
+        ]
+        for row in self.rungs:
+            name = f"{self.proxy} (search)" if row.rung == SEARCH else row.rung
+            lines.append(
+                f"| {name} | {row.kind} | {row.configs} | {row.images:,.0f} | {row.seconds:.3g} | "
+                f"{row.kendall.text()} | {row.spearman.text()} | {row.top_k:.2f} | "
+                f"{row.front_recall:.2f} |"
+            )
+        lines.append(
+            f"| {self.long} (long) | trained | {len(self.configs)} | {self.long_images:,.0f} | "
+            f"{self.long_seconds:.3g} "
+            "| 1 | 1 | 1.00 | 1.00 |"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "long": self.long,
+            "proxy": self.proxy,
+            "k": self.k,
+            "configs": len(self.configs),
+            "long_seconds": _json(self.long_seconds),
+            "long_images": _json(self.long_images),
+            "seed_noise_ceiling": self.ceiling.to_dict(),
+            "rungs": [row.to_dict() for row in self.rungs],
+            "failed": self.failed,
+            # the search's proxy against the long budget, as the report has always said
+            "kendall_tau": (self.rung(SEARCH) or _NO_RUNG).kendall.to_dict(),
+            "spearman_rho": (self.rung(SEARCH) or _NO_RUNG).spearman.to_dict(),
+        }
 
 
-def fidelity_summary(
-    study: Study, *, epochs: int | None = None, seed: int = 0
-) -> FidelitySummary | None:
-    """The check at ``epochs`` (default: the longest budget checked); None without one."""
+def _json(value: Any) -> Any:
+    """``value`` for JSON: NaN as null."""
+    return None if isinstance(value, float) and np.isnan(value) else value
+
+
+_NAN = Correlation(float("nan"), float("nan"), float("nan"))
+_NO_RUNG = RungAgreement(SEARCH, SEARCH, 0, np.nan, np.nan, _NAN, _NAN, np.nan, np.nan)
+
+
+def long_rung(
+    columns: dict[str, tuple[str, pd.Series, float, float]], proxy_images: float
+) -> str | None:
+    """The trained rung (at the trials' own seeds) that sees the most training images per
+    config, if it sees more than the proxy (``proxy_images``); a table from before rungs
+    has no image counts: its ``<epochs>xproxy`` rungs count as epochs x the proxy's."""
+    seen = {}
+    for name, (kind, _, _, images) in columns.items():
+        if kind != "trained" or " seed+" in name:
+            continue
+        if np.isnan(images):
+            match = _BUDGET.match(name)
+            if not match or match[2] != "proxy":
+                continue
+            images = int(match[1]) * proxy_images  # ... of the proxy's epoch
+        seen[name] = images
+    if not seen:
+        return None
+    long = max(seen, key=lambda name: seen[name])
+    return long if np.isnan(proxy_images) or seen[long] > proxy_images else None
+
+
+def _rung_name(rung: str, seed_offset: int) -> str:
+    return rung if seed_offset == 0 else f"{rung} seed+{seed_offset}"
+
+
+def _rung_columns(
+    table: pd.DataFrame, trials: pd.DataFrame
+) -> dict[str, tuple[str, pd.Series, float, float]]:
+    """rung name -> (kind, figure by config number, median seconds and images per config)."""
+    seeds = trials.set_index("number")["seed"]
+    ok = table[table["status"] == "ok"].copy()
+    ok["offset"] = ok["seed"] - ok["number"].map(seeds).fillna(ok["seed"])
+    columns: dict[str, tuple[str, pd.Series, float, float]] = {}
+    for (rung, kind, offset), rows in ok.groupby(["rung", "kind", "offset"], sort=False):
+        latest = rows.drop_duplicates("number", keep="last").set_index("number")
+        figure = latest["score"] if kind == "zero-cost" else latest["val_acc"]
+        seconds = float(latest["train_seconds"].median())
+        seen = (latest["epochs"] * latest["train_images"].astype("Float64")).dropna()
+        images = 0.0 if kind == "zero-cost" else np.nan if seen.empty else float(seen.median())
+        name = _rung_name(str(rung), int(offset))
+        columns[name] = (str(kind), figure.astype(float), seconds, images)
+    return columns
+
+
+def ladder_summary(study: Study, *, seed: int = 0) -> Ladder | None:
+    """The ladder of ``study`` against its long budget; None before a trained rung
+    larger than the proxy has a result."""
     table = study.fidelity
     if table is None or table.empty:
         return None
-    if epochs is None:
-        epochs = int(table["epochs"].max())
-    at_budget = table[table["epochs"] == epochs].drop_duplicates("number", keep="last")
-    ok = at_budget[at_budget["status"] == "ok"].sort_values("number").reset_index(drop=True)
-    x = ok["proxy_val_acc"].to_numpy(dtype=float)
-    y = ok["val_acc"].to_numpy(dtype=float)
-    return FidelitySummary(
-        proxy_epochs=study.proxy_epochs,
-        epochs=epochs,
-        configs=ok,
-        spearman=_correlation(x, y, _spearman, seed),
-        kendall=_correlation(x, y, _kendall, seed),
-        failed=int((at_budget["status"] != "ok").sum()),
+    trials = eligible_trials(study)
+    columns = _rung_columns(table, trials)
+    proxy_seconds = float(trials["train_seconds"].median()) if len(trials) else np.nan
+    proxy_images = (
+        float((trials["images_per_second"] * trials["train_seconds"]).median())
+        if len(trials) and "images_per_second" in trials
+        else np.nan
+    )
+    long = long_rung(columns, proxy_images)
+    if long is None:
+        return None
+    _, long_acc, long_seconds, long_images = columns.pop(long)
+    configs = trials[trials["number"].isin(long_acc.index)].set_index("number")
+    configs = configs[["preset", "latency_ms", "val_acc", "train_seconds"]].rename(
+        columns={"val_acc": SEARCH, "train_seconds": "search_seconds"}
+    )
+    configs[long] = long_acc
+    numbers = configs.index.to_numpy()
+    latency = configs["latency_ms"].to_numpy(dtype=float)
+    truth = configs[long].to_numpy(dtype=float)
+    k = int(front(truth, latency).sum()) if len(configs) else 0
+    everything = {SEARCH: (SEARCH, configs[SEARCH], proxy_seconds, proxy_images), **columns}
+    rungs = []
+    for name, (kind, figure, seconds, images) in everything.items():
+        configs[name] = figure.reindex(numbers).to_numpy(dtype=float)
+        both = configs[[name, long]].dropna()
+        x, y = both[name].to_numpy(dtype=float), both[long].to_numpy(dtype=float)
+        latency_both = configs.loc[both.index, "latency_ms"].to_numpy(dtype=float)
+        k_both = int(front(y, latency_both).sum()) if len(both) else 0
+        rungs.append(
+            RungAgreement(
+                rung=name,
+                kind=kind,
+                configs=len(both),
+                seconds=seconds,
+                images=images,
+                kendall=correlation(x, y, kendall, seed),
+                spearman=correlation(x, y, spearman, seed),
+                top_k=top_k_overlap(x, y, k_both),
+                front_recall=front_recall(x, y, latency_both),
+            )
+        )
+    rungs.sort(key=lambda row: (np.nan_to_num(row.images, nan=np.inf), row.seconds, row.rung))
+    proxy = study_proxy_label(study)
+    second = f"{proxy} seed+1"
+    if second in configs.columns:
+        pair = configs[[SEARCH, second]].dropna()
+        ceiling = correlation(pair[SEARCH].to_numpy(), pair[second].to_numpy(), kendall, seed)
+    else:
+        ceiling = _NAN
+    failed = table[table["status"] != "ok"]
+    done = set(
+        zip(
+            table.loc[table["status"] == "ok", "number"],
+            table.loc[table["status"] == "ok", "rung"],
+            strict=True,
+        )
+    )
+    still_failed = sum(
+        (n, r) not in done for n, r in zip(failed["number"], failed["rung"], strict=True)
+    )
+    return Ladder(
+        long=long,
+        proxy=proxy,
+        k=k,
+        rungs=rungs,
+        ceiling=ceiling,
+        configs=configs.reset_index(),
+        failed=still_failed,
+        long_seconds=long_seconds,
+        long_images=long_images,
     )
 
 
-def _row_line(row: dict[str, Any], proxy: pd.Series, proxy_epochs: int) -> str:
-    name = f" ({proxy['preset']})" if proxy["preset"] else ""
-    if row["status"] != "ok":
-        return f"trial {row['number']}{name}: failed: {row.get('error', '')}"
-    return (
-        f"trial {row['number']}{name}: val_acc {proxy['val_acc']:.4f} at {proxy_epochs} "
-        f"epochs -> {row['val_acc']:.4f} at {row['epochs']}, {row['train_seconds']:.0f} s"
-    )
-
-
-def _run_resources(study: Study, args: argparse.Namespace) -> dict[str, Any]:
-    """The study's last run's resources, with the flags given here applied."""
-    runs = study.manifest.get("runs") or [{}]
-    recorded = runs[-1].get("resources", {})
-    chosen = {
-        "cpus_per_trial": recorded.get("cpus_per_trial", 1.0),
-        "gpus_per_trial": recorded.get("gpus_per_trial"),
-        "num_cpus": recorded.get("num_cpus"),
-        "cache_dir": recorded.get("cache_dir"),
-    }
-    given = {
-        "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": args.gpus_per_trial,
-        "num_cpus": args.num_cpus,
-        "cache_dir": args.cache_dir,
-        "address": args.address,
-        "max_concurrent": args.max_concurrent,
-    }
-    chosen.update({key: value for key, value in given.items() if value is not None})
-    if args.address:
-        chosen.pop("num_cpus", None)
-    return chosen
-
-
-def run_fidelity(args: argparse.Namespace) -> FidelitySummary | None:
-    """Retrain what ``args`` selects (what fidelity.csv lacks), then summarise."""
-    # The retraining runs on Ray workers, which is the search's job: imported here, so
-    # that reading a study (and the report) imports neither search nor Ray.
-    from search.retrain import RetrainJob, retrain_configs
-    from search.settings import RunResources
-    from search.study import StudyDirectory
-
-    root = Path(args.study_dir)
-    try:
-        study = load_study(root)
-    except StudyError as error:
-        raise UserError(str(error)) from None
-    epochs = args.epochs or BUDGET_FACTOR * study.proxy_epochs
-    if epochs <= study.proxy_epochs:
-        raise UserError(
-            f"--epochs {epochs} is not longer than the proxy's {study.proxy_epochs} epochs"
-        )
-    resources = _run_resources(study, args)
-    if resources.get("gpus_per_trial") and not args.address and not torch.cuda.is_available():
-        raise UserError(
-            f"--gpus-per-trial {resources['gpus_per_trial']:g} needs a GPU, but this machine "
-            "has no usable CUDA GPU (give --gpus-per-trial 0, or --address of a Ray cluster "
-            "with GPUs)"
-        )
-    chosen = select_configs(study, args.select, seed=args.seed)
-    if chosen.empty:
-        raise UserError(f"study {root} has no finished, full-fidelity trial to retrain yet")
-    with StudyDirectory(root).fidelity_lock():
-        schema.drop_cut_fidelity_row(root)
-        done = schema.read_fidelity(root)
-        finished = (
-            set()
-            if done is None
-            else set(done[(done["epochs"] == epochs) & (done["status"] == "ok")]["number"])
-        )
-        todo = chosen[~chosen["number"].isin(finished)]
-        print(
-            f"{PROG}: {len(chosen)} configs selected; {len(chosen) - len(todo)} already "
-            f"retrained at {epochs} epochs; retraining {len(todo)}",
-            flush=True,
-        )
-        by_number = chosen.set_index("number")
-
-        def record(row: dict[str, Any]) -> None:
-            proxy = by_number.loc[row["number"]]
-            row = {
-                **row,
-                "preset": proxy["preset"],
-                "selected_as": proxy["selected_as"],
-                "proxy_epochs": study.proxy_epochs,
-                "proxy_val_acc": proxy["val_acc"],
-                "error": " ".join(str(row.get("error", "")).split()),
-            }
-            schema.append_fidelity(root, row)
-            print(_row_line(row, proxy, study.proxy_epochs), flush=True)
-
-        if not todo.empty:
-            jobs = [
-                RetrainJob(int(r.number), str(r.config_json), int(r.seed))
-                for r in todo.itertuples()
-            ]
-            try:
-                retrain_configs(
-                    study.settings,
-                    jobs,
-                    epochs=epochs,
-                    resources=RunResources(trials=len(jobs), **resources),
-                    on_row=record,
-                )
-            except OSError as error:
-                raise UserError(f"cannot write into {root}: {error.strerror}") from None
-    return fidelity_summary(load_study(root), epochs=epochs, seed=args.seed)
+def study_proxy_label(study: Study) -> str:
+    """The search's proxy budget as a rung (``<epochs>xproxy``)."""
+    return f"{study.proxy_epochs}xproxy"
 
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("study_dir", help="a directory written by search.run")
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        help=f"the longer budget (default: {BUDGET_FACTOR} x the study's proxy epochs)",
-    )
-    parser.add_argument(
-        "--select",
-        type=parse_selection,
-        default=DEFAULT_SELECT,  # argparse parses a string default with the type
-        help=f"which trials' configs: front, presets, random:K, comma-separated ({DEFAULT_SELECT})",
-    )
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="for random:K and the bootstrap (0)"
-    )
-    ray = parser.add_argument_group("resources (default: those of the study's last run)")
-    ray.add_argument("--cpus-per-trial", type=positive_float, help="CPUs per retrained config")
-    ray.add_argument("--gpus-per-trial", type=non_negative_float, help="fractions allowed")
-    ray.add_argument("--max-concurrent", type=positive_int, help="configs at once")
-    ray.add_argument("--address", help="join this Ray cluster instead of starting one")
-    ray.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (all)")
-    ray.add_argument("--cache-dir", help="decoded-data cache (the study's)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="of the bootstrap (0)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    summary = run_fidelity(args)
-    if summary is not None:
-        print(summary.line())
-        print(f"the report shows the rank plot: python -m studies.report {args.study_dir}")
+    try:
+        study = load_study(Path(args.study_dir))
+    except StudyError as error:
+        raise UserError(str(error)) from None
+    ladder = ladder_summary(study, seed=args.seed)
+    if ladder is None:
+        raise UserError(
+            f"{args.study_dir} has no fidelity check yet: run python -m search.fidelity "
+            f"{args.study_dir}"
+        )
+    print(ladder.table())
+    print(ladder.line())
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -211,35 +212,21 @@ def parameters_figure(eligible: pd.DataFrame, param_columns: list[str]) -> go.Fi
     return figure
 
 
-def fidelity_figure(configs: pd.DataFrame, proxy_epochs: int, epochs: int, title: str) -> go.Figure:
-    """Rank by the proxy against rank after the longer budget (1 = most accurate), one
-    point per retrained config, with the diagonal where both rankings agree."""
-    proxy_rank = configs["proxy_val_acc"].rank(ascending=False, method="average")
-    long_rank = configs["val_acc"].rank(ascending=False, method="average")
+def fidelity_scatter(configs: pd.DataFrame, proxy: str, long: str, title: str) -> go.Figure:
+    """The search's proxy accuracy against the long budget's, one point per config
+    (presets labelled), with the least-squares line for the eye."""
     labels = [
-        f"trial {row.number}{' (' + row.preset + ')' if row.preset else ''}<br>"
-        f"val acc {row.proxy_val_acc:.4f} at {proxy_epochs} epochs, "
-        f"{row.val_acc:.4f} at {epochs}<br>selected as {row.selected_as}"
-        for row in configs.itertuples()
+        f"trial {row['number']}{' (' + row['preset'] + ')' if row['preset'] else ''}<br>"
+        f"val acc {row['search']:.4f} by the proxy ({proxy}), {row[long]:.4f} at {long}"
+        for _, row in configs.iterrows()
     ]
-    figure = go.Figure()
-    figure.add_trace(
+    figure = go.Figure(
         go.Scatter(
-            x=[1, len(configs)],
-            y=[1, len(configs)],
-            mode="lines",
-            name="same rank",
-            line={"color": "#bbb", "dash": "dash"},
-            hoverinfo="skip",
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=proxy_rank,
-            y=long_rank,
+            x=configs["search"],
+            y=configs[long],
             mode="markers+text",
-            name="retrained configs",
-            text=[row.preset or str(row.number) for row in configs.itertuples()],
+            name="configs",
+            text=[row.preset or "" for row in configs.itertuples()],
             textposition="top center",
             marker={
                 "size": 11,
@@ -251,10 +238,53 @@ def fidelity_figure(configs: pd.DataFrame, proxy_epochs: int, epochs: int, title
     )
     figure.update_layout(
         title=title,
-        xaxis_title=f"rank by the proxy ({proxy_epochs} epochs; 1 = most accurate)",
-        yaxis_title=f"rank after {epochs} epochs",
+        xaxis_title=f"validation accuracy by the proxy ({proxy})",
+        yaxis_title=f"validation accuracy at the long budget ({long})",
         template="plotly_white",
         height=520,
-        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure
+
+
+def ladder_figure(rungs: list[dict[str, Any]], ceiling: float | None, long: str) -> go.Figure:
+    """Kendall's tau against the long budget over seconds per config, one point per rung
+    with its 95 % interval, and the seed-noise ceiling as a line."""
+    trained = [
+        r for r in rungs if r["kendall_tau"]["value"] is not None and (r["seconds"] or 0) > 0
+    ]
+    figure = go.Figure()
+    for kind, colour in (("search", "#d62728"), ("trained", "#1f77b4"), ("zero-cost", "#2ca02c")):
+        points = [r for r in trained if r["kind"] == kind]
+        if not points:
+            continue
+        tau = [r["kendall_tau"] for r in points]
+        figure.add_trace(
+            go.Scatter(
+                x=[r["seconds"] for r in points],
+                y=[t["value"] for t in tau],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [(t["high"] or t["value"]) - t["value"] for t in tau],
+                    "arrayminus": [t["value"] - (t["low"] or t["value"]) for t in tau],
+                },
+                mode="markers+text",
+                text=[r["rung"] for r in points],
+                textposition="middle right",
+                name=kind,
+                marker={"size": 10, "color": colour},
+            )
+        )
+    if ceiling is not None:
+        figure.add_hline(
+            y=ceiling, line_dash="dash", line_color="#888", annotation_text="seed-noise ceiling"
+        )
+    figure.update_layout(
+        title=f"Rank agreement with the long budget ({long}) against cost",
+        xaxis_title="seconds per config (log)",
+        yaxis_title=f"Kendall tau vs {long}",
+        xaxis_type="log",
+        template="plotly_white",
+        height=480,
     )
     return figure

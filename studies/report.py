@@ -28,11 +28,12 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from studies import schema
-from studies.fidelity import FidelitySummary, fidelity_summary
+from studies.fidelity import Ladder, ladder_summary
 from studies.figures import (
     describe_config,
-    fidelity_figure,
+    fidelity_scatter,
     hypervolume_figure,
+    ladder_figure,
     parameters_figure,
     tradeoff_figure,
 )
@@ -88,7 +89,7 @@ class Analysis:
     history: pd.DataFrame
     preset_dominators: dict[str, list[int]]
     baselines: pd.DataFrame  # measured other-family networks, with "dominated_by"
-    fidelity: FidelitySummary | None  # the proxy-fidelity check, if it ran
+    fidelity: Ladder | None  # the proxy-fidelity check, if it ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +147,7 @@ def analyse(study: Study, reference: Reference | None = None) -> Analysis:
         history=hypervolume_history(eligible, reference),
         preset_dominators=preset_dominators,
         baselines=_measured_baselines(study, front),
-        fidelity=fidelity_summary(study),
+        fidelity=ladder_summary(study),
     )
 
 
@@ -158,6 +159,38 @@ def _table(frame: pd.DataFrame, columns: list[tuple[str, str]], table_id: str) -
         rows.append(f"<tr>{cells}</tr>")
     body = "".join(rows)
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _ladder_table(ladder: Ladder) -> str:
+    """The fidelity ladder: each rung against the long budget, cheapest first."""
+    rows = [
+        {
+            "rung": f"{ladder.proxy} (search)" if row.rung == "search" else row.rung,
+            "kind": row.kind,
+            "configs": row.configs,
+            "seconds": f"{row.seconds:.3g}",
+            "tau": row.kendall.text(),
+            "rho": row.spearman.text(),
+            "top_k": f"{row.top_k:.2f}",
+            "recall": f"{row.front_recall:.2f}",
+        }
+        for row in ladder.rungs
+    ]
+    columns = [
+        ("rung", "rung"),
+        ("kind", "kind"),
+        ("configs", "configs"),
+        ("seconds", "s / config"),
+        ("tau", f"Kendall tau vs {ladder.long} [95 % CI]"),
+        ("rho", "Spearman rho [95 % CI]"),
+        ("top_k", f"top-{ladder.k} overlap"),
+        ("recall", "front recall"),
+    ]
+    note = (
+        f"<p>Seed-noise ceiling (Kendall tau between two seeds of the proxy): "
+        f"{html.escape(ladder.ceiling.text())}.</p>"
+    )
+    return _table(pd.DataFrame(rows), columns, "fidelity-ladder") + note
 
 
 def _front_table(front: pd.DataFrame) -> str:
@@ -350,14 +383,18 @@ def render(analysis: Analysis) -> str:
         ]
     fidelity = analysis.fidelity
     if fidelity is not None and len(fidelity.configs) >= 2:
-        title = f"Proxy rank vs rank after {fidelity.epochs} epochs"
-        figure = fidelity_figure(fidelity.configs, fidelity.proxy_epochs, fidelity.epochs, title)
+        summary = fidelity.to_dict()
+        ceiling = summary["seed_noise_ceiling"]["value"]
+        figures.append(("ladder", ladder_figure(summary["rungs"], ceiling, fidelity.long)))
+        title = f"Proxy ({fidelity.proxy}) accuracy against the long budget's ({fidelity.long})"
+        figure = fidelity_scatter(fidelity.configs, fidelity.proxy, fidelity.long, title)
         figures.append(("fidelity", figure))
     fidelity_text = (
         ""
         if fidelity is None
         else f'<p id="fidelity">Does the proxy rank like longer training? '
-        f"{html.escape(fidelity.line())} (python -m studies.fidelity).</p>"
+        f"{html.escape(fidelity.line())} (python -m search.fidelity).</p>"
+        f"{_ladder_table(fidelity)}"
     )
     plots = (
         "\n".join(

@@ -108,20 +108,25 @@ REMEASURED_FIELDS: dict[str, type] = {
     "threads": int,  # 0 on a GPU
     "measured_at": str,  # ISO 8601, UTC
 }
-# fidelity.csv: the proxy-fidelity check (studies.fidelity), one row per config retrained
-# at a longer budget, appended as each ends.
+# fidelity.csv: the proxy-fidelity check (search.fidelity), one row per config and rung
+# (a training budget, or a zero-cost score) and seed, appended as each ends.
 FIDELITY_FILE = "fidelity.csv"
+FIDELITY_JSON = "fidelity.json"  # the ladder's summary, written after each check
 FIDELITY_FIELDS: dict[str, type] = {
-    "number": int,  # the trial whose config was retrained
+    "number": int,  # the trial whose config was retrained (or scored)
     "preset": str,
-    "selected_as": str,  # front, preset or random
+    "selected_as": str,  # front, preset, stratified or random
     "status": str,  # ok or failed
+    "rung": str,  # EPOCHSxIMAGES (images: proxy, all or a count), or a zero-cost score's name
+    "kind": str,  # trained or zero-cost
     "proxy_epochs": int,
     "proxy_val_acc": float,  # the trial's own (search) validation accuracy
-    "epochs": int,  # the longer budget
-    "val_acc": float,  # on the same validation split, after ``epochs``
+    "epochs": int,  # trained: the rung's epochs; zero-cost: 0
+    "train_images": int,  # trained: the images of one epoch
+    "val_acc": float,  # trained: on the same validation split, after ``epochs``
     "val_loss": float,
-    "train_seconds": float,
+    "score": float,  # zero-cost: the score (higher ranks higher)
+    "train_seconds": float,  # what the rung cost: training, or computing the score
     "seed": int,
     "device": str,
     "device_name": str,
@@ -129,6 +134,10 @@ FIDELITY_FIELDS: dict[str, type] = {
     "error": str,
     "finished_at": str,  # ISO 8601, UTC
 }
+# Written before rungs: one longer budget on the proxy's images, a row per config.
+FIDELITY_FIELDS_V1 = tuple(
+    name for name in FIDELITY_FIELDS if name not in ("rung", "kind", "train_images", "score")
+)
 # baselines.csv: reference networks of other families (--baselines), trained and timed
 # like the trials; never Optuna trials. One row per network, the latest measurement.
 BASELINES_FILE = "baselines.csv"
@@ -424,8 +433,20 @@ def append_fidelity(root: Path, row: Mapping[str, Any]) -> Path:
 
 
 def read_fidelity(root: Path) -> pd.DataFrame | None:
-    """``fidelity.csv`` as a typed frame (a row cut short is left out), or None."""
-    return _read_side_table(root / FIDELITY_FILE, FIDELITY_FIELDS, "fidelity")
+    """``fidelity.csv`` as a typed frame (a row cut short is left out), or None. A table
+    from before rungs reads as trained rungs ``<epochs>xproxy``."""
+    path = root / FIDELITY_FILE
+    if path.exists() and "rung" not in path.read_text(encoding="utf-8").split("\n", 1)[0]:
+        older = _read_side_table(
+            path, {name: FIDELITY_FIELDS[name] for name in FIDELITY_FIELDS_V1}, "fidelity"
+        )
+        assert older is not None
+        older["rung"] = older["epochs"].astype("string") + "xproxy"
+        older["kind"] = "trained"
+        older["train_images"] = pd.NA
+        older["score"] = float("nan")
+        return _typed(older[list(FIDELITY_FIELDS)].copy(), FIDELITY_FIELDS)
+    return _read_side_table(path, FIDELITY_FIELDS, "fidelity")
 
 
 def drop_cut_fidelity_row(root: Path) -> None:

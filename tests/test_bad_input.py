@@ -133,6 +133,14 @@ CASES = [
     ),
     (
         "search.run",
+        lambda w: [
+            *_search("--smoke", "--name", "n-batch", "--batch-size", "100000000")(w),
+            *("--data-dir", str(w / "data")),
+        ],
+        "is larger than the",
+    ),
+    (
+        "search.run",
         lambda w: [*_search("--smoke", "--name", "n1")(w), "--data-dir", str(w / "missing")],
         "does not exist",
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -12,6 +13,8 @@ import pytest
 import torch
 from conftest import CLASSES, write_image_folder
 
+from search.proxy_data import MIN_PROXY_STEPS, check_proxy_size
+from search.settings import SMOKE_SETTINGS
 from threshnet.fileio import remove_stale_temporaries
 from threshnet.training.data import (
     DataError,
@@ -183,3 +186,19 @@ def test_remove_stale_temporaries_only_touches_temporaries(tmp_path: Path) -> No
         "notes.tmp",
         "trials.csv",
     ]
+
+
+def test_a_proxy_of_few_optimiser_steps_is_warned_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="search"):
+        check_proxy_size(SMOKE_SETTINGS, 3000)  # 3 x 47 = 141 steps
+    assert caplog.records == []
+    few = dataclasses.replace(
+        SMOKE_SETTINGS, train=dataclasses.replace(SMOKE_SETTINGS.train, epochs=1)
+    )
+    with caplog.at_level("WARNING", logger="search"):
+        check_proxy_size(few, 640)  # 1 x 10 steps
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "only 10 optimiser steps" in message and str(MIN_PROXY_STEPS) in message

@@ -1,121 +1,220 @@
-"""The proxy-fidelity check (studies.fidelity): selection, rank correlations with their
-bootstrap intervals, retraining on a real local Ray (resumable), and the report's plot."""
+"""The proxy-fidelity ladder (search.fidelity, studies.fidelity): selection, rank statistics
+against scipy, top-k and front recall on hand-made cases, zero-cost scores, the ladder
+from fidelity.csv rows, retraining on a real local Ray (resumable) and the report's plots."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import SmokeStudy, cli_error, search_env
+from scipy import stats
 
+from search import fidelity as check
 from studies import schema
-from studies.fidelity import (
-    PROG,
-    Selection,
-    _correlation,
-    _kendall,
-    _spearman,
-    fidelity_summary,
-    main,
-    parse_selection,
-    select_configs,
-)
+from studies.fidelity import Budget, ladder_summary, parse_budget, parse_budgets
+from studies.fidelity_select import Selection, parse_selection, select_configs, stratified_pick
+from studies.fidelity_stats import correlation, front_recall, kendall, spearman, top_k_overlap
 from studies.load import eligible_trials, load_study
-from studies.pareto import pareto_front
+from studies.pareto import pareto_mask
 from studies.report import write_report
-from threshnet.presets import PUBLISHED_PRESETS
+from threshnet.cli import EXIT_INTERRUPTED
+from threshnet.model import build_model
+from threshnet.presets import PUBLISHED_PRESETS, get_preset
+from threshnet.zero_cost import synflow_log_score, zero_cost_scores
 
 
-def test_a_selection_names_front_presets_and_random_draws() -> None:
+def test_a_selection_names_front_presets_random_and_stratified_draws() -> None:
     assert parse_selection("front,presets,random:8") == Selection(True, True, 8)
-    assert parse_selection("random:3") == Selection(random=3)
-    for bad in ("front,best", "random", "random:0", "random:x", ""):
-        with pytest.raises(argparse.ArgumentTypeError, match="front, presets and random:K"):
+    assert parse_selection("stratified:16,front") == Selection(front=True, stratified=16)
+    for bad in ("front,best", "random", "random:0", "stratified:x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="stratified:K"):
             parse_selection(bad)
 
 
-def test_rank_correlations_and_their_bootstrap_intervals() -> None:
-    x = np.linspace(0.1, 0.9, 12)
-    same = _correlation(x, x * 2 + 0.05, _kendall, seed=0)
+def test_budgets_parse_and_name_their_images() -> None:
+    assert parse_budget("6xall") == Budget(6, "all")
+    assert parse_budgets("1xproxy, 2x8000") == (Budget(1, "proxy"), Budget(2, "8000"))
+    assert parse_budgets("") == ()
+    assert Budget(2, "8000").label == "2x8000"
+    for bad in ("0xall", "2x0", "2", "2xsome", "x8000"):
+        with pytest.raises(argparse.ArgumentTypeError, match="EPOCHSxIMAGES"):
+            parse_budget(bad)
+
+
+def test_rank_statistics_match_scipy_and_their_intervals_hold_them() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=16)
+    y = x + rng.normal(0, 0.8, 16)
+    assert kendall(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+    tau = correlation(x, y, kendall, seed=0)
+    assert tau.value == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert -1 <= tau.low < tau.value < tau.high <= 1
+    assert correlation(x, y, kendall, seed=0) == tau  # seeded
+    same = correlation(x, 2 * x + 1, spearman, seed=0)
     assert (same.value, same.low, same.high) == pytest.approx((1.0, 1.0, 1.0))
-    reversed_ = _correlation(x, -x, _spearman, seed=0)
-    assert reversed_.value == pytest.approx(-1.0)
-    noisy_y = x + np.random.default_rng(1).normal(0, 0.15, len(x))
-    noisy = _correlation(x, noisy_y, _kendall, seed=0)
-    assert 0 < noisy.value < 1
-    assert noisy.low < noisy.value < noisy.high <= 1.0
-    assert _correlation(x, noisy_y, _kendall, seed=0) == noisy  # seeded
-    too_few = _correlation(x[:2], x[:2], _kendall, seed=0)
-    assert np.isnan(too_few.value) and too_few.text() == "n/a"
-    constant = _correlation(x, np.full(len(x), 0.5), _spearman, seed=0)
-    assert np.isnan(constant.value)
+    assert np.isnan(correlation(x[:2], y[:2], kendall, seed=0).value)
+    assert np.isnan(correlation(x, np.full(16, 0.5), kendall, seed=0).value)
 
 
-def test_the_selection_takes_the_front_the_presets_and_seeded_random_trials(
+def test_top_k_overlap_and_front_recall_on_hand_made_cases() -> None:
+    truth = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert top_k_overlap(truth, truth, 2) == 1.0
+    assert top_k_overlap(-truth, truth, 2) == 0.0
+    assert top_k_overlap(np.array([0.9, 0.1, 0.8, 0.6, 0.5]), truth, 2) == 0.5
+    # latency rises with accuracy: every config is on the true front
+    latency = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    assert front_recall(truth, truth, latency) == 1.0
+    # a score that ranks config 1 above config 0 (slower): 0 falls off the score's front
+    score = np.array([0.8, 0.9, 0.7, 0.6, 0.5])
+    assert front_recall(score, truth, latency) == pytest.approx(4 / 5)
+    # the reverse ranking: only the fastest config stays on its front
+    assert front_recall(-truth, truth, latency) == pytest.approx(1 / 5)
+
+
+def _trials(count: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "number": range(count),
+            "state": "COMPLETE",
+            "status": "ok",
+            "preset": [PUBLISHED_PRESETS[i] if i < 3 else "" for i in range(count)],
+            "val_acc": rng.uniform(0.2, 0.6, count),
+            "latency_ms": rng.uniform(2, 20, count),
+            "epochs": 2,
+            "seed": 0,
+            "train_seconds": 10.0,
+            "config_json": "{}",
+        }
+    )
+
+
+def test_the_selection_takes_at_least_16_and_dominated_trials_spread_out(
     smoke_study: SmokeStudy,
 ) -> None:
-    study = load_study(smoke_study.root)
+    study = dataclasses.replace(load_study(smoke_study.root), trials=_trials(40), remeasured=None)
+    study.manifest["settings"]["train"]["epochs"] = 2
+    chosen = select_configs(study, parse_selection("front,presets,stratified:16"), seed=0)
+    assert len(chosen) == 16 and chosen["number"].is_unique
     eligible = eligible_trials(study)
-    front = set(pareto_front(eligible)["number"])
-    chosen = select_configs(study, Selection(front=True, presets=True, random=1), seed=0)
-    numbers = list(chosen["number"])
-    assert numbers == sorted(set(numbers))  # each config once, by trial number
-    assert front <= set(numbers)
-    assert set(PUBLISHED_PRESETS) <= set(chosen["preset"])
-    assert set(chosen["selected_as"]) <= {"front", "preset", "random"}
-    rest = eligible[~eligible["number"].isin(front) & ~eligible["preset"].isin(PUBLISHED_PRESETS)]
-    assert (chosen["selected_as"] == "random").sum() == min(1, len(rest))
-    only_random = select_configs(study, Selection(random=2), seed=5)
-    assert list(only_random["number"]) == list(
-        select_configs(study, Selection(random=2), seed=5)["number"]
+    on_front = set(eligible[pareto_mask(eligible)]["number"])
+    assert on_front <= set(chosen["number"]) and set(PUBLISHED_PRESETS) <= set(chosen["preset"])
+    dominated = chosen[chosen["selected_as"] == "stratified"]
+    assert len(dominated) >= 4 and not set(dominated["number"]) & on_front
+    assert set(chosen["number"]) == set(
+        select_configs(study, parse_selection("front,presets,stratified:16"), seed=0)["number"]
     )
-    assert len(only_random) == 2
+    # spread: picks fall in several accuracy quartiles and several latency quartiles
+    rest = eligible[~eligible["number"].isin(on_front)]
+    picked = stratified_pick(rest, 9, seed=1)
+    assert len(picked) == 9
+    for column in ("val_acc", "latency_ms"):
+        quartile = pd.qcut(rest[column], 4, labels=False)
+        assert quartile[picked.index].nunique() >= 3
+    small = dataclasses.replace(study, trials=_trials(10))
+    assert len(select_configs(small, Selection(front=True, stratified=16), seed=0)) == 10
 
 
-def test_a_summary_takes_the_latest_row_of_each_config_at_the_longest_budget(
+def test_zero_cost_scores_on_a_tiny_model() -> None:
+    tiny = get_preset("threshnet28")
+    scores = zero_cost_scores(tiny, input_size=32, seed=0)
+    assert scores.params == 10_180_718 and scores.macs > 0
+    assert np.isfinite(scores.synflow) and scores.seconds > 0
+    assert zero_cost_scores(tiny, input_size=32, seed=0).synflow == pytest.approx(scores.synflow)
+    # SynFlow grows with the network
+    bigger = get_preset("threshnet79")
+    assert zero_cost_scores(bigger, input_size=32).synflow > scores.synflow
+    model = build_model(tiny)
+    before = [p.detach().clone() for p in model.parameters()]
+    synflow_log_score(model, 32)
+    assert all((a == b).all() for a, b in zip(before, model.parameters(), strict=True))
+
+
+def _ladder_rows(root: Path, seeds: pd.Series) -> None:
+    """Hand-made fidelity rows: 6 configs, the long budget 6xall, a rung 1xproxy that
+    ranks perfectly, the (3-epoch) proxy's second seed, a zero-cost score reversed."""
+    long = [0.50, 0.60, 0.55, 0.70, 0.65, 0.40]
+    second = [0.32, 0.36, 0.34, 0.40, 0.38, 0.30]
+    rungs = [  # rung, kind, epochs, images, figure by config, seconds, seed offset
+        ("6xall", "trained", 6, 3000, long, 60.0, 0),
+        ("1xproxy", "trained", 1, 82, [a - 0.3 for a in long], 2.0, 0),
+        ("3xproxy", "trained", 3, 82, second, 4.0, 1),
+        ("params", "zero-cost", 0, None, [-a for a in long], 0.5, 0),
+    ]
+    for number in range(6):
+        for rung, kind, epochs, images, figure, seconds, offset in rungs:
+            row = {
+                "number": number,
+                "status": "ok",
+                "rung": rung,
+                "kind": kind,
+                "epochs": epochs,
+                "train_images": images,
+                "proxy_epochs": 3,
+                "proxy_val_acc": 0.3,
+                "val_acc" if kind == "trained" else "score": figure[number],
+                "train_seconds": seconds,
+                "seed": int(seeds.get(number, 0)) + offset,
+            }
+            schema.append_fidelity(root, row)
+
+
+def test_the_ladder_from_fidelity_rows_and_the_report_plots(
     smoke_study: SmokeStudy, tmp_path: Path
 ) -> None:
     root = tmp_path / "study"
     shutil.copytree(smoke_study.root, root)
-    rows = [  # number, epochs, status, proxy, long
-        (0, 5, "ok", 0.1, 0.30),
-        (1, 5, "failed", 0.2, float("nan")),
-        (1, 5, "ok", 0.2, 0.40),  # retried: this row counts
-        (2, 5, "ok", 0.3, 0.50),
-        (7, 5, "ok", 0.4, 0.45),
-        (0, 3, "ok", 0.1, 0.9),  # another budget
-    ]
-    for number, epochs, status, proxy, long in rows:
-        schema.append_fidelity(
-            root,
-            {
-                "number": number,
-                "status": status,
-                "epochs": epochs,
-                "proxy_epochs": 1,
-                "proxy_val_acc": proxy,
-                "val_acc": "" if np.isnan(long) else long,
-            },
-        )
-    summary = fidelity_summary(load_study(root))
-    assert summary is not None
-    assert summary.epochs == 5 and list(summary.configs["number"]) == [0, 1, 2, 7]
-    assert summary.failed == 0
-    assert summary.kendall.value == pytest.approx(4 / 6)  # one discordant pair of six
-    assert "over 4 configs" in summary.line()
-    at_three = fidelity_summary(load_study(root), epochs=3)
-    assert at_three is not None and len(at_three.configs) == 1
+    (root / "remeasured.csv").unlink(missing_ok=True)
+    trials = eligible_trials(load_study(root))
+    assert len(trials) >= 3
+    _ladder_rows(root, trials.set_index("number")["seed"])
+    study = load_study(root)
+    ladder = ladder_summary(study)
+    assert ladder is not None and ladder.long == "6xall"
+    numbers = set(trials["number"]) & set(range(6))
+    assert len(ladder.configs) == len(numbers)
+    one = ladder.rung("1xproxy")
+    assert one is not None and one.kendall.value == pytest.approx(1.0)
+    assert one.top_k == 1.0 and one.front_recall == 1.0 and one.seconds == 2.0
+    params = ladder.rung("params")
+    assert params is not None and params.kendall.value == pytest.approx(-1.0)
+    assert ladder.rung("3xproxy seed+1") is not None  # the study's proxy is 3 epochs
+    assert np.isfinite(ladder.ceiling.value)  # the search's proxy against its second seed
+    assert next(row.rung for row in ladder.rungs) == "params"  # cheapest first
+    assert "| 6xall (long) |" in ladder.table()
+    write_report(root)
+    pareto = json.loads((root / "pareto.json").read_text())
+    assert pareto["fidelity"]["long"] == "6xall"
+    assert {r["rung"] for r in pareto["fidelity"]["rungs"]} >= {"search", "1xproxy", "params"}
+    page = (root / "report.html").read_text()
+    for marker in ('id="plot-ladder"', 'id="plot-fidelity"', 'id="fidelity-ladder"'):
+        assert marker in page
+
+
+def test_a_table_from_before_rungs_reads_as_proxy_rungs(tmp_path: Path) -> None:
+    fields = schema.FIDELITY_FIELDS_V1
+    row = {"number": 1, "status": "ok", "epochs": 5, "proxy_epochs": 1, "val_acc": 0.4}
+    text = ",".join(fields) + "\n" + ",".join(str(row.get(f, "")) for f in fields) + "\n"
+    (tmp_path / schema.FIDELITY_FILE).write_text(text)
+    table = schema.read_fidelity(tmp_path)
+    assert table is not None
+    assert table.loc[0, "rung"] == "5xproxy" and table.loc[0, "kind"] == "trained"
 
 
 def _fidelity(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "studies.fidelity", str(root), "--epochs", "4"]
+    command = [sys.executable, "-m", "search.fidelity", str(root), "--long", "4xproxy"]
     command += ["--num-cpus", "2", *extra]
     return subprocess.run(
         command, env=search_env(), capture_output=True, text=True, timeout=600, check=False
@@ -123,48 +222,86 @@ def _fidelity(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_retraining_on_ray_is_recorded_resumes_and_reaches_the_report(
+def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     smoke_study: SmokeStudy, tmp_path: Path
 ) -> None:
     root = tmp_path / "study"
     shutil.copytree(smoke_study.root, root)
-    first = _fidelity(root, "--select", "front,presets,random:1")
+    select = ("--select", "presets", "--rungs", "1x40")
+    first = _fidelity(root, *select)
     assert first.returncode == 0, first.stderr[-3000:]
     table = schema.read_fidelity(root)
     assert table is not None and (table["status"] == "ok").all()
-    assert (table["epochs"] == 4).all() and (table["proxy_epochs"] == 3).all()
-    study = load_study(root)
-    proxy = eligible_trials(study).set_index("number")
-    for row in table.itertuples():
-        assert row.proxy_val_acc == proxy.loc[row.number, "val_acc"]
-        assert row.seed == proxy.loc[row.number, "seed"]  # trained as its trial was
-        assert 0 <= row.val_acc <= 1
-    assert "Kendall tau" in first.stdout and "Spearman rho" in first.stdout
-    retrained = len(table)
+    trained = table[table["kind"] == "trained"]
+    # 3 presets x (proxy seed+1, 4xproxy, 1x40); each zero-cost score once per config
+    assert sorted(trained["rung"].value_counts().items()) == [
+        ("1x40", 3),
+        ("3xproxy", 3),
+        ("4xproxy", 3),
+    ]
+    assert (table["kind"] == "zero-cost").sum() == 9
+    proxy = eligible_trials(load_study(root)).set_index("number")
+    seeded = trained[trained["rung"] == "3xproxy"]
+    assert (seeded["seed"] == seeded["number"].map(proxy["seed"]) + 1).all()
+    small = trained[trained["rung"] == "1x40"]["train_images"]
+    assert (small < trained[trained["rung"] == "4xproxy"]["train_images"].min()).all()
+    assert "Kendall tau" in first.stdout and "| 4xproxy (long) |" in first.stdout
+    summary = json.loads((root / schema.FIDELITY_JSON).read_text())
+    assert summary["long"] == "4xproxy" and summary["configs"] == 3
 
-    # A kill mid-append leaves a cut last row: the rerun retrains only that config.
+    # A kill mid-append leaves a cut last row: the rerun retrains only that one.
     text = (root / schema.FIDELITY_FILE).read_text()
     (root / schema.FIDELITY_FILE).write_text(text[: text.rstrip("\n").rfind("\n") + 10])
-    second = _fidelity(root, "--select", "front,presets,random:1")
+    second = _fidelity(root, *select)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"{retrained - 1} already retrained at 4 epochs; retraining 1" in second.stdout
+    assert "; 1 trainings to go" in second.stdout
     again = schema.read_fidelity(root)
-    assert again is not None and sorted(again["number"]) == sorted(table["number"])
+    assert again is not None and len(again) == len(table)
 
     write_report(root)
-    pareto = json.loads((root / "pareto.json").read_text())
-    assert pareto["fidelity"]["configs"] == retrained
-    assert pareto["fidelity"]["epochs"] == 4
     page = (root / "report.html").read_text()
-    assert 'id="plot-fidelity"' in page and "Does the proxy rank like longer training?" in page
+    assert 'id="plot-ladder"' in page and "Does the proxy rank like longer training?" in page
+
+    # SIGTERM mid-training stops the check within seconds (a bounded wait on the tasks),
+    # keeping every row written so far.
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.fidelity",
+            str(root),
+            "--long",
+            "8xproxy",
+            "--num-cpus",
+            "2",
+            *select,
+        ],
+        env=search_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "trainings to go" in line:
+            break
+    time.sleep(3)  # the tasks are running
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == EXIT_INTERRUPTED
+    assert time.monotonic() - signalled < 15
+    kept = schema.read_fidelity(root)
+    assert kept is not None and len(kept) >= len(table)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["{missing}"], "is not a directory"),
-        (["{study}", "--epochs", "3"], "is not longer than the proxy's 3 epochs"),
+        (["{study}", "--epochs", "3"], "must exceed every rung's and the proxy's"),
+        (["{study}", "--long", "2xall", "--rungs", "3xall"], "must exceed every rung's"),
         (["{study}", "--select", "best"], "unknown selection 'best'"),
+        (["{study}", "--rungs", "1xhalf"], "EPOCHSxIMAGES"),
         (["{study}", "--gpus-per-trial", "1", "--num-cpus", "1"], "needs a GPU"),
     ],
 )
@@ -178,6 +315,6 @@ def test_bad_input_is_one_line(
     root = tmp_path / "study"
     shutil.copytree(smoke_study.root, root)
     filled = [arg.format(missing=tmp_path / "missing", study=root) for arg in args]
-    assert message in cli_error(PROG, main, filled, capsys)
+    assert message in cli_error(check.PROG, check.main, filled, capsys)
     assert schema.read_fidelity(root) is None  # nothing written
     assert isinstance(load_study(root).trials, pd.DataFrame)

@@ -20,12 +20,8 @@ ALLOWED = {
     "search": {"threshnet", "space", "studies"},
 }
 
-# file -> project modules it may import besides its package's: studies.fidelity retrains
-# on Ray workers, which is the search's job (DESIGN lists the check under studies); it
-# imports them inside the function that retrains, so reading a study imports neither.
-EXCEPTIONS = {
-    "studies/fidelity.py": {"search.retrain", "search.settings", "search.study"},
-}
+# file -> project modules it may import besides its package's (none: studies only reads)
+EXCEPTIONS: dict[str, set[str]] = {}
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -10,14 +10,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 
 from search.provenance import new_manifest
+from search.records import TrialsTable
 from search.run import PROG, main
 from search.settings import SMOKE_SETTINGS
 from search.study import StudyDirectory
 from search.trial import config_record
+from space import param_names, params_to_config, sample_params
 from studies.export import main as export_main
 from studies.report import main as report_main
+from studies.schema import RECORD_ATTR, trial_status
 from threshnet.cli import run_cli
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import architecture_costs
@@ -242,3 +246,50 @@ def config_to_params_v1(config: ThreshNetConfig) -> dict[str, object]:
             params[f"s{index}_m"] = stage.multiplier
         params[f"s{index}_transition"] = stage.transition
     return params
+
+
+def test_finished_trials_a_cut_journal_lost_are_restored_from_the_table(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = _finished_study(tmp_path / "runs" / "cut", tiny_folder)
+    settings = SMOKE_SETTINGS
+    study = directory.load_study(directory.storage(), "cut")
+    for number in range(1, 5):  # four more finished trials, with full parameters
+        trial = study.ask()
+        params = sample_params(trial, settings.space)
+        config = params_to_config(params, settings.space)
+        record = {
+            "status": "ok" if number != 3 else "failed",
+            "val_acc": 0.3 + number / 100,
+            "latency_ms": 2.0 + number,
+            "epochs": settings.train.epochs,
+            **config_record(config, architecture_costs(config, 32)),
+        }
+        if number == 3:
+            record = {"status": "failed", "error": "diverged", "epochs": settings.train.epochs}
+        trial.set_user_attr(RECORD_ATTR, record)
+        if number == 3:
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, [record["val_acc"], record["latency_ms"]])
+    TrialsTable(directory.trials_path, tuple(param_names(settings.space))).write(study)
+    before = {t.number: (t.state, t.values, t.params) for t in study.get_trials()}
+    lines = directory.journal_path.read_bytes().splitlines(keepends=True)
+    directory.journal_path.write_bytes(b"".join(lines[: int(len(lines) * 0.6)]))
+    cut = directory.load_study(directory.storage(), "cut")
+    assert len(cut.get_trials()) < 5  # some lost entirely, one left RUNNING
+
+    # The resume asks for the 5 finished trials it had: none trains again (no Ray starts).
+    assert _resume(directory, "--trials", "5") == 0
+    err = capsys.readouterr().err
+    assert "restored" in err and "not trained again" in err
+    after = directory.load_study(directory.storage(), "cut")
+    finished = [t for t in after.get_trials() if trial_status(t) in ("ok", "failed")]
+    assert len(finished) == 5  # the five results, none trained again
+    results = {json.dumps([t.state.name, t.values, t.params], sort_keys=True) for t in finished}
+    expected = {json.dumps([s.name, v, p], sort_keys=True) for s, v, p in before.values()}
+    assert results == expected
+    failed = next(t for t in finished if t.state == TrialState.FAIL)
+    assert failed.user_attrs[RECORD_ATTR]["error"] == "diverged"
+    rows = [row for row in _table_rows(directory) if ",ok," in row or ",failed," in row]
+    assert len(rows) == 5
