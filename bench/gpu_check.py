@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from search.settings import DEFAULT_SETTINGS
+from search.setup.settings import DEFAULT_SETTINGS
 from threshnet.latency import LatencySettings, device_name
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset

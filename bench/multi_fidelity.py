@@ -1,6 +1,6 @@
-"""Multi-fidelity search: MO-ASHA (search.mo_asha) against full-budget trials ("fifo").
+"""Multi-fidelity search: MO-ASHA (search.methods.mo_asha) against full-budget trials ("fifo").
 
-The product's sampler (``search.samplers.make_sampler``; default ``DEFAULT_SAMPLER``) drives
+The product's sampler (``search.methods.samplers.make_sampler``; default ``DEFAULT_SAMPLER``) drives
 the product's space (``space.sample_params``, the published presets queued first) in-process,
 with no Ray and no training; ``W`` asynchronous workers (default 4) run in simulated time,
 one epoch per time unit, and a free worker asks the sampler for its next trial at once.
@@ -63,8 +63,8 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sampler_efficiency import SURROGATES, Features, features
-from search.mo_asha import MultiObjectiveRungs, RungSchedule
-from search.samplers import DEFAULT_SAMPLER, SAMPLERS, make_sampler
+from search.methods.mo_asha import MultiObjectiveRungs, RungSchedule
+from search.methods.samplers import DEFAULT_SAMPLER, SAMPLERS, make_sampler
 from space import DEFAULT_SPACE, params_to_config, preset_points, sample_params
 from studies.pareto import Reference, default_reference, hypervolume
 

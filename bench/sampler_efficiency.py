@@ -1,6 +1,6 @@
 """Search efficiency of every offered sampler on surrogates of the product's own space.
 
-Each sampler is built by the product's factory (``search.samplers.make_sampler``) and
+Each sampler is built by the product's factory (``search.methods.samplers.make_sampler``) and
 drives the product's space (``space.sample_params``, the published presets queued first)
 in-process: no Ray, no training. A trial's objectives come from a surrogate built on the
 config's static costs (closed-form parameters and MACs, feature-map volume, depth):
@@ -47,7 +47,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.samplers import SAMPLERS, make_sampler
+from search.methods.samplers import SAMPLERS, make_sampler
 from space import DEFAULT_SPACE, params_to_config, preset_points, sample_params
 from studies.pareto import default_reference, hypervolume
 from threshnet.config import ThreshNetConfig

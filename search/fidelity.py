@@ -33,10 +33,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from search.library_log import LIBRARY_LOG, library_output_to
-from search.retrain import RetrainJob, budget_images, load_settings, retrain_configs
-from search.settings import RunResources, StudySettings
-from search.study import StudyDirectory
+from search.setup.library_log import LIBRARY_LOG, library_output_to
+from search.setup.settings import RunResources, StudySettings
+from search.setup.study import StudyDirectory
+from search.tasks.retrain import RetrainJob, budget_images, load_settings, retrain_configs
 from studies import schema
 from studies.fidelity import Budget, ladder_summary, parse_budget, parse_budgets
 from studies.fidelity_select import parse_selection, select_configs

@@ -26,24 +26,26 @@ from typing import Any
 import optuna
 import torch
 
-from search.journal import repair_journal
-from search.library_log import LIBRARY_LOG, library_output_to
-from search.preflight import check_settings
-from search.progress import NORMAL, QUIET, VERBOSE
-from search.provenance import new_manifest
-from search.proxy_data import prepare_data
-from search.ray_setup import check_reachable, stop_on_sigterm
-from search.runner import run_study
-from search.samplers import SAMPLERS
-from search.settings import (
+from search.driver.runner import run_study
+from search.methods.samplers import SAMPLERS
+from search.setup.journal import repair_journal
+from search.setup.library_log import LIBRARY_LOG, library_output_to
+from search.setup.preflight import check_settings
+from search.setup.provenance import new_manifest
+from search.setup.proxy_data import prepare_data
+from search.setup.settings import (
     DEFAULT_SETTINGS,
+    NORMAL,
+    QUIET,
     SCHEDULERS,
     SMOKE_SETTINGS,
     SMOKE_TRIALS,
+    VERBOSE,
     RunResources,
     StudySettings,
 )
-from search.study import StudyDirectory
+from search.setup.study import StudyDirectory
+from search.tasks.cluster import check_reachable, stop_on_sigterm
 from space import DEFAULT_SPACE, SPACE_VERSION
 from threshnet.baselines import BASELINES, parse_baselines
 from threshnet.cli import (

@@ -45,7 +45,7 @@ JOURNAL_FILE = "optuna.journal"
 RECORD_ATTR = "record"  # the user attribute holding a trial's record
 INTERRUPTED = "interrupted"  # status of a trial a stopped run left unfinished
 
-# What a trial records (see search.trial.evaluate_trial), in table order, with its type.
+# What a trial records (see search.worker.trial.evaluate_trial), in table order, with its type.
 RECORD_FIELDS: dict[str, type] = {
     # ok, failed, infeasible, interrupted ("running" in the table), or stopped (at an
     # epoch rung by --scheduler mo-asha: "epochs" and "val_acc" are the rung's)

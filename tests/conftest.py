@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from search.study import StudyDirectory
+from search.setup.study import StudyDirectory
 from threshnet.cli import run_cli
 
 CLASSES = ("cat", "dog", "ship")

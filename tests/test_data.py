@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import CLASSES, write_image_folder
 
-from search.proxy_data import MIN_PROXY_STEPS, check_proxy_size
-from search.settings import SMOKE_SETTINGS
+from search.setup.proxy_data import MIN_PROXY_STEPS, check_proxy_size
+from search.setup.settings import SMOKE_SETTINGS
 from threshnet.fileio import remove_stale_temporaries
 from threshnet.training.data import (
     DataError,

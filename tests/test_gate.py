@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.gate import DeviceGate
+from search.worker.gate import DeviceGate
 
 
 def _hold_shared(lock_dir: str, seconds: float, started, log) -> None:

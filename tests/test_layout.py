@@ -89,3 +89,28 @@ def test_loading_a_study_never_imports_ray() -> None:
     )
     assert "studies.schema" in loaded and "studies.fidelity" in loaded
     assert [m for m in loaded if m.split(".")[0] in ("ray", "search")] == []
+
+
+# search's rooms, bottom floor first: a room may import the rooms below it, never above
+SEARCH_ROOMS = ("methods", "setup", "worker", "tasks", "driver")
+
+
+def test_search_rooms_import_downwards_only() -> None:
+    rooms = sorted(
+        path.name
+        for path in (ROOT / "search").iterdir()
+        if path.is_dir() and (path / "__init__.py").exists()
+    )
+    assert rooms == sorted(SEARCH_ROOMS)
+    commands = sorted(path.stem for path in (ROOT / "search").glob("*.py"))
+    assert commands == ["__init__", "console", "fidelity", "run"]
+    offences = []
+    for floor, room in enumerate(SEARCH_ROOMS):
+        for path in sorted((ROOT / "search" / room).glob("*.py")):
+            for module in _imported_modules(path):
+                parts = module.split(".")
+                if parts[0] != "search":
+                    continue
+                if len(parts) < 2 or parts[1] not in SEARCH_ROOMS[: floor + 1]:
+                    offences.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert offences == []

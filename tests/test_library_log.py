@@ -11,7 +11,7 @@ import optuna
 import pytest
 from conftest import SmokeStudy
 
-from search.library_log import LIBRARY_LOG, library_output_to
+from search.setup.library_log import LIBRARY_LOG, library_output_to
 
 
 def test_library_output_goes_to_the_file_and_the_terminal_keeps_the_products(

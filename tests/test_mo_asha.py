@@ -1,4 +1,4 @@
-"""MO-ASHA's stop/continue rule (search.mo_asha) on hand-made and random results."""
+"""MO-ASHA's stop/continue rule (search.methods.mo_asha) on hand-made and random results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from search.mo_asha import MultiObjectiveRungs, RungSchedule
+from search.methods.mo_asha import MultiObjectiveRungs, RungSchedule
 
 
 def _rungs(eta: float = 3.0) -> MultiObjectiveRungs:

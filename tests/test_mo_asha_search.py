@@ -15,8 +15,8 @@ from conftest import search_env, smoke_command
 from optuna.trial import TrialState
 from ray.tune.schedulers import TrialScheduler
 
-from search.mo_asha import RungSchedule
-from search.rung_scheduler import MultiObjectiveASHA, rung_results
+from search.driver.rung_scheduler import MultiObjectiveASHA, rung_results
+from search.methods.mo_asha import RungSchedule
 from studies.load import eligible_trials, load_study
 from studies.report import write_report
 

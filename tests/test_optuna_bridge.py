@@ -11,12 +11,12 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from search.feasibility import MAX_INFEASIBLE_IN_A_ROW, MAX_TOO_SLOW_IN_A_ROW
-from search.optuna_bridge import RecordingOptunaSearch
-from search.records import TrialsTable
-from search.settings import OBJECTIVES
-from search.study import StudyDirectory
-from search.trial import NUMBER_KEY
+from search.driver.optuna_bridge import RecordingOptunaSearch
+from search.driver.records import TrialsTable
+from search.methods.feasibility import MAX_INFEASIBLE_IN_A_ROW, MAX_TOO_SLOW_IN_A_ROW
+from search.setup.settings import OBJECTIVES
+from search.setup.study import StudyDirectory
+from search.worker.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config
 from studies.schema import RECORD_ATTR, trial_record, trial_status
 from threshnet.cli import UserError

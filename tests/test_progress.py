@@ -1,4 +1,4 @@
-"""The run's console output: a line per ended trial and the status line (search.progress)."""
+"""The run's console output: a line per ended trial and the status line (search.driver.progress)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.progress import NORMAL, QUIET, Progress, front_summary
+from search.driver.progress import NORMAL, QUIET, Progress, front_summary
 from studies.schema import RECORD_ATTR
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.provenance import new_manifest
-from search.records import TrialsTable
+from search.driver.records import TrialsTable
 from search.run import PROG, main
-from search.settings import SMOKE_SETTINGS
-from search.study import StudyDirectory
-from search.trial import config_record
+from search.setup.provenance import new_manifest
+from search.setup.settings import SMOKE_SETTINGS
+from search.setup.study import StudyDirectory
+from search.worker.trial import config_record
 from space import param_names, params_to_config, sample_params
 from studies.export import main as export_main
 from studies.report import main as report_main

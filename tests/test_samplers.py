@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.feasibility import constrain, placeholder_values
-from search.optuna_bridge import suggest
-from search.samplers import SAMPLERS, make_sampler
-from search.trial import NUMBER_KEY
+from search.driver.optuna_bridge import suggest
+from search.methods.feasibility import constrain, placeholder_values
+from search.methods.samplers import SAMPLERS, make_sampler
+from search.worker.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config, sample_params
 from threshnet.costs import architecture_costs
 

@@ -10,9 +10,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from search.records import TrialsTable
-from search.settings import DEFAULT_SETTINGS, StudySettings
-from search.study import StudyDirectory
+from search.driver.records import TrialsTable
+from search.setup.settings import DEFAULT_SETTINGS, StudySettings
+from search.setup.study import StudyDirectory
 from space import param_names
 from studies import schema
 from studies.load import StudyError, load_study

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from conftest import SmokeStudy, fault_env, search_env, smoke_command
 
-from search.study import StudyDirectory
+from search.setup.study import StudyDirectory
 
 pytestmark = pytest.mark.slow
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.bookkeeping import (
+from search.driver.bookkeeping import (
     QUEUED_PRESET_ATTR,
     finished_trials,
     queue_presets,
     requeue_interrupted,
 )
-from search.records import TrialsTable
+from search.driver.records import TrialsTable
 from search.run import PROG, build_settings, main
-from search.settings import DEFAULT_SETTINGS
-from search.study import StudyDirectory
+from search.setup.settings import DEFAULT_SETTINGS
+from search.setup.study import StudyDirectory
 from space import config_to_params, param_names, sample_params
 from studies.schema import trial_status
 from threshnet.cli import UserError, run_cli

@@ -5,7 +5,7 @@ Python imports this file at start-up in the process it starts and in every Ray w
 that process starts (they inherit the environment). Nothing in the product knows of it:
 it patches product modules right after they are imported.
 
-- ``THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"``: in ``search.trial``, trial 3's
+- ``THRESHNET_SEARCH_FAULTS="3=raise,4=oom,5=nan,6=exit"``: in ``search.worker.trial``, trial 3's
   proxy training raises, 4's runs out of CUDA memory, 5's trains with a learning rate that
   drives the loss to NaN, and 6's worker process exits mid-trial.
 - ``THRESHNET_DISK_FULL_AT_BYTES=N``: the Optuna journal's file system is full once the
@@ -128,7 +128,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
 
 _patches: dict[str, Callable[[ModuleType], None]] = {}
 if os.environ.get(SEARCH_FAULTS):
-    _patches["search.trial"] = _patch_search_trial
+    _patches["search.worker.trial"] = _patch_search_trial
 if os.environ.get(DISK_FULL):
     _patches["optuna.storages.journal._file"] = _patch_journal
 if os.environ.get(TRAIN_EXIT):

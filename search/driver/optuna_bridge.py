@@ -2,7 +2,7 @@
 
 Ray's ``OptunaSearch`` asks and tells the Optuna study from the driver. The subclass
 here also checks each suggested config against the cost caps (an infeasible one is
-recorded at once, never trained; see search.feasibility), stores every measured field
+recorded at once, never trained; see search.methods.feasibility), stores every measured field
 in the Optuna trial, maps a trial's own status to Optuna's states (ok
 -> COMPLETE with its two values, failed -> FAIL; a trial stopped before it reported is
 recorded as interrupted and queued again) and appends each ended trial's row to
@@ -29,16 +29,16 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search.bookkeeping import FINISHED, STOPPED, requeue_trial
-from search.feasibility import (
+from search.driver.bookkeeping import FINISHED, STOPPED, requeue_trial
+from search.driver.progress import Progress
+from search.driver.records import TrialsTable
+from search.methods.feasibility import (
     MAX_INFEASIBLE_IN_A_ROW,
     MAX_TOO_SLOW_IN_A_ROW,
     constrain,
     placeholder_values,
 )
-from search.progress import Progress
-from search.records import TrialsTable
-from search.trial import NUMBER_KEY, config_record
+from search.worker.trial import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
 from threshnet.cli import UserError
@@ -99,7 +99,7 @@ class RecordingOptunaSearch(OptunaSearch):
         self._caps = caps
         self._input_size = input_size
         # Why the run must stop (the first failure to write the study, say a full disk;
-        # or caps that leave almost nothing of the space): search.ray_setup stops on it
+        # or caps that leave almost nothing of the space): search.driver.tuner stops on it
         # instead of losing the results that follow.
         self.abort: Exception | None = None
         self._study_id: int | None = None  # the Optuna study's id in the storage, once known

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from search.settings import StudySettings
+from search.setup.settings import StudySettings
 from space import extreme_configs, preset_points
 from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from search.mo_asha import RungSchedule
-from search.samplers import DEFAULT_SAMPLER
+from search.methods.mo_asha import RungSchedule
+from search.methods.samplers import DEFAULT_SAMPLER
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
 from threshnet.latency import LatencySettings
@@ -21,7 +21,8 @@ from threshnet.training.loops import TrainSettings
 
 OBJECTIVES = ("val_acc", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
-SCHEDULERS = ("fifo", "mo-asha")  # every trial trains the full budget; or search.mo_asha
+QUIET, NORMAL, VERBOSE = 0, 1, 2  # --quiet, default, --verbose
+SCHEDULERS = ("fifo", "mo-asha")  # every trial trains the full budget; or search.methods.mo_asha
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.bookkeeping import FINISHED
+from search.driver.bookkeeping import FINISHED
+from search.setup.settings import NORMAL, QUIET
 from studies.pareto import default_reference, hypervolume, pareto_mask
 from studies.schema import trial_record
 from threshnet.cli import format_duration
-
-QUIET, NORMAL, VERBOSE = 0, 1, 2  # --quiet, default, --verbose
 
 
 def front_summary(study: optuna.Study, full_epochs: int) -> tuple[int, float]:

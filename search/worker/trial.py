@@ -1,11 +1,11 @@
 """One trial, as a Ray Tune worker runs it: config -> costs -> latency -> proxy training.
 
 Workers are warm: Ray Tune runs trial after trial in the same process, which keeps its
-imports, its CUDA context and the study's data on its device (search.warm_data), so a
+imports, its CUDA context and the study's data on its device (search.worker.warm_data), so a
 trial's fixed cost is building its model.
 
 Configs that break the study's cost caps never get here: the searcher records them as
-infeasible when it suggests them (search.optuna_bridge). Latency is measured first
+infeasible when it suggests them (search.driver.optuna_bridge). Latency is measured first
 (seconds, against the reference network: threshnet.steady_latency), so a config over
 ``--max-latency-ms`` comes back ``infeasible`` without training.
 
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from search.gate import DeviceGate, device_key
-from search.settings import StudySettings
-from search.warm_data import proxy_data
+from search.setup.settings import StudySettings
+from search.worker.gate import DeviceGate, device_key
+from search.worker.warm_data import proxy_data
 from space import params_to_config
 from threshnet.config import ThreshNetConfig
 from threshnet.costs import ArchitectureCosts, static_costs

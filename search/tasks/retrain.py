@@ -4,7 +4,7 @@ The work behind ``python -m search.fidelity``: each config is trained as its tri
 (same validation split, optimiser, schedule shape) except for the budget's epochs and
 training images and the job's seed, as a Ray task sized like the study's trials. Ray
 reuses its worker processes for tasks, so a worker keeps the study's data between
-configs (search.warm_data); training shares the device's gate as trials do, so a search
+configs (search.worker.warm_data); training shares the device's gate as trials do, so a search
 running beside it still times latencies alone. Each row reaches the caller as soon as
 its config ends, so an interrupted check keeps everything finished.
 """
@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from search.gate import DeviceGate, device_key
-from search.proxy_data import prepare_data, split_training_data
-from search.ray_setup import start_ray, stop_on_sigterm, trial_resources
-from search.ray_tasks import each_as_it_ends
-from search.settings import RunResources, StudySettings
-from search.trial import error_line, node_name, trial_device
-from search.warm_data import proxy_data
+from search.setup.proxy_data import prepare_data, split_training_data
+from search.setup.settings import RunResources, StudySettings
+from search.tasks.cluster import start_ray, stop_on_sigterm, trial_resources
+from search.tasks.ray_tasks import each_as_it_ends
+from search.worker.gate import DeviceGate, device_key
+from search.worker.trial import error_line, node_name, trial_device
+from search.worker.warm_data import proxy_data
 from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import device_name

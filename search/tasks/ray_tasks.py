@@ -27,7 +27,7 @@ def each_as_it_ends(
     import ray
 
     # max_calls=0: a GPU task's worker is kept for the next item (Ray's default for GPU
-    # tasks is a new process each time), so it keeps the study's data (search.warm_data).
+    # tasks is a new process each time), so it keeps the study's data (search.worker.warm_data).
     task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0, max_calls=0)(function)
     waiting = list(items)
     running: dict[Any, Item] = {}
@@ -38,7 +38,7 @@ def each_as_it_ends(
             running[task.remote(item, context)] = item
         try:
             # A bounded wait, again and again: Python runs signal handlers (Ctrl-C, the
-            # SIGTERM of search.ray_setup.stop_on_sigterm) only between waits, and an
+            # SIGTERM of search.tasks.cluster.stop_on_sigterm) only between waits, and an
             # unbounded one would hold them off until a task ends (minutes).
             done_now: list[Any] = []
             while not done_now:

@@ -31,7 +31,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.bookkeeping import FINISHED, STOPPED
+from search.driver.bookkeeping import FINISHED, STOPPED
 from space import (
     LATENCY_CONSTRAINT,
     CostCaps,
@@ -76,7 +76,7 @@ def _constraints(
     input_size: int,
 ) -> dict[str, float]:
     """The constraints the trial was told with (none without caps), as the search sets
-    them (search.feasibility, search.optuna_bridge)."""
+    them (search.methods.feasibility, search.driver.optuna_bridge)."""
     if not caps.active:
         return {}
     costs, _ = check_config(params_to_config(params, space), caps, input_size)
@@ -138,7 +138,7 @@ def restore_finished(
 def _tell(
     study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], constraints: dict[str, float]
 ) -> None:
-    """Tell ``trial`` its recorded result, as the search told it (search.optuna_bridge)."""
+    """Tell ``trial`` its recorded result, as the search told it (search.driver.optuna_bridge)."""
     trial.set_user_attr(RECORD_ATTR, record)
     for key, value in constraints.items():
         trial.set_constraint(key, value)

@@ -20,8 +20,7 @@ from typing import Any
 
 import optuna
 
-from search.baselines_run import measure_baselines, missing_baselines
-from search.bookkeeping import (
+from search.driver.bookkeeping import (
     FINISHED,
     STOPPED,
     finished_trials,
@@ -30,13 +29,15 @@ from search.bookkeeping import (
     sampler_seed,
     trials_by_status,
 )
-from search.final_pass import final_latency_pass
-from search.ray_setup import TuneRun, run_trials, start_ray, stop_on_sigterm, trial_resources
-from search.records import TrialsTable
-from search.restore import restore_finished
-from search.settings import RunResources, StudySettings
-from search.study import StudyDirectory
-from search.trial import TrialContext
+from search.driver.final_pass import final_latency_pass
+from search.driver.records import TrialsTable
+from search.driver.restore import restore_finished
+from search.driver.tuner import TuneRun, run_trials
+from search.setup.settings import RunResources, StudySettings
+from search.setup.study import StudyDirectory
+from search.tasks.baselines_run import measure_baselines, missing_baselines
+from search.tasks.cluster import start_ray, stop_on_sigterm, trial_resources
+from search.worker.trial import TrialContext
 from space import param_names
 from studies.schema import REMEASURED_FILE
 from threshnet.cli import UserError

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from search.settings import StudySettings
+from search.setup.settings import StudySettings
 
 PACKAGES = ("threshnet-search", "torch", "torchvision", "optuna", "ray", "numpy")
 

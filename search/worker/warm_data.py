@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from search.proxy_data import split_training_data
-from search.settings import StudySettings
+from search.setup.proxy_data import split_training_data
+from search.setup.settings import StudySettings
 from threshnet.training.batches import channel_statistics
 from threshnet.training.data import CacheEntry, ImageSet, load_split
 

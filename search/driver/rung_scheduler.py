@@ -1,7 +1,7 @@
-"""``--scheduler mo-asha`` as a Ray Tune scheduler: search.mo_asha's rule at each rung.
+"""``--scheduler mo-asha`` as a Ray Tune scheduler: search.methods.mo_asha's rule at each rung.
 
 A trial of a mo-asha study reports once per epoch rung short of the full budget (a
-record with status ``stopped``, see search.trial) and once at the end (its final
+record with status ``stopped``, see search.worker.trial) and once at the end (its final
 record). On a rung report the scheduler records (rung accuracy, latency) at that rung and
 answers CONTINUE or STOP; Ray Tune then ends a stopped trial, and the searcher records
 that rung report as the trial's result. The final report always continues to the end,
@@ -20,8 +20,8 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search.bookkeeping import STOPPED
-from search.mo_asha import MultiObjectiveRungs, RungSchedule
+from search.driver.bookkeeping import STOPPED
+from search.methods.mo_asha import MultiObjectiveRungs, RungSchedule
 
 
 def rung_results(record: dict[str, Any]) -> list[tuple[int, float]]:

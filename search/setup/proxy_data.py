@@ -7,7 +7,7 @@ import logging
 
 import torch
 
-from search.settings import StudySettings
+from search.setup.settings import StudySettings
 from threshnet.cli import UserError
 from threshnet.training.data import (
     CacheEntry,
