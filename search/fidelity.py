@@ -36,6 +36,7 @@ import torch
 from search.setup.library_log import LIBRARY_LOG, library_output_to
 from search.setup.settings import RunResources, StudySettings
 from search.setup.study import StudyDirectory
+from search.tasks.cluster import stop_on_sigterm
 from search.tasks.retrain import RetrainJob, budget_images, load_settings, retrain_configs
 from studies import schema
 from studies.fidelity import Budget, ladder_summary, parse_budget, parse_budgets
@@ -234,6 +235,7 @@ def run_check(args: argparse.Namespace) -> None:
                         jobs,
                         resources=RunResources(trials=len(jobs), **resources),
                         on_row=record,
+                        prog=PROG,
                     )
             ladder = ladder_summary(load_study(root), seed=args.seed)
             if ladder is not None:
@@ -303,6 +305,7 @@ def _parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stop_on_sigterm(PROG)
     run_check(_parser().parse_args(argv))
     return 0
 

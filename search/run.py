@@ -50,6 +50,7 @@ from space import DEFAULT_SPACE, SPACE_VERSION
 from threshnet.baselines import BASELINES, parse_baselines
 from threshnet.cli import (
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     ArgumentParser,
     UserError,
     non_negative_float,
@@ -57,6 +58,7 @@ from threshnet.cli import (
     positive_float,
     positive_int,
     run_cli,
+    sigterm_received,
     unit_fraction,
 )
 from threshnet.fileio import remove_stale_temporaries
@@ -472,7 +474,7 @@ def _check_journal(directory: StudyDirectory, *, cut_middle: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stop_on_sigterm()
+    stop_on_sigterm(PROG)
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -507,8 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with library_output_to(directory.root / LIBRARY_LOG):
                 summary = run_study(directory, settings, resources, manifest, train_cache)
+    if sigterm_received():
+        print(f"{PROG}: stopped by SIGTERM", file=sys.stderr)
     for line in summary.lines():
         print(line)
+    if sigterm_received():
+        return EXIT_TERMINATED
     return EXIT_INTERRUPTED if summary.stopped_early else 0
 
 

@@ -28,7 +28,7 @@ from studies.fidelity_stats import correlation, front_recall, kendall, spearman,
 from studies.load import eligible_trials, load_study
 from studies.pareto import pareto_mask
 from studies.report import write_report
-from threshnet.cli import EXIT_INTERRUPTED
+from threshnet.cli import EXIT_TERMINATED
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
 from threshnet.zero_cost import synflow_log_score, zero_cost_scores
@@ -288,8 +288,8 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     time.sleep(3)  # the tasks are running
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == EXIT_INTERRUPTED
-    assert time.monotonic() - signalled < 15
+    assert process.wait(timeout=30) == EXIT_TERMINATED
+    assert time.monotonic() - signalled <= 10
     kept = schema.read_fidelity(root)
     assert kept is not None and len(kept) >= len(table)
 

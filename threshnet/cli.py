@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -16,6 +19,7 @@ from threshnet.presets import get_preset
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what a shell reports for a process SIGTERM ended
 EXIT_DISK_FULL = 3
 
 
@@ -63,17 +67,68 @@ def _disk_full(error: BaseException | None) -> OSError | None:
     return None
 
 
+_sigterm = threading.Event()
+_sigterm_watch: list[Callable[[], None]] = []  # what the watch thread runs at the first SIGTERM
+_wakeup: list[int] = []  # the write end of the signal wake-up pipe
+
+
+def _watch_for_sigterm(reader: int) -> None:
+    """In a thread: Python writes each signal's number to the wake-up pipe the moment it
+    arrives, even while the main thread is stuck in C code (where its handlers cannot run)."""
+    while data := os.read(reader, 64):
+        if signal.SIGTERM in data:
+            _sigterm.set()
+            for action in _sigterm_watch:
+                action()
+            return  # the first SIGTERM only
+
+
+def stop_on_sigterm(on_signal: Callable[[], None] | None = None) -> None:
+    """Make SIGTERM (what ``kill``, ``timeout``, Kubernetes, SLURM and systemd send) stop the
+    command the way Ctrl-C does (SIGINT: Ray Tune ends its trials; elsewhere a
+    KeyboardInterrupt), and remember it, so that the command exits with status 143.
+
+    ``on_signal`` runs in a daemon thread at the first SIGTERM, at once, even while the
+    main thread waits in a library's C code: a watch on a stop that could hang. Call it
+    again after a library replaced the handler; call it from the main thread.
+    """
+    if not _wakeup:
+        reader, writer = os.pipe()
+        os.set_blocking(writer, False)
+        _wakeup.append(writer)
+        watch = threading.Thread(
+            target=_watch_for_sigterm, args=(reader,), daemon=True, name="sigterm-watch"
+        )
+        watch.start()
+    signal.set_wakeup_fd(_wakeup[0], warn_on_full_buffer=False)
+    _sigterm_watch[:] = [on_signal] if on_signal is not None else []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _sigterm.set()
+        signal.raise_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def sigterm_received() -> bool:
+    """True once a SIGTERM has reached this process (see ``stop_on_sigterm``)."""
+    return _sigterm.is_set()
+
+
 def run_cli(
     prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None
 ) -> int:
     """Run ``main``; a UserError becomes one line on stderr and exit status 2, Ctrl-C exit
-    status 130, a full disk one line and exit status 3."""
+    status 130 (SIGTERM 143), a full disk one line and exit status 3."""
     try:
         return main(argv)
     except UserError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if sigterm_received():
+            print(f"{prog}: stopped by SIGTERM (finished work is kept)", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:

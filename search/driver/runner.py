@@ -36,7 +36,7 @@ from search.driver.tuner import TuneRun, run_trials
 from search.setup.settings import RunResources, StudySettings
 from search.setup.study import StudyDirectory
 from search.tasks.baselines_run import measure_baselines, missing_baselines
-from search.tasks.cluster import start_ray, stop_on_sigterm, trial_resources
+from search.tasks.cluster import ray_session, trial_resources
 from search.worker.trial import TrialContext
 from space import param_names
 from studies.schema import REMEASURED_FILE
@@ -132,9 +132,7 @@ def run_study(
     for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
         if earlier.get("status") == "running":
             earlier["status"] = "ended abruptly (killed, or its machine failed)"
-    started_ray = start_ray(resources)
-    stop_on_sigterm()  # again: starting Ray may have installed its own handler
-    try:
+    with ray_session(resources, "search.run"):
         cpus_per_trial, gpus_per_trial = trial_resources(resources)
         run_index = len(manifest["runs"]) + 1
         run_record = {
@@ -184,11 +182,6 @@ def run_study(
         final_pass = None
         if reached and resources.final_pass and remaining > 0:
             final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1

@@ -1,48 +1,91 @@
-"""Ray as a cluster: start or join it, reach its head, size each task, stop on SIGTERM."""
+"""Ray as a cluster: start or join it, reach its head, size each task, stop on SIGTERM.
+
+A SIGTERM stops a command as Ctrl-C does: Ray Tune ends the trials in flight, they are
+recorded as interrupted and queued again, and the command exits 143. A SIGTERM to the
+whole process group (Kubernetes, SLURM's ``scancel``, systemd, ``docker stop``) also ends
+the Ray head that ``ray.init`` started in the driver's group, and a driver that waits for
+it would wait a minute. So the driver watches its head after a SIGTERM: once the head is
+gone, or ``SIGTERM_DEADLINE_SECONDS`` after the signal, it kills what is left of the Ray
+processes it started and exits 143; the trials it could not record stay running in the
+Optuna storage and the next run queues them again (search.driver.bookkeeping).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
 
 from search.setup.settings import VERBOSE, RunResources
+from threshnet import cli
 from threshnet.cli import UserError
 
 CONNECT_TIMEOUT_SECONDS = 10.0
+# Ray Tune's own stop gives running trials 5 s (a constant of Tune's) before it kills them,
+# and the whole stop takes 7-9 s on 2 busy cores; Kubernetes grants 30 s, the issue 10 s.
+SIGTERM_DEADLINE_SECONDS = 9.0
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (what ``timeout``, ``kill`` and batch schedulers send) stop the run the
-    way Ctrl-C does: Ray Tune's SIGINT handler ends the trials in flight, which are then
-    recorded as interrupted and queued again; outside Tune it is a KeyboardInterrupt."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+_local_head: list[psutil.Process] = []  # the processes of a Ray this process started
 
 
-def start_ray(resources: RunResources) -> bool:
-    """Connect to or start Ray; True when this process started it.
+def _all_alive(processes: list[psutil.Process]) -> bool:
+    try:
+        return all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
+    except psutil.Error:  # gone between the two questions
+        return False
 
-    Workers' own output stays in Ray's session logs (a trial's result, or the reason it
-    failed, reaches the driver as its record): a worker stopped mid-trial prints
-    tracebacks that would otherwise reach the user's terminal as if the run had failed.
-    """
+
+def stop_on_sigterm(prog: str) -> None:
+    """SIGTERM stops the command as Ctrl-C does and exits 143 (threshnet.cli). If one of
+    the Ray processes this process started ends with the signal (it went to the whole
+    process group: Ray can no longer stop its work), or the command is still there
+    ``SIGTERM_DEADLINE_SECONDS`` later, the Ray processes it started are killed and it
+    exits 143 at once."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + SIGTERM_DEADLINE_SECONDS
+        ray_processes = list(_local_head) or psutil.Process().children()  # in ray.init: its own
+        while time.monotonic() < deadline and _all_alive(ray_processes):
+            time.sleep(0.2)
+        print(
+            f"{prog}: stopped by SIGTERM; "
+            + (
+                "Ray was signalled too"
+                if not _all_alive(ray_processes)
+                else "Ray did not stop in time"
+            )
+            + ", so the run ends now: finished trials are kept, and the trials that were "
+            "running are queued again when you rerun the same command",
+            file=sys.stderr,
+            flush=True,
+        )
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(signal.SIGKILL)
+        os._exit(cli.EXIT_TERMINATED)
+
+    cli.stop_on_sigterm(watch)
+
+
+def _init(resources: RunResources, level: int, verbose: bool) -> None:
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    verbose = resources.verbosity >= VERBOSE
     if resources.address:
         try:
-            ray.init(
-                address=resources.address,
-                logging_level=logging.INFO if verbose else logging.WARNING,
-                log_to_driver=verbose,
-            )
+            ray.init(address=resources.address, logging_level=level, log_to_driver=verbose)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(
                 f"cannot join the Ray cluster at {resources.address}: {error}"
             ) from None
-        return False
+        return
     # Ray turns token authentication on for a new local cluster and warns about that
     # default on every start; the setting is kept, the warning silenced (a logger name
     # of Ray's, not an API: ray is pinned below 2.61).
@@ -53,10 +96,41 @@ def start_ray(resources: RunResources) -> bool:
     ray.init(
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
-        logging_level=logging.INFO if verbose else logging.WARNING,
+        logging_level=level,
         log_to_driver=verbose,
     )
-    return True
+
+
+@contextlib.contextmanager
+def ray_session(resources: RunResources, prog: str) -> Iterator[None]:
+    """Ray for one command: join ``resources.address``, or start a local Ray; shut down
+    on the way out, however the command ends. SIGTERM stops it (``stop_on_sigterm``).
+
+    Workers' own output stays in Ray's session logs (a trial's result, or the reason it
+    failed, reaches the driver as its record): a worker stopped mid-trial prints
+    tracebacks that would otherwise reach the user's terminal as if the run had failed.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    verbose = resources.verbosity >= VERBOSE
+    level = logging.INFO if verbose else logging.WARNING
+    stop_on_sigterm(prog)
+    try:
+        try:
+            _init(resources, level, verbose)
+        except SystemExit as stop:  # ray.init's own SIGTERM handler ran: sys.exit(15)
+            if stop.code != signal.SIGTERM:
+                raise
+            stop_on_sigterm(prog)
+            signal.raise_signal(signal.SIGTERM)  # ours now: a stop, with exit status 143
+        if not resources.address:
+            _local_head[:] = psutil.Process().children()  # GCS, raylet, Ray's monitors
+        stop_on_sigterm(prog)  # again: ray.init installs a handler of its own
+        yield
+    finally:
+        _local_head.clear()  # first: the head shutting down is no sign of a SIGTERM's kill
+        ray.shutdown()
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:

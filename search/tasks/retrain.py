@@ -22,7 +22,7 @@ import torch
 
 from search.setup.proxy_data import prepare_data, split_training_data
 from search.setup.settings import RunResources, StudySettings
-from search.tasks.cluster import start_ray, stop_on_sigterm, trial_resources
+from search.tasks.cluster import ray_session, trial_resources
 from search.tasks.ray_tasks import each_as_it_ends
 from search.worker.gate import DeviceGate, device_key
 from search.worker.trial import error_line, node_name, trial_device
@@ -141,22 +141,20 @@ def retrain_configs(
     *,
     resources: RunResources,
     on_row: Callable[[dict[str, Any]], None],
+    prog: str,
 ) -> float:
     """Retrain ``jobs`` (each at its budget, in the order given, at most
     ``resources.max_concurrent`` at once) with the study's ``settings``; ``on_row`` gets
-    each job's row as it ends. Returns the seconds it took.
+    each job's row as it ends; ``prog`` names the command in its stop line. Returns the
+    seconds it took.
 
     Ctrl-C or SIGTERM cancels the configs still running (KeyboardInterrupt); the rows
     already passed to ``on_row`` stand.
     """
-    import ray
 
     started = time.perf_counter()
     entry, _ = prepare_data(settings, resources.cache_dir)
-    stop_on_sigterm()
-    started_ray = start_ray(resources)
-    stop_on_sigterm()  # again: starting Ray may have installed its own handler
-    try:
+    with ray_session(resources, prog):
         cpus, gpus = trial_resources(resources)
         context = _WorkerContext(settings, resources.cache_dir, entry, max(1, int(cpus)))
 
@@ -181,7 +179,4 @@ def retrain_configs(
             on_result=lambda job, row: on_row(row),
             on_death=died,
         )
-    finally:
-        if started_ray:
-            ray.shutdown()
     return time.perf_counter() - started

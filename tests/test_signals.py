@@ -1,0 +1,74 @@
+"""SIGTERM as clusters send it: a stop like Ctrl-C, exit status 143, and a watch that acts
+at once even while the main thread is held in a library's C code."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from threshnet.cli import EXIT_TERMINATED
+
+
+def _start(code: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_sigterm_stops_a_command_like_ctrl_c_with_exit_status_143() -> None:
+    process = _start(
+        """
+        import time
+        from threshnet.cli import run_cli, stop_on_sigterm
+
+        def main(argv):
+            print("ready", flush=True)
+            time.sleep(60)
+            return 0
+
+        stop_on_sigterm()
+        raise SystemExit(run_cli("prog", main, None))
+        """
+    )
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_TERMINATED
+    assert time.monotonic() - signalled < 5
+    assert stderr.strip().splitlines() == ["prog: stopped by SIGTERM (finished work is kept)"]
+
+
+def test_the_sigterm_watch_runs_while_the_main_thread_is_held_in_c_code() -> None:
+    # The main thread waits on a lock no one releases and holds SIGTERM off, so the signal
+    # reaches the process through another thread and Python's handler never runs: as when
+    # the main thread waits in a library's C code. Only the watch can end the process.
+    process = _start(
+        """
+        import os, signal, threading
+        from threshnet.cli import stop_on_sigterm
+
+        def watch():
+            print("watch ran", flush=True)
+            os._exit(143)
+
+        stop_on_sigterm(watch)
+        lock = threading.Lock()
+        lock.acquire()
+        print("ready", flush=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        lock.acquire()
+        """
+    )
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == EXIT_TERMINATED
+    assert stdout.strip() == "watch ran"
