@@ -19,7 +19,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,6 @@ class Ladder:
     failed: int
     long_seconds: float = float("nan")
     long_images: float = float("nan")
-    notes: list[str] = field(default_factory=list)
 
     def rung(self, name: str) -> RungAgreement | None:
         return next((row for row in self.rungs if row.rung == name), None)
@@ -272,17 +271,10 @@ def ladder_summary(study: Study, *, seed: int = 0) -> Ladder | None:
         ceiling = correlation(pair[SEARCH].to_numpy(), pair[second].to_numpy(), kendall, seed)
     else:
         ceiling = _NAN
-    failed = table[table["status"] != "ok"]
-    done = set(
-        zip(
-            table.loc[table["status"] == "ok", "number"],
-            table.loc[table["status"] == "ok", "rung"],
-            strict=True,
-        )
-    )
-    still_failed = sum(
-        (n, r) not in done for n, r in zip(failed["number"], failed["rung"], strict=True)
-    )
+    keys = ["number", "rung", "seed"]
+    ok = table.loc[table["status"] == "ok", keys].drop_duplicates()
+    failed = table.loc[table["status"] != "ok", keys].drop_duplicates()
+    still_failed = len(failed.merge(ok, how="left", indicator=True).query("_merge == 'left_only'"))
     return Ladder(
         long=long,
         proxy=proxy,

@@ -1,15 +1,21 @@
-"""Scale out: a local two-node Ray cluster, a SQLite Optuna storage, cost caps."""
+"""Scale out: a local two-node Ray cluster, a real PostgreSQL Optuna storage (the storage
+for several nodes), a driver killed mid-run and resumed, cost caps."""
 
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import search_env
+from postgres_server import postgres_server, unavailable
 from ray.cluster_utils import Cluster
 
 from studies.schema import trial_status
@@ -17,13 +23,32 @@ from studies.schema import trial_status
 pytestmark = pytest.mark.slow
 
 
-def test_trials_spread_over_two_nodes_into_one_study(search_data_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill_9(
+    search_data_dir: Path, tmp_path: Path, postgres_url: str
+) -> None:
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
-    database = f"sqlite:///{tmp_path / 'optuna.db'}"
+    database = postgres_url
+    study_dir = tmp_path / "runs" / "cluster"
     command = [
         sys.executable,
         "-m",
@@ -51,22 +76,38 @@ def test_trials_spread_over_two_nodes_into_one_study(search_data_dir: Path, tmp_
         *("--epochs", "3", "--batch-size", "16"),
     ]
     try:
+        driver = subprocess.Popen(
+            command,
+            env=search_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            completed = [r for r in _rows(study_dir / "trials.csv") if r["status"] == "ok"]
+            if len(completed) >= 2:
+                break
+            time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver only: the cluster is not its own
+        driver.wait(60)
+        assert len(completed) >= 2, "two trials did not finish before the kill"
+
         result = subprocess.run(
             command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "5 finished trials" in result.stdout, result.stdout[-1500:]
         assert f"Optuna storage: optuna-dashboard {database}" in result.stdout
-        again = subprocess.run(
-            command, env=search_env(), capture_output=True, text=True, timeout=600, check=False
-        )
-        assert again.returncode == 0 and "0 run now" in again.stdout, again.stderr[-3000:]
     finally:
         cluster.shutdown()
 
-    study_dir = tmp_path / "runs" / "cluster"
-    with open(study_dir / "trials.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _rows(study_dir / "trials.csv")
+    by_number = {row["number"]: row for row in rows}
+    for before in completed:  # kept as they were, and not trained again
+        assert by_number[before["number"]]["val_acc"] == before["val_acc"]
+        same = [r for r in rows if r["config_json"] == before["config_json"]]
+        assert len([r for r in same if r["status"] == "ok"]) == 1
     trained = [row for row in rows if row["status"] == "ok"]
     assert len(trained) == 5 and len({row["node"] for row in trained}) == 2  # both nodes
     (capped,) = [row for row in rows if row["preset"] == "threshnet95"]
@@ -76,7 +117,7 @@ def test_trials_spread_over_two_nodes_into_one_study(search_data_dir: Path, tmp_
 
     study = optuna.load_study(study_name="cluster", storage=database)
     infeasible = [t for t in study.trials if trial_status(t) == "infeasible"]
-    assert len(study.trials) == 5 + len(infeasible)  # --trials counts trained trials
+    assert len([t for t in study.trials if trial_status(t) == "ok"]) == 5  # trained ones count
     best = {trial.number for trial in study.best_trials}
     assert best and not best & {trial.number for trial in infeasible}
     assert not (study_dir / "optuna.journal").exists()
