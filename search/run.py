@@ -62,6 +62,7 @@ from threshnet.cli import (
     unit_fraction,
 )
 from threshnet.fileio import remove_stale_temporaries
+from threshnet.steady_latency import BACKENDS
 from threshnet.training.bundled import bundled_cifar10
 from threshnet.training.data import CacheEntry
 from threshnet.training.loops import OPTIMIZERS, SCHEDULES
@@ -236,6 +237,13 @@ def _parser() -> ArgumentParser:
         type=positive_int,
         default=unset,
         help=f"rounds interleaved with the reference network, ThreshNet28 {_defaults('rounds')}",
+    )
+    latency.add_argument(
+        "--latency-backend",
+        choices=BACKENDS,
+        default=unset,
+        help="what runs the timed passes: eager PyTorch, or ONNX Runtime on each network's "
+        f"checked ONNX export (needs pip install -e '.[onnx]') {_defaults('backend')}",
     )
     search = parser.add_argument_group("search")
     search.add_argument(

@@ -5,7 +5,8 @@ and the machine's load drifts. Before a front is final, this pass re-times the f
 candidates (the trials of the first ``--fronts`` non-dominated layers) and the
 published presets back to back: ``--rounds`` rounds, the candidates in a new shuffled
 order each round, each timing paired with the reference network (ThreshNet28) as in a
-trial (threshnet.steady_latency); a candidate's outlier rounds are measured again, and a
+trial (threshnet.steady_latency), in the study's latency backend (eager PyTorch or ONNX
+Runtime); a candidate's outlier rounds are measured again, and a
 trial the new figures bring onto the front is re-timed too. The
 figures go to ``<study-dir>/remeasured.csv``; ``studies.load`` puts them in place of the
 search's latencies, so the report's front, ``pareto.json`` and the export use them (and
@@ -20,7 +21,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -32,13 +33,18 @@ from threshnet.cli import ArgumentParser, UserError, positive_int, run_cli
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings, device_name
 from threshnet.model import build_model
+from threshnet.onnx_export import INSTALL_HINT, missing_packages
 from threshnet.presets import PUBLISHED_PRESETS
 from threshnet.steady_latency import (
     measure_steady_latency,
     outlier_rounds,
     reference_config,
     round_statistics,
+    timed_network,
 )
+
+if TYPE_CHECKING:
+    from threshnet.steady_latency import Network
 
 PROG = "studies.remeasure"
 DEFAULT_ROUNDS = 5
@@ -91,11 +97,18 @@ def remeasure(
     input_size = int(
         study.settings["latency"].get("input_size") or study.settings["train"]["input_size"]
     )
-    reference = build_model(reference_config())
+    backend = study_backend(study)
+
+    def timed(model: torch.nn.Module) -> Network:
+        return timed_network(
+            model, backend, input_size=input_size, device=device, threads=settings.threads
+        )
+
+    reference = timed(build_model(reference_config()))
     shuffle = random.Random(seed)
     measured: dict[int, list[tuple[float, float]]] = {}
 
-    def time_once(model: torch.nn.Module) -> tuple[float, float]:
+    def time_once(model: Network) -> tuple[float, float]:
         steady = measure_steady_latency(
             model,
             reference,
@@ -109,7 +122,9 @@ def remeasure(
 
     def measure(numbers: list[int]) -> None:
         models = {
-            number: build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
+            number: timed(
+                build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
+            )
             for number in numbers
         }
         for number in numbers:
@@ -157,6 +172,12 @@ def remeasure(
     return pd.DataFrame(rows, columns=list(schema.REMEASURED_FIELDS))
 
 
+def study_backend(study: Study) -> str:
+    """The latency backend the study's trials were timed with (eager before there was a
+    choice)."""
+    return str(study.settings["latency"].get("backend", "eager"))
+
+
 def default_device(study: Study) -> torch.device:
     """Where the study timed its latencies (its trials' most common latency device)."""
     devices = study.trials.get("latency_device")
@@ -183,6 +204,12 @@ def remeasure_study(
         study = load_study(study_dir)
     except StudyError as error:
         raise UserError(str(error)) from None
+    missing = missing_packages() if study_backend(study) == "onnxruntime" else []
+    if missing:
+        raise UserError(
+            f"the study times latency in ONNX Runtime, which needs {', '.join(missing)}: "
+            f"{INSTALL_HINT}"
+        )
     target = torch.device(device) if device else default_device(study)
     if target.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda, but this machine has no GPU")

@@ -324,7 +324,7 @@ def _settings_block(study: Study) -> str:
         f"input {train['input_size']}",
         "validation": _validation_text(settings),
         "latency": f"batch 1, {latency['repeats']} repeats after {latency['warmup']} warm-up, "
-        f"device '{latency['device']}'",
+        f"device '{latency['device']}', {latency_backend(study)}",
         "sampler": f"{settings['sampler']}, seed {settings['seed']}",
         "data": str(settings["data_dir"] or "torchvision CIFAR-10"),
         "versions": ", ".join(f"{k} {v}" for k, v in study.manifest.get("versions", {}).items()),
@@ -336,28 +336,40 @@ def _settings_block(study: Study) -> str:
     return f'<dl id="settings">{items}</dl>'
 
 
+def latency_backend(study: Study) -> str:
+    """What ran the timed passes (a manifest without a backend is from before the choice)."""
+    if study.settings["latency"].get("backend", "eager") == "onnxruntime":
+        return "ONNX Runtime (each network's ONNX export)"
+    return "eager PyTorch"
+
+
 def _latency_label(analysis: Analysis) -> str:
     names = analysis.eligible["latency_device_name"].dropna().unique().tolist()
     device = ", ".join(str(n) for n in names) or "unknown device"
     source = "re-measured" if analysis.eligible["latency_remeasured"].any() else "search"
-    return f"latency, ms (batch 1, median of rounds' fastest, {source}; {device})"
+    backend = latency_backend(analysis.study)
+    return f"latency, ms (batch 1, median of rounds' fastest, {source}; {backend}; {device})"
 
 
 def latency_note(study: Study) -> str:
-    """Where the latencies on the front come from: the final pass or the search."""
+    """Where the latencies on the front come from: the final pass or the search, and
+    which backend ran them."""
     again = study.remeasured
+    backend = latency_backend(study)
     if again is None or again.empty:
         return (
             "Latencies are as each trial measured them during the search (batch 1, in rounds "
-            "against the reference network ThreshNet28). They have not been re-measured: "
-            f"run python -m studies.remeasure {study.root} for the final latency pass."
+            f"against the reference network ThreshNet28, in {backend}). They have not been "
+            f"re-measured: run python -m studies.remeasure {study.root} for the final "
+            "latency pass."
         )
     first = again.iloc[0]
     return (
         f"Latencies of {len(again)} trials (the front candidates and the published presets) "
         f"were re-measured after the search on {first['device_name']} ({first['device']}), "
-        f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, at "
-        f"{first['measured_at'][:19]} UTC; the front, hypervolume and tables use them."
+        f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, in "
+        f"{backend}, at {first['measured_at'][:19]} UTC; the front, hypervolume and tables "
+        "use them."
     )
 
 

@@ -83,6 +83,11 @@ def test_the_model_library_loads_no_training_search_or_data_code() -> None:
     assert unwanted == []
 
 
+def test_onnx_is_imported_only_when_used() -> None:
+    loaded = _loaded_after("import threshnet.steady_latency, threshnet.onnx_export")
+    assert [m for m in loaded if m.split(".")[0] in ("onnx", "onnxruntime", "onnxscript")] == []
+
+
 def test_loading_a_study_never_imports_ray() -> None:
     loaded = _loaded_after(
         "import studies.load, studies.schema, studies.pareto, studies.report, studies.fidelity"

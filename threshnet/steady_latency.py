@@ -19,13 +19,20 @@ alternating, so a slow-down that starts mid-round falls on both equally often):
 
 The reference ms recorded beside every candidate show the machine's drift over a
 study; ``latency_ratio x`` a reference ms taken on an idle device corrects it.
+
+The two networks are timed in one backend (``BACKENDS``): both PyTorch modules (eager),
+or both ONNX Runtime sessions of their ONNX exports (``timed_network`` makes one;
+threshnet.onnx_runtime), under the same rounds, rules and timers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -42,10 +49,16 @@ from threshnet.latency import (
 )
 from threshnet.presets import get_preset
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+    Network = nn.Module | InferenceSession  # what measure_steady_latency times
+
 OUTLIER_MADS = 5.0  # a round this many scaled MADs from the median ratio is re-measured
 OUTLIER_MIN_SHARE = 0.05  # ... if it is also this far (a share of the median) from it
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
 REFERENCE_PRESET = "threshnet28"  # the reference network: the smallest published model
+BACKENDS = ("eager", "onnxruntime")  # PyTorch itself, or ONNX Runtime on the ONNX export
 
 
 def reference_config() -> ThreshNetConfig:
@@ -102,9 +115,32 @@ def outlier_rounds(ratios: list[float]) -> list[int]:
     return sorted(far, key=lambda index: -abs(ratios[index] - median))
 
 
-def _round(
+def timed_network(
     model: nn.Module,
-    reference: nn.Module,
+    backend: str,
+    *,
+    input_size: int,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+) -> Network:
+    """``model`` as ``backend`` runs it: itself (eager), or an ONNX Runtime session of its
+    checked export on ``device`` with ``threads`` intra-op threads (None: torch's count,
+    which the eager path keeps when its settings give none)."""
+    if backend == "eager":
+        return model
+    if backend != "onnxruntime":
+        raise ValueError(f"latency backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    from threshnet.onnx_export import export_onnx
+    from threshnet.onnx_runtime import inference_session
+
+    onnx_model = export_onnx(model, input_size=input_size)
+    threads = threads if threads is not None else torch.get_num_threads()
+    return inference_session(onnx_model, device=device, threads=threads)
+
+
+def _round(
+    model: Callable[[torch.Tensor], Any],
+    reference: Callable[[torch.Tensor], Any],
     example: torch.Tensor,
     settings: LatencySettings,
     reference_first: bool,
@@ -120,8 +156,8 @@ def _round(
 
 
 def measure_steady_latency(
-    model: nn.Module,
-    reference: nn.Module,
+    model: Network,
+    reference: Network,
     *,
     input_size: int,
     device: str | torch.device = "cpu",
@@ -133,18 +169,28 @@ def measure_steady_latency(
     """Time ``model`` in ``rounds`` rounds interleaved with ``reference``.
 
     Each round times ``settings.repeats`` passes of each network (after one warm-up of
-    ``settings.warmup`` passes each); see the module docstring for the statistics.
+    ``settings.warmup`` passes each); see the module docstring for the statistics. Both
+    networks are modules, or both ONNX Runtime sessions (whose thread count is their own).
     """
     settings = settings or LatencySettings()
     if rounds < 1 or max_extra_rounds < 0 or unsteady_cv <= 0:
         raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and unsteady_cv > 0")
-    model, example = prepare_for_timing(model, input_size, device, settings)
-    reference, _ = prepare_for_timing(reference, input_size, device, settings)
+    if isinstance(model, nn.Module) and isinstance(reference, nn.Module):
+        model, example = prepare_for_timing(model, input_size, device, settings)
+        reference, _ = prepare_for_timing(reference, input_size, device, settings)
+        threads_in_force = cpu_threads(settings.threads)
+    else:
+        from threshnet.onnx_runtime import prepare_sessions
+
+        (model, reference), example, session_threads = prepare_sessions(
+            (model, reference), input_size, device, settings
+        )
+        threads_in_force = contextlib.nullcontext(session_threads)
     device = example.device
     remeasured = 0
     with (
         out_of_memory_as_value_error(settings, input_size, device),
-        cpu_threads(settings.threads) as threads,
+        threads_in_force as threads,
         torch.inference_mode(),
     ):
         for network in (reference, model):

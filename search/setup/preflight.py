@@ -15,6 +15,9 @@ from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings
 from threshnet.model import build_model
+from threshnet.onnx_export import INSTALL_HINT, missing_packages
+from threshnet.onnx_runtime import CUDA_PROVIDER
+from threshnet.steady_latency import BACKENDS
 
 
 def _builds(config: ThreshNetConfig, input_size: int) -> None:
@@ -38,6 +41,24 @@ def _networks(settings: StudySettings) -> list[tuple[str, ThreshNetConfig]]:
     return networks
 
 
+def _check_backend(backend: str, device: str) -> None:
+    """UserError when the latency backend is unknown or not installed here."""
+    if backend not in BACKENDS:
+        raise UserError(f"--latency-backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "onnxruntime":
+        return
+    missing = missing_packages()
+    if missing:
+        raise UserError(f"--latency-backend onnxruntime needs {', '.join(missing)}: {INSTALL_HINT}")
+    import onnxruntime
+
+    if device == "cuda" and CUDA_PROVIDER not in onnxruntime.get_available_providers():
+        raise UserError(
+            "--latency-backend onnxruntime --latency-device cuda needs onnxruntime-gpu (this "
+            f"onnxruntime has no {CUDA_PROVIDER})"
+        )
+
+
 def check_settings(settings: StudySettings) -> None:
     """Raise UserError (one line) when the settings would make every trial fail."""
     try:
@@ -50,6 +71,7 @@ def check_settings(settings: StudySettings) -> None:
             f"--epochs {settings.train.epochs} there is none: give --epochs 2 or more"
         )
     protocol = settings.latency
+    _check_backend(protocol.backend, protocol.device)
     try:
         LatencySettings(
             batch_size=protocol.batch_size or 1, warmup=protocol.warmup, repeats=protocol.repeats

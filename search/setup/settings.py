@@ -37,6 +37,9 @@ class LatencyProtocol:
     # Rounds interleaved with the reference network (threshnet.steady_latency); 0: one run
     # of repeats, its median, as studies made before manifest version 3 measured
     rounds: int = 5
+    # What runs the timed passes: "eager" (PyTorch) or "onnxruntime" (the network's ONNX
+    # export in ONNX Runtime, threshnet.onnx_runtime); a manifest without it was eager
+    backend: str = "eager"
 
     @property
     def repeats_per_round(self) -> int:

@@ -17,6 +17,7 @@ raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it re
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import itertools
 import socket
@@ -24,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,9 +39,12 @@ from threshnet.costs import ArchitectureCosts, static_costs
 from threshnet.latency import LatencyResult, LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
 from threshnet.presets import preset_name
-from threshnet.steady_latency import measure_steady_latency, reference_config
+from threshnet.steady_latency import measure_steady_latency, reference_config, timed_network
 from threshnet.training.data import CacheEntry
 from threshnet.training.proxy import ProxyResult, run_proxy
+
+if TYPE_CHECKING:
+    from threshnet.steady_latency import Network
 
 NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 _trials_in_this_process = itertools.count(1)
@@ -97,18 +101,26 @@ def _latency_settings(
 def measure_objective_latency(
     model: nn.Module, context: TrialContext, device: torch.device, threads: int
 ) -> dict[str, Any]:
-    """The objective: batch-1 latency in rounds interleaved with the reference network
-    (the record's latency fields)."""
+    """The objective: batch-1 latency in rounds interleaved with the reference network,
+    both run by the study's latency backend (the record's latency fields)."""
     protocol = context.settings.latency
     settings = _latency_settings(context, device, threads, 1, protocol.repeats_per_round)
     input_size = protocol.input_size or context.settings.train.input_size
     if protocol.rounds == 0:  # a study made before rounds: measure as its trials were
         single = _measure_one_run(model, device, input_size, settings)
         return {**_latency_fields(single), "latency_ms": single.median_ms}
+    # exported (onnxruntime) before the gate is taken: it takes seconds
+    candidate = timed_network(
+        model, protocol.backend, input_size=input_size, device=device, threads=threads
+    )
+    if protocol.backend == "eager":
+        reference = build_model(reference_config())
+    else:
+        reference = _onnx_reference(input_size, device, threads)
     with _alone_on(device):
         steady = measure_steady_latency(
-            model,
-            build_model(reference_config()),
+            candidate,
+            reference,
             input_size=input_size,
             device=device,
             settings=settings,
@@ -123,6 +135,18 @@ def measure_objective_latency(
         "latency_rounds": steady.rounds,
         "latency_unsteady": int(steady.unsteady),
     }
+
+
+@functools.cache
+def _onnx_reference(input_size: int, device: torch.device, threads: int) -> Network:
+    """The reference network's ONNX Runtime session, exported once by a warm worker."""
+    return timed_network(
+        build_model(reference_config()),
+        "onnxruntime",
+        input_size=input_size,
+        device=device,
+        threads=threads,
+    )
 
 
 def _latency_fields(result: LatencyResult) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,6 +50,7 @@ from threshnet.config import ThreshNetConfig
 from threshnet.costs import static_costs
 from threshnet.fileio import atomic_write, atomic_write_text, remove_stale_temporaries
 from threshnet.latency import device_name
+from threshnet.model import ThreshNet, build_model
 from threshnet.presets import PRESETS
 from threshnet.training.batches import AUGMENTATIONS
 from threshnet.training.data import (
@@ -188,19 +190,56 @@ def _differences(old: Any, new: dict[str, Any]) -> str:
     return "; ".join(found)
 
 
-def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
+def _load_checkpoint(path: Path, advice: str) -> dict[str, Any]:
+    """A checkpoint this module wrote, loaded without running any of the file's code;
+    UserError (``advice`` ends it) for anything else."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # never unpickle code; anything unreadable is refused
         # torch's own message advises weights_only=False, i.e. running the file's code
         raise UserError(
             f"{path} is not a readable threshnet checkpoint (it was not written by "
-            "threshnet.train, or is damaged); move it away or use another --out"
+            f"threshnet.train, or is damaged); {advice}"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise UserError(f"{path} is not a threshnet.train checkpoint")
+    return checkpoint
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The network a checkpoint holds, with what it was trained on."""
+
+    model: ThreshNet  # the trained weights, on the CPU in eval mode
+    input_size: int
+    normalize: bool  # the inputs were normalised per channel (the statistics are not kept)
+    epoch: int  # the last complete epoch
+
+
+def load_trained_model(path: str | Path) -> TrainedModel:
+    """The trained network of a ``threshnet.train`` checkpoint; UserError (one line) for
+    a missing file or one that is not such a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    checkpoint = _load_checkpoint(path, "give a checkpoint.pt from a threshnet.train run")
+    try:
+        identity = checkpoint["identity"]
+        config = ThreshNetConfig.from_dict(identity["config"])
+        settings = TrainSettings.from_dict(identity["settings"])
+        model = build_model(config)
+        model.load_state_dict(checkpoint["model"])
+        epoch = int(checkpoint["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise UserError(f"{path} is a damaged threshnet.train checkpoint ({first})") from None
+    return TrainedModel(model.eval(), settings.input_size, settings.normalize, epoch)
+
+
+def _read_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    checkpoint = _load_checkpoint(path, "move it away or use another --out")
     if checkpoint.get("identity") != identity:
         raise UserError(
             f"{path.parent} holds a run with another config or settings "
