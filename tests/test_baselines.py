@@ -44,6 +44,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # a whole study for four extra measurements
 def test_baselines_are_measured_after_the_trials_and_shown_never_searched(
     search_data_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.long  # time-boxed windows: a bench harness, meaningful on idle cores
 def test_the_gpu_check_dry_run_writes_its_summary(tmp_path: Path) -> None:
     write_image_folder(tmp_path / "tree" / "cifar10-jpeg", per_class=40)
     archive = tmp_path / "cifar10-jpeg.tar.xz"

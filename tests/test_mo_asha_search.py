@@ -50,6 +50,7 @@ def test_the_scheduler_ranks_a_rung_report_among_earlier_runs_results() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # the rule and the scheduler have fast tests of their own
 def test_a_mo_asha_study_stops_trials_at_rungs_and_keeps_them_off_the_front(
     search_data_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from studies.load import eligible_trials, load_study
 from studies.report import write_report
 from threshnet.presets import PUBLISHED_PRESETS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # the README's first line, whole
 
 
 def test_the_smoke_study_learns_and_shows_a_front(tmp_path: Path) -> None:

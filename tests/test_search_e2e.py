@@ -120,6 +120,7 @@ def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) ->
     assert _rows(study_dir.trials_path) == rows
 
 
+@pytest.mark.long  # kill -9 and resume: also in the PostgreSQL cluster test, which stays in CI
 def test_killed_study_resumes_without_rerunning_finished_trials(
     search_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -164,7 +165,12 @@ def _sigterm(process: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stop", "status"), [(_ctrl_c, 130), (_sigterm, 143)], ids=["ctrl-c", "sigterm"]
+    ("stop", "status"),
+    [
+        # Ctrl-C takes SIGTERM's path (SIGTERM is turned into SIGINT): only its status differs
+        pytest.param(_ctrl_c, 130, marks=pytest.mark.long, id="ctrl-c"),
+        pytest.param(_sigterm, 143, id="sigterm"),
+    ],
 )
 def test_a_stopped_run_ends_cleanly_and_the_same_command_resumes(
     search_data_dir: Path, tmp_path: Path, stop, status: int
