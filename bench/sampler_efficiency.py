@@ -36,7 +36,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,19 +145,37 @@ def _told_values(truth: tuple[float, float], rng: random.Random) -> tuple[float,
     return accuracy + rng.gauss(0, 0.004), latency * math.exp(rng.gauss(0, 0.03))
 
 
-def run_study(sampler: str, surrogate: str, seed: int, trials: int, in_flight: int) -> RunResult:
-    """One study: presets first, then the sampler's suggestions, ``in_flight`` at a time."""
+def build_sampler(design: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The product's sampler by name, or ``gp-tpe@N``: gp-tpe handing over at N trials."""
+    name, _, handover = design.partition("@")
+    if handover:
+        return make_sampler(name, seed, gp_trials=int(handover))
+    return make_sampler(name, seed)
+
+
+def run_study(
+    sampler: str,
+    surrogate: str,
+    seed: int,
+    trials: int,
+    in_flight: int,
+    checkpoints: Sequence[int] = CHECKPOINTS,
+    timing_points: Sequence[int] = TIMING_POINTS,
+) -> RunResult:
+    """One study: presets first, then the sampler's suggestions (``sampler``: a design of
+    ``build_sampler``), ``in_flight`` at a time; hypervolume at each checkpoint, seconds per
+    suggestion at each timing point."""
     torch.set_num_threads(1)  # one core per run; runs go in parallel processes
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     model = SURROGATES[surrogate]
     study = optuna.create_study(
-        directions=["maximize", "minimize"], sampler=make_sampler(sampler, seed)
+        directions=["maximize", "minimize"], sampler=build_sampler(sampler, seed)
     )
     for _, _, params in preset_points(DEFAULT_SPACE)[0]:
         study.enqueue_trial(params)
     rng = random.Random(seed)
     rows: list[dict[str, object]] = []
-    timings: dict[int, list[float]] = {point: [] for point in TIMING_POINTS}
+    timings: dict[int, list[float]] = {point: [] for point in timing_points}
     pending: list[tuple[optuna.Trial, tuple[float, float], str]] = []
 
     def ask() -> None:
@@ -166,7 +184,7 @@ def run_study(sampler: str, surrogate: str, seed: int, trials: int, in_flight: i
         params = sample_params(trial, DEFAULT_SPACE)
         seconds = time.perf_counter() - started
         finished = len(rows)
-        for point in TIMING_POINTS:  # the suggestions made with point-5..point told
+        for point in timing_points:  # the suggestions made with point-5..point told
             if point - 5 <= finished <= point and trial.number >= len(PUBLISHED_PRESETS):
                 timings[point].append(seconds)
         config = params_to_config(params, DEFAULT_SPACE)
@@ -187,7 +205,7 @@ def run_study(sampler: str, surrogate: str, seed: int, trials: int, in_flight: i
         surrogate=surrogate,
         seed=seed,
         in_flight=in_flight,
-        hypervolume={n: hypervolume(frame.iloc[:n], reference) for n in CHECKPOINTS if n <= trials},
+        hypervolume={n: hypervolume(frame.iloc[:n], reference) for n in checkpoints if n <= trials},
         suggest_seconds={p: statistics.fmean(t) for p, t in timings.items() if t},
     )
 
@@ -201,7 +219,7 @@ def _jobs(args: argparse.Namespace) -> Iterator[tuple[str, str, int, int, int]]:
         for in_flight in args.in_flight:
             for seed in range(args.seeds):
                 for sampler in args.samplers:
-                    if sampler == "gp" and in_flight > 1 and not args.gp_in_flight:
+                    if sampler.startswith("gp") and in_flight > 1 and not args.gp_in_flight:
                         continue  # ~10 CPU-minutes a run: see --gp-in-flight
                     yield sampler, surrogate, seed, args.trials, in_flight
 
@@ -211,17 +229,23 @@ def _mean_seconds(runs: list[RunResult], point: int) -> str:
     return f"{statistics.fmean(seconds):.3f}" if seconds else "-"
 
 
-def _table(results: list[RunResult], trials: int) -> list[str]:
-    """Median (min-max) hypervolume ratio to random with the same seed, per checkpoint."""
+def table(
+    results: list[RunResult],
+    trials: int,
+    checkpoints: Sequence[int] = CHECKPOINTS,
+    timing_points: Sequence[int] = TIMING_POINTS,
+) -> list[str]:
+    """Median (min-max) hypervolume ratio to random with the same seed, per checkpoint;
+    mean seconds per suggestion at each timing point."""
     random_hv = {
         (r.surrogate, r.in_flight, r.seed): r.hypervolume for r in results if r.sampler == "random"
     }
-    points = [n for n in CHECKPOINTS if n <= trials]
+    points = [n for n in checkpoints if n <= trials]
     lines = [
         "| surrogate | in flight | sampler | "
         + " | ".join(f"HV/random @{n}" for n in points)
         + " | s/suggestion @"
-        + "/".join(map(str, TIMING_POINTS))
+        + "/".join(map(str, timing_points))
         + " |",
         "|---" * (4 + len(points)) + "|",
     ]
@@ -244,7 +268,7 @@ def _table(results: list[RunResult], trials: int) -> list[str]:
                 if ratios
                 else "n/a"
             )
-        timing = "/".join(_mean_seconds(runs, point) for point in TIMING_POINTS)
+        timing = "/".join(_mean_seconds(runs, point) for point in timing_points)
         lines.append(
             f"| {surrogate} | {in_flight} | {sampler} | " + " | ".join(cells) + f" | {timing} |"
         )
@@ -253,7 +277,9 @@ def _table(results: list[RunResult], trials: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    # gp-tpe is gp's run up to its hand-over (200 trials): bench/sampler_scale.py runs it
+    offered = [name for name in SAMPLERS if name != "gp-tpe"]
+    parser.add_argument("--samplers", nargs="+", default=offered, choices=SAMPLERS)
     parser.add_argument("--surrogates", nargs="+", default=list(SURROGATES), choices=SURROGATES)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=200)
@@ -277,7 +303,7 @@ def main() -> None:
         f"first, reference = presets' nadir, optuna {optuna.__version__}, "
         f"{time.perf_counter() - started:.0f} s on {args.workers} processes"
     )
-    print("\n".join(_table(results, args.trials)))
+    print("\n".join(table(results, args.trials)))
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
 

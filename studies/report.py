@@ -325,7 +325,7 @@ def _settings_block(study: Study) -> str:
         "validation": _validation_text(settings),
         "latency": f"batch 1, {latency['repeats']} repeats after {latency['warmup']} warm-up, "
         f"device '{latency['device']}', {latency_backend(study)}",
-        "sampler": f"{settings['sampler']}, seed {settings['seed']}",
+        "sampler": f"{_sampler_text(settings)}, seed {settings['seed']}",
         "data": str(settings["data_dir"] or "torchvision CIFAR-10"),
         "versions": ", ".join(f"{k} {v}" for k, v in study.manifest.get("versions", {}).items()),
         "git revision": str(study.manifest.get("git_revision", "")),
@@ -334,6 +334,12 @@ def _settings_block(study: Study) -> str:
         f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in lines.items()
     )
     return f'<dl id="settings">{items}</dl>'
+
+
+def _sampler_text(settings: dict[str, Any]) -> str:
+    if settings["sampler"] != "gp-tpe":
+        return str(settings["sampler"])
+    return f"gp-tpe (GP up to {settings['gp_trials']} complete trials, then TPE)"
 
 
 def latency_backend(study: Study) -> str:

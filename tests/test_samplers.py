@@ -7,7 +7,7 @@ import pytest
 
 from search.driver.optuna_bridge import suggest
 from search.methods.feasibility import constrain, placeholder_values
-from search.methods.samplers import SAMPLERS, make_sampler
+from search.methods.samplers import SAMPLERS, STARTUP_TRIALS, make_sampler
 from search.worker.trial import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config, sample_params
 from threshnet.costs import architecture_costs
@@ -17,7 +17,10 @@ from threshnet.costs import architecture_costs
     "name",
     # GP fits a model per suggestion: about 2 s on an idle 2-core machine, minutes when
     # the cores are shared, so it runs with the slow tests.
-    [pytest.param(name, marks=pytest.mark.slow) if name == "gp" else name for name in SAMPLERS],
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name.startswith("gp") else name
+        for name in SAMPLERS
+    ],
 )
 def test_sampler_suggests_every_parameter_after_its_startup_phase(
     name: str, recwarn: pytest.WarningsRecorder
@@ -46,12 +49,12 @@ def test_unknown_sampler() -> None:
         make_sampler("cmaes", seed=0)
 
 
-def _infeasible_share(name: str, caps: CostCaps, trials: int = 60) -> float:
+def _infeasible_share(name: str, caps: CostCaps, trials: int = 60, **options: int) -> float:
     """Share of infeasible suggestions among the last half of a study whose objectives
     reward larger networks (so the caps are what holds a sampler back)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(
-        directions=["maximize", "minimize"], sampler=make_sampler(name, seed=0)
+        directions=["maximize", "minimize"], sampler=make_sampler(name, seed=0, **options)
     )
     broke = []
     for _ in range(trials):
@@ -82,3 +85,10 @@ def test_cost_caps_reach_each_sampler_as_constraints(name: str) -> None:
     baseline = _infeasible_share("random", caps)
     assert baseline > 0.3  # the caps bite: a blind sampler breaks them often
     assert _infeasible_share(name, caps) < 0.75 * baseline
+
+
+def test_cost_caps_still_hold_after_gp_tpe_hands_over_to_tpe() -> None:
+    caps = CostCaps(max_params=10_000_000)
+    baseline = _infeasible_share("random", caps)
+    # GP models the first dozen trials (two fits after its start-up), TPE the rest
+    assert _infeasible_share("gp-tpe", caps, gp_trials=STARTUP_TRIALS + 2) < 0.75 * baseline

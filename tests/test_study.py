@@ -84,7 +84,7 @@ def test_explicit_flags_override_and_conflicts_are_named() -> None:
     assert settings.train.epochs == 2 and settings.sampler == "random"
     assert settings.train.batch_size == DEFAULT_SETTINGS.train.batch_size
     differences = _differences(DEFAULT_SETTINGS.to_dict(), settings.to_dict())
-    assert differences == ["sampler: 'gp' -> 'random'", "train.epochs: 4 -> 2"]
+    assert differences == ["sampler: 'gp-tpe' -> 'random'", "train.epochs: 4 -> 2"]
 
 
 def test_a_second_run_on_the_same_study_is_refused(

@@ -96,7 +96,11 @@ def run_trials(
         target=run.trials,
         metric=list(OBJECTIVES),
         mode=["max", "min"],
-        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
+        sampler=make_sampler(
+            settings.sampler,
+            sampler_seed(settings.seed, run.run_index),
+            gp_trials=settings.gp_trials,
+        ),
         study_name=run.study_name,
         storage=run.storage,
     )

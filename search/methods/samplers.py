@@ -13,15 +13,28 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import optuna
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
-DEFAULT_SAMPLER = "gp"  # chosen with bench/sampler_efficiency.py (BENCHMARKS.md)
+SAMPLERS = ("gp-tpe", "tpe", "nsga2", "gp", "random")
+DEFAULT_SAMPLER = "gp-tpe"  # chosen with bench/sampler_efficiency.py, bench/sampler_scale.py
 STARTUP_TRIALS = 10  # random suggestions before a model-based sampler starts modelling
+# gp-tpe: COMPLETE trials after which GP hands the study over to TPE; GP's cost per
+# suggestion grows steeply with the trials told, and its lead over TPE was made by then
+# (bench/sampler_scale.py, BENCHMARKS.md "Sampler at scale")
+GP_TRIALS = 200
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """A multi-objective Optuna sampler by name (one of SAMPLERS)."""
+def make_sampler(
+    name: str, seed: int, *, gp_trials: int = GP_TRIALS
+) -> optuna.samplers.BaseSampler:
+    """A multi-objective Optuna sampler by name (one of SAMPLERS); ``gp_trials``: where
+    gp-tpe hands over from GP to TPE (COMPLETE trials in the study)."""
     import optuna  # here, so that settings (which name the default) need no optuna
 
+    if name == "gp-tpe":
+        from search.methods.handover import HandoverSampler
+
+        return HandoverSampler(
+            make_sampler("gp", seed), make_sampler("tpe", seed), handover=gp_trials
+        )
     if name == "tpe":
         # Multivariate TPE models the parameters jointly; the constant liar keeps trials
         # in flight from being suggested twice.

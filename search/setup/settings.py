@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from search.methods.mo_asha import RungSchedule
-from search.methods.samplers import DEFAULT_SAMPLER
+from search.methods.samplers import DEFAULT_SAMPLER, GP_TRIALS
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
 from threshnet.latency import LatencySettings
@@ -63,6 +63,9 @@ class StudySettings:
     train_fraction: float = 1.0
     max_train_images: int | None = None
     sampler: str = DEFAULT_SAMPLER
+    # gp-tpe hands over from GP to TPE at this many COMPLETE trials; kept in the manifest so
+    # that a resumed study hands over where it was started to
+    gp_trials: int = GP_TRIALS
     seed: int = 0
     enqueue_presets: bool = True
     scheduler: str = "fifo"

@@ -1,0 +1,76 @@
+"""The default sampler, gp-tpe: GP up to a count of COMPLETE trials, TPE from there on,
+over runs of one study in a journal file and with trials in flight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from search.methods.handover import SAMPLER_ATTR
+from search.methods.samplers import DEFAULT_SAMPLER, GP_TRIALS, STARTUP_TRIALS, make_sampler
+from search.setup.settings import DEFAULT_SETTINGS, StudySettings
+from space import DEFAULT_SPACE, params_to_config, sample_params
+
+HANDOVER = STARTUP_TRIALS + 2  # two GP fits over a dozen trials: a second or so
+
+
+def _run(path: Path, seed: int) -> optuna.Study:
+    """A run of the study in the journal file ``path``, with its own gp-tpe sampler."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.create_study(
+        study_name="study",
+        storage=storage,
+        directions=["maximize", "minimize"],
+        sampler=make_sampler("gp-tpe", seed, gp_trials=HANDOVER),
+        load_if_exists=True,
+    )
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    trial = study.ask()
+    sample_params(trial, DEFAULT_SPACE)
+    return trial
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial) -> None:
+    config = params_to_config(trial.params, DEFAULT_SPACE)
+    study.tell(trial, [config.depth / 100, sum(s.transition for s in config.stages) / 1e3])
+
+
+def _samplers(path: Path) -> list[str]:
+    study = _run(path, seed=99)
+    return [trial.system_attrs[SAMPLER_ATTR] for trial in study.get_trials()]
+
+
+def test_gp_tpe_hands_over_at_the_count_across_runs_and_trials_in_flight(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.log"
+    first = _run(path, seed=0)
+    for _ in range(HANDOVER - 4):
+        _tell(first, _ask(first))
+    second = _run(path, seed=1)  # resumed before the hand-over
+    for _ in range(3):
+        _tell(second, _ask(second))
+    assert len(second.get_trials()) == HANDOVER - 1
+    # In flight at one short of the count: each is GP's, as only COMPLETE trials count.
+    in_flight = [_ask(second) for _ in range(3)]
+    for trial in in_flight:
+        _tell(second, trial)
+    for _ in range(2):
+        _tell(second, _ask(second))
+    third = _run(path, seed=2)  # resumed past the hand-over: TPE at once
+    _tell(third, _ask(third))
+    gp, tpe = "GPSampler", "TPESampler"
+    assert _samplers(path) == [gp] * (HANDOVER + 2) + [tpe] * 3
+
+
+def test_a_resumed_study_keeps_its_recorded_hand_over() -> None:
+    assert DEFAULT_SAMPLER == "gp-tpe"
+    stored = DEFAULT_SETTINGS.to_dict()
+    assert stored["sampler"] == "gp-tpe" and stored["gp_trials"] == GP_TRIALS
+    assert StudySettings.from_dict({**stored, "gp_trials": 150}).gp_trials == 150
+    before = {key: value for key, value in stored.items() if key != "gp_trials"}
+    assert StudySettings.from_dict(before).gp_trials == GP_TRIALS  # a manifest from before
