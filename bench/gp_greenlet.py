@@ -3,12 +3,13 @@
 Without ``greenlet`` Optuna's GP sampler optimises its acquisition function with one
 L-BFGS-B run after another (and warns, "'greenlet' package is unavailable, falling back to
 sequential L-BFGS-B optimization"); with it, the runs are batched. This bench runs the
-product's default sampler (``make_sampler("gp")``) on the ``launch`` surrogate of
-``bench/sampler_efficiency.py`` in two arms, each in a fresh process on one thread:
-``greenlet`` importable, and ``greenlet`` hidden from Optuna (``sys.modules`` entry set to
-None before Optuna loads). The arms alternate, ``--repeats`` times each, same seed;
-printed: seconds per suggestion at 10, 50 and 100 finished trials (min/median/max over
-the repeats) and the median ratio without/with. Needs ``pip install greenlet``.
+product's GP sampler (``make_sampler("gp")``; the default ``gp-tpe`` up to its hand-over)
+on the ``launch`` surrogate of ``bench/sampler_efficiency.py`` in two arms, each in a
+fresh process on one thread: ``greenlet`` importable, and ``greenlet`` hidden from Optuna
+(``sys.modules`` entry set to None before Optuna loads). The arms alternate, ``--repeats``
+times each, same seed; printed: seconds per suggestion at 10, 50 and 100 finished trials
+(min/median/max over the repeats) and the median ratio without/with. Needs ``pip install
+greenlet``.
 
     python bench/gp_greenlet.py                  # 100 trials, 3 repeats (~10 min on 2 cores)
     python bench/gp_greenlet.py --trials 50 --repeats 2

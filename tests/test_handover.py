@@ -74,3 +74,17 @@ def test_a_resumed_study_keeps_its_recorded_hand_over() -> None:
     assert StudySettings.from_dict({**stored, "gp_trials": 150}).gp_trials == 150
     before = {key: value for key, value in stored.items() if key != "gp_trials"}
     assert StudySettings.from_dict(before).gp_trials == GP_TRIALS  # a manifest from before
+
+
+def test_gp_tpe_suggests_what_gp_does_up_to_the_hand_over() -> None:
+    """So gp-tpe's quality up to its hand-over is gp's, measured in BENCHMARKS.md."""
+
+    def params(name: str) -> list[dict]:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        sampler = make_sampler(name, seed=3, gp_trials=STARTUP_TRIALS + 1)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        for _ in range(STARTUP_TRIALS + 1):  # the last one from GP's model
+            _tell(study, _ask(study))
+        return [trial.params for trial in study.get_trials()]
+
+    assert params("gp-tpe") == params("gp")
