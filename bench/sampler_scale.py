@@ -154,13 +154,16 @@ def quality(args: argparse.Namespace) -> None:
 
 
 def saved_table(args: argparse.Namespace) -> None:
-    """The quality table of the runs saved in a ``--jsonl`` file."""
+    """The quality table of the runs saved in a ``--jsonl`` file (those with their random
+    baseline)."""
     results = []
     for line in Path(args.jsonl).read_text(encoding="utf-8").splitlines():
         data = json.loads(line)
         for key in ("hypervolume", "suggest_seconds"):
             data[key] = {int(n): value for n, value in data[key].items()}
         results.append(RunResult(**data))
+    baselines = {(r.surrogate, r.in_flight, r.seed) for r in results if r.sampler == "random"}
+    results = [r for r in results if (r.surrogate, r.in_flight, r.seed) in baselines]
     trials = max(max(r.hypervolume) for r in results)
     checkpoints = [n for n in POINTS if n <= trials]
     print(f"# {len(results)} runs from {args.jsonl}")
