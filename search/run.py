@@ -252,7 +252,8 @@ def _parser() -> ArgumentParser:
         default=unset,
         help=f"Optuna sampler {_defaults('sampler')}: gp-tpe is Gaussian-process BO for the "
         f"first {GP_TRIALS} complete trials, then multivariate TPE (cheap per suggestion at "
-        "thousands of trials); gp keeps GP throughout (seconds per suggestion past 200 trials)",
+        "thousands of trials); gp keeps GP throughout (seconds per suggestion from about 50 "
+        "trials, growing with the trials told)",
     )
     search.add_argument(
         "--seed",

@@ -2,8 +2,9 @@
 
 Every sampler sees the whole fixed-dimension space (space.sampling), so none falls back
 to sampling parameters independently (and none warns about it per trial), and the
-cost-cap constraints each trial carries (``Trial.set_constraint``). Which one is the default was
-chosen with ``bench/sampler_efficiency.py`` (BENCHMARKS.md).
+cost-cap constraints each trial carries (``Trial.set_constraint``). The default, gp-tpe
+(search.methods.handover), was chosen with ``bench/sampler_efficiency.py`` (quality) and
+``bench/sampler_scale.py`` (cost at 1,000 trials, where to hand over; BENCHMARKS.md).
 """
 
 from __future__ import annotations
