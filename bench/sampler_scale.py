@@ -12,16 +12,17 @@ untimed suggestion (the sampler's caches warm, as in a long run) and ``--repeats
 ones, the designs interleaved; each timed suggestion is Optuna's ask plus sampling the
 space on one thread, then told FAIL, which no sampler models, so every repeat sees the
 same study. Printed: min / median / max wall seconds per suggestion and the median CPU
-seconds (which a shared machine's load does not inflate).
+seconds (which a shared machine's load inflates far less).
 
 ``quality``: ``run_study`` of ``bench/sampler_efficiency.py`` to ``--trials``, one
 trial in flight unless told otherwise; hypervolume ratio to random (same seed), median
 (min-max) over the seeds, at 100/200/500/1000 trials, and the mean seconds per suggestion
 over the five made before each of those counts.
 
-    python bench/sampler_scale.py timing                       # ~15 min on one core
-    python bench/sampler_scale.py timing --designs tpe gp-tpe --told 1000 --repeats 5
-    python bench/sampler_scale.py quality                      # ~40 min on 2 processes
+    python bench/sampler_scale.py timing              # a few CPU-minutes (GP up to 200 told)
+    python bench/sampler_scale.py timing --designs gp --told 500 1000 --in-flight 1 --repeats 1
+    python bench/sampler_scale.py quality --jsonl runs.jsonl   # ~2 CPU-hours: GP's phases
+    python bench/sampler_scale.py table runs.jsonl    # the quality table of the runs so far
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def history(surrogate: str, told: int, in_flight: int, seed: int) -> list[Frozen
 
 def _suggest_seconds(study: optuna.Study) -> tuple[float, float]:
     """Wall and CPU seconds of one suggestion (CPU time: what a shared machine's load
-    does not inflate)."""
+    inflates far less)."""
     started, cpu = time.perf_counter(), time.process_time()
     trial = study.ask()
     sample_params(trial, DEFAULT_SPACE)
@@ -179,7 +180,7 @@ def main() -> None:
     timed.add_argument("--in-flight", type=int, nargs="+", default=[1, 32])
     timed.add_argument("--repeats", type=int, default=3)
     timed.add_argument(
-        "--gp-max-told", type=int, default=1000, help="skip gp past this many told trials"
+        "--gp-max-told", type=int, default=200, help="skip gp past this many told trials"
     )
     timed.add_argument("--surrogate", choices=SURROGATES, default="launch")
     timed.add_argument("--seed", type=int, default=0)
