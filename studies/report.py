@@ -46,6 +46,7 @@ from studies.pareto import (
     hypervolume_history,
     pareto_front,
 )
+from studies.schema import LATENCY_SCALE_KEY, REPLACE_CV
 from threshnet.cli import ArgumentParser, UserError, finite_float, run_cli
 from threshnet.fileio import atomic_write, atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
@@ -200,17 +201,30 @@ def _front_table(front: pd.DataFrame) -> str:
         latency_ms=front["latency_ms"].map(lambda v: f"{v:.3f}"),
         params=front["params"].map(lambda v: f"{int(v):,}"),
         macs=front["macs"].map(lambda v: f"{int(v) / 1e6:.1f} M"),
+        latency_cv=front["latency_figure_cv"].map(_percent),
+        latency_rounds=front["latency_figure_rounds"].map(_count),
     )
     columns = [
         ("number", "trial"),
         ("preset", "preset"),
         ("val_acc", "val acc"),
         ("latency_ms", "latency ms"),
+        ("latency_source", "latency from"),
+        ("latency_cv", "its CV"),
+        ("latency_rounds", "rounds"),
         ("params", "params"),
         ("macs", "MACs"),
         ("architecture", "architecture"),
     ]
     return _table(shown, columns, "pareto-table")
+
+
+def _percent(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.1%}"
+
+
+def _count(value: float) -> str:
+    return "" if pd.isna(value) else str(int(value))
 
 
 def _number(spec: str) -> Callable[[Any], str]:
@@ -352,24 +366,51 @@ def _latency_label(analysis: Analysis) -> str:
 
 
 def latency_note(study: Study) -> str:
-    """Where the latencies on the front come from: the final pass or the search, and
-    which backend ran them."""
+    """Where the latencies on the front come from: their scale, the final pass or the
+    search, and which backend ran them."""
     again = study.remeasured
     backend = latency_backend(study)
+    scale = scale_note(study)
     if again is None or again.empty:
         return (
             "Latencies are as each trial measured them during the search (batch 1, in rounds "
-            f"against the reference network ThreshNet28, in {backend}). They have not been "
-            f"re-measured: run python -m studies.remeasure {study.root} for the final "
+            f"against the reference network ThreshNet28, in {backend}). {scale} They have not "
+            f"been re-measured: run python -m studies.remeasure {study.root} for the final "
             "latency pass."
         )
     first = again.iloc[0]
+    flagged = int(again["flagged"].sum())
+    kept = (
+        f"; {flagged} could not be timed steadily in any attempt and keep the search's "
+        "figure (flagged in the front table)"
+        if flagged
+        else ""
+    )
     return (
         f"Latencies of {len(again)} trials (the front candidates and the published presets) "
         f"were re-measured after the search on {first['device_name']} ({first['device']}), "
         f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, in "
-        f"{backend}, at {first['measured_at'][:19]} UTC; the front, hypervolume and tables "
-        "use them."
+        f"{backend}, at {first['measured_at'][:19]} UTC: {len(again) - flagged} steady "
+        f"figures (CV of the rounds' ratios at most {REPLACE_CV:.0%}, the machine not "
+        f"oversubscribed) replace the search's{kept}; the front, hypervolume and tables use "
+        f"them. {scale}"
+    )
+
+
+def scale_note(study: Study) -> str:
+    """The study's latency scale in a sentence."""
+    entries = study.manifest.get(LATENCY_SCALE_KEY)
+    if entries is None:
+        return "They are raw milliseconds (the study predates the study-wide latency scale)."
+    if not entries:
+        return "The study has no reference time yet; its latencies are raw milliseconds."
+    times = "; ".join(
+        f"{float(entry['ms']):.3f} ms on {kind} (from {entry['source']})"
+        for kind, entry in entries.items()
+    )
+    return (
+        "Each latency is the network's ratio to ThreshNet28, timed in the same rounds, times "
+        f"the study's one reference time for its device kind: {times}."
     )
 
 

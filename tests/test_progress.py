@@ -51,7 +51,7 @@ def test_each_ended_trial_gets_its_line_then_the_status(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "trial 0: ok"
     assert lines[1].startswith("[1/4 finished, 2 running, 0 failed | ")
-    assert "ETA " in lines[1] and lines[1].endswith("front 1, hypervolume 0]")
+    assert "ETA " in lines[1] and "front 1, hypervolume 0" in lines[1]
     assert lines[3].startswith("[2/4 finished, 1 running, 1 failed | ")
     assert lines[5].startswith("[2/4 finished")  # an infeasible config is not a finished trial
 
@@ -62,3 +62,15 @@ def test_quiet_prints_nothing_per_trial(capsys: pytest.CaptureFixture[str]) -> N
     progress.trial_ended("trial 0: ok", _ok(0.3, 5.0), study, running=0)
     progress.close()
     assert capsys.readouterr().out == ""
+
+
+def test_the_status_line_says_when_latencies_were_timed_on_an_oversubscribed_machine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    study = _study([(_ok(0.3, 5.0), TrialState.COMPLETE)])
+    progress = Progress(target=3, full_epochs=2, verbosity=NORMAL)
+    progress.trial_ended("trial 0: ok", _ok(0.3, 5.0), study, running=1)
+    progress.trial_ended("trial 1: ok", {**_ok(0.3, 5.0), "latency_oversubscribed": 1}, study, 0)
+    first, second = capsys.readouterr().out.splitlines()[1::2]
+    assert "timed so" not in first
+    assert second.endswith("1 latency timed so]") and "| oversubscribed: " in second

@@ -41,11 +41,13 @@ from threshnet.config import ThreshNetConfig
 from threshnet.latency import (
     LatencyResult,
     LatencySettings,
+    cpu_clock,
     cpu_threads,
     out_of_memory_as_value_error,
     prepare_for_timing,
     summarize,
     time_repeats,
+    warm_up_until_steady,
 )
 from threshnet.presets import get_preset
 
@@ -78,6 +80,9 @@ class SteadyLatency:
     rounds: int  # rounds kept
     remeasured_rounds: int  # outlier rounds measured again
     unsteady: bool  # ratio_cv stayed above the limit
+    # The same statistics of the passes' CPU time (threshnet.latency.cpu_clock), on the CPU
+    cpu: RoundStatistics | None = None
+    warmup_passes: int = 0  # of both networks (on a GPU, until they held still)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -138,21 +143,47 @@ def timed_network(
     return inference_session(onnx_model, device=device, threads=threads)
 
 
+@dataclass(frozen=True)
+class _Round:
+    """One round's figures (ms): the candidate's passes, and both networks' fastest pass
+    by wall time and, on the CPU, by CPU time (candidate, reference; None elsewhere)."""
+
+    times: list[float]
+    fastest: float
+    reference_fastest: float
+    cpu: tuple[float, float] | None
+
+
 def _round(
     model: Callable[[torch.Tensor], Any],
     reference: Callable[[torch.Tensor], Any],
     example: torch.Tensor,
     settings: LatencySettings,
     reference_first: bool,
-) -> tuple[list[float], float, float]:
-    """One round: (candidate times, candidate's fastest, reference's fastest), in ms."""
+    clock: Callable[[], float] | None,
+) -> _Round:
+    """One round of both networks, the reference first or second."""
+    cpu: dict[str, list[float]] = {"model": [], "reference": []}
+
+    def timed(network: Callable[[torch.Tensor], Any], name: str) -> list[float]:
+        if clock is None:
+            return time_repeats(network, example, settings, warmup=False)
+        return time_repeats(
+            network, example, settings, warmup=False, cpu_times=cpu[name], clock=clock
+        )
+
     if reference_first:
-        reference_times = time_repeats(reference, example, settings, warmup=False)
-        times = time_repeats(model, example, settings, warmup=False)
+        reference_times = timed(reference, "reference")
+        times = timed(model, "model")
     else:
-        times = time_repeats(model, example, settings, warmup=False)
-        reference_times = time_repeats(reference, example, settings, warmup=False)
-    return times, min(times), min(reference_times)
+        times = timed(model, "model")
+        reference_times = timed(reference, "reference")
+    return _Round(
+        times=times,
+        fastest=min(times),
+        reference_fastest=min(reference_times),
+        cpu=(min(cpu["model"]), min(cpu["reference"])) if clock else None,
+    )
 
 
 def measure_steady_latency(
@@ -193,20 +224,28 @@ def measure_steady_latency(
         threads_in_force as threads,
         torch.inference_mode(),
     ):
+        clock = cpu_clock(threads) if device.type == "cpu" else None
+        warmup_passes = 0
         for network in (reference, model):
+            if device.type == "cuda":  # until the passes hold still: clocks, kernels
+                warmup_passes += warm_up_until_steady(network, example, settings)
+                continue
             for _ in range(settings.warmup):
                 network(example)
+            warmup_passes += settings.warmup
         kept = [
-            _round(model, reference, example, settings, index % 2 == 0) for index in range(rounds)
+            _round(model, reference, example, settings, index % 2 == 0, clock)
+            for index in range(rounds)
         ]
         while remeasured < max_extra_rounds:
-            far = outlier_rounds([fastest / ref for _, fastest, ref in kept])
+            far = outlier_rounds([one.fastest / one.reference_fastest for one in kept])
             if not far:
                 break
-            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1)
+            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1, clock)
             remeasured += 1
-    combined = round_statistics([(fastest, ref) for _, fastest, ref in kept])
-    all_times = sorted(time for times, _, _ in kept for time in times)
+    combined = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
+    cpu_rounds = [one.cpu for one in kept if one.cpu is not None]
+    all_times = sorted(time for one in kept for time in one.times)
     pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
     return SteadyLatency(
         latency_ms=combined.latency_ms,
@@ -217,4 +256,6 @@ def measure_steady_latency(
         rounds=len(kept),
         remeasured_rounds=remeasured,
         unsteady=combined.ratio_cv > unsteady_cv,
+        cpu=round_statistics(cpu_rounds) if cpu_rounds else None,
+        warmup_passes=warmup_passes,
     )

@@ -2,7 +2,9 @@
 
 The status line says how far the run is (finished of wanted, running, failed, stopped,
 elapsed, an ETA from this run's pace) and what the study has found (the Pareto front's
-size and hypervolume, with the report's reference point). On a terminal it stays as the
+size and hypervolume, with the report's reference point), and when the machine is
+oversubscribed: the driver's own since the last line (threshnet.machine_load), and how
+many trials' latencies were timed so (their workers' readings). On a terminal it stays as the
 last line, rewritten in place; in a log (not a terminal) it follows each trial's line.
 """
 
@@ -21,6 +23,7 @@ from search.setup.settings import NORMAL, QUIET
 from studies.pareto import default_reference, hypervolume, pareto_mask
 from studies.schema import trial_record
 from threshnet.cli import format_duration
+from threshnet.machine_load import LoadWindow
 
 
 def front_summary(study: optuna.Study, full_epochs: int) -> tuple[int, float]:
@@ -58,8 +61,9 @@ class Progress:
         # sys.stdout is looked up at each write: Ray Tune pickles the searcher holding this
         self._live = sys.stdout.isatty()
         self._started = time.monotonic()
-        self._counts = {"finished": 0, "failed": 0, "stopped": 0}
+        self._counts = {"finished": 0, "failed": 0, "stopped": 0, "oversubscribed": 0}
         self._status_shown = False
+        self._load = LoadWindow()  # the driver's machine since the last status line
 
     def trial_ended(
         self, line: str, record: dict[str, Any], study: optuna.Study, running: int
@@ -70,6 +74,7 @@ class Progress:
             self._counts["finished"] += 1
         if status in ("failed", "stopped"):
             self._counts[status] += 1
+        self._counts["oversubscribed"] += int(record.get("latency_oversubscribed", 0))
         if self._verbosity == QUIET:
             return
         self._write(line, keep=True)
@@ -90,8 +95,17 @@ class Progress:
             f"[{finished}/{self._target} finished, {running} running, "
             f"{self._counts['failed']} failed{stopped} | "
             f"{format_duration(elapsed)} elapsed, {eta} | "
-            f"front {size}, hypervolume {volume:.4g}]"
+            f"front {size}, hypervolume {volume:.4g}{self._load_note()}]"
         )
+
+    def _load_note(self) -> str:
+        """ " | oversubscribed: ..." while the machine is, or latencies were timed so."""
+        reading = self._load.reading()
+        self._load = LoadWindow()
+        parts = [reading.describe()] if reading.oversubscribed else []
+        if count := self._counts["oversubscribed"]:
+            parts.append(f"{count} {'latency' if count == 1 else 'latencies'} timed so")
+        return f" | oversubscribed: {'; '.join(parts)}" if parts else ""
 
     def close(self) -> None:
         """End a live status line, so what follows starts on a line of its own."""

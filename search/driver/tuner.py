@@ -12,6 +12,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from search.driver.bookkeeping import sampler_seed
+from search.driver.latency_scale import ScaleBook
 from search.driver.optuna_bridge import RecordingOptunaSearch
 from search.driver.progress import Progress
 from search.driver.records import TrialsTable
@@ -19,7 +20,8 @@ from search.driver.rung_scheduler import MultiObjectiveASHA
 from search.methods.mo_asha import RungSchedule
 from search.methods.samplers import make_sampler
 from search.setup.settings import OBJECTIVES, VERBOSE, RunResources, StudySettings
-from search.worker.trial import TrialContext, evaluate_trial
+from search.worker.context import TrialContext
+from search.worker.trial import evaluate_trial
 from studies.schema import trial_record
 from threshnet.training.data import CacheEntry
 
@@ -62,6 +64,8 @@ class TuneRun:
     trials: int
     cpus_per_trial: float
     gpus_per_trial: float
+    latency_scale: dict[str, float] | None = None  # the study's (search.driver.latency_scale)
+    scale_book: ScaleBook | None = None
 
 
 def run_trials(
@@ -99,12 +103,14 @@ def run_trials(
         sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
         study_name=run.study_name,
         storage=run.storage,
+        scale_book=run.scale_book,
     )
     context = TrialContext(
         settings=settings,
         cache_dir=resources.cache_dir,
         train_cache=train_cache,
         cpus_per_trial=run.cpus_per_trial,
+        latency_scale=run.latency_scale,
     )
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, context=context),
