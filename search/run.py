@@ -62,7 +62,7 @@ from threshnet.cli import (
     unit_fraction,
 )
 from threshnet.fileio import remove_stale_temporaries
-from threshnet.steady_latency import BACKENDS
+from threshnet.steady_latency import BACKENDS, CLOCKS
 from threshnet.training.bundled import bundled_cifar10
 from threshnet.training.data import CacheEntry
 from threshnet.training.loops import OPTIMIZERS, SCHEDULES
@@ -244,6 +244,14 @@ def _parser() -> ArgumentParser:
         default=unset,
         help="what runs the timed passes: eager PyTorch, or ONNX Runtime on each network's "
         f"checked ONNX export (needs pip install -e '.[onnx]') {_defaults('backend')}",
+    )
+    latency.add_argument(
+        "--latency-clock",
+        choices=CLOCKS,
+        default=unset,
+        help="what a pass's time is: the thread's CPU time where a CPU times on one thread "
+        f"(robust to other work on the machine; wall time elsewhere), or wall time "
+        f"{_defaults('clock')}",
     )
     search = parser.add_argument_group("search")
     search.add_argument(

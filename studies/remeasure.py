@@ -125,6 +125,7 @@ def remeasure(
         study.settings["latency"].get("input_size") or study.settings["train"]["input_size"]
     )
     backend = study_backend(study)
+    clock = str(study.settings["latency"].get("clock", "wall"))
 
     def timed(model: torch.nn.Module) -> Network:
         return timed_network(
@@ -143,6 +144,7 @@ def remeasure(
             settings=settings,
             rounds=rounds,
             source="the final latency pass (the study had no time for this device kind)",
+            clock=clock,
         ).to_dict()
     entry = new_reference or (scale or {}).get(kind)
     scale_ms = None if entry is None else float(entry["ms"])
@@ -160,6 +162,7 @@ def remeasure(
             settings=settings,
             rounds=1,
             max_extra_rounds=0,
+            clock=clock,
         )
         return steady.latency_ms, steady.reference_ms
 

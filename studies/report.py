@@ -408,9 +408,15 @@ def scale_note(study: Study) -> str:
         f"{float(entry['ms']):.3f} ms on {kind} (from {entry['source']})"
         for kind, entry in entries.items()
     )
+    clock = (
+        " Passes on a one-thread CPU are timed by the thread's CPU time (the time a pass "
+        "waited for a CPU left out), elsewhere by wall time."
+        if study.settings["latency"].get("clock", "wall") == "cpu"
+        else " Passes are timed by wall time."
+    )
     return (
         "Each latency is the network's ratio to ThreshNet28, timed in the same rounds, times "
-        f"the study's one reference time for its device kind: {times}."
+        f"the study's one reference time for its device kind: {times}.{clock}"
     )
 
 

@@ -37,7 +37,7 @@ from threshnet.fileio import atomic_write_text
 
 MANIFEST_KIND = "threshnet-search-study"
 # 2: "study_name", the study's identity in the Optuna storage; 3: records in RECORD_ATTR
-MANIFEST_VERSION = 3
+MANIFEST_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 TRIALS_FILE = "trials.csv"
 JOURNAL_FILE = "optuna.journal"
@@ -67,6 +67,7 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_raw_ms": float,
     "latency_scale_ms": float,
     "latency_kind": str,
+    "latency_clock": str,  # what a pass's time was: cpu (one thread's CPU time) or wall
     "latency_cpu_ms": float,  # on a CPU, the same statistic of the passes' CPU time
     "latency_cpu_ratio": float,  # ... and its ratio to the reference's
     # The machine while timing (threshnet.machine_load): 1-minute load average, share of
@@ -412,9 +413,19 @@ def _from_version_2(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "version": 3}
 
 
+def _from_version_3(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 timed every pass by wall time and kept latencies in raw milliseconds (no
+    ``latency_scale``): its latency protocol says so with ``clock: wall``."""
+    settings = manifest.get("settings")
+    if isinstance(settings, dict) and isinstance(settings.get("latency"), dict):
+        settings["latency"].setdefault("clock", "wall")
+    return {**manifest, "version": 4}
+
+
 _MIGRATIONS = {
     1: _from_version_1,
     2: _from_version_2,
+    3: _from_version_3,
 }  # version -> its manifest in the next version's format
 
 

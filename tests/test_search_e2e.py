@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -119,28 +118,6 @@ def test_smoke_study_end_to_end_with_a_failing_trial(smoke_study: SmokeStudy) ->
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 run now" in again.stdout
     assert _rows(study_dir.trials_path) == rows
-
-
-def test_a_resumed_study_keeps_its_latency_scale(smoke_study: SmokeStudy, tmp_path: Path) -> None:
-    """One more trial on a copy of the smoke study: the reference time fixed when the
-    study started is reused (not timed again), and the new trial is put on it."""
-    runs = tmp_path / "runs"
-    shutil.copytree(smoke_study.root, runs / "e2e")
-    before = json.loads((runs / "e2e" / "manifest.json").read_text())["latency_scale"]
-    command = list(smoke_study.command)
-    command[command.index("--out") + 1] = str(runs)
-    command[command.index("--trials") + 1] = "9"
-    result = subprocess.run(
-        command, env=search_env(), capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "latency scale: " in result.stdout and "(fixed before (the idle device" in result.stdout
-    after = json.loads((runs / "e2e" / "manifest.json").read_text())["latency_scale"]
-    assert after == before and len(after) == 1
-    (scale,) = after.values()
-    new = _rows(runs / "e2e" / "trials.csv")[8]
-    assert float(new["latency_scale_ms"]) == pytest.approx(scale["ms"])
-    assert float(new["latency_ms"]) == pytest.approx(float(new["latency_ratio"]) * scale["ms"])
 
 
 @pytest.mark.long  # kill -9 and resume: also in the PostgreSQL cluster test, which stays in CI

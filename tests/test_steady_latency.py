@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -95,3 +96,20 @@ def test_a_gpu_style_warm_up_runs_until_the_last_passes_hold_still() -> None:
         assert warm_up_until_steady(steady, example, SETTINGS, spread=1.0) <= 20
         capped = warm_up_until_steady(ramping, example, SETTINGS, spread=1.0, max_passes=5)
     assert capped == 5
+
+
+def test_the_cpu_clock_counts_where_one_thread_computes_and_wall_time_elsewhere() -> None:
+    # A pass that sleeps 12 ms computes next to nothing: by CPU time its ratio to a
+    # reference that sleeps 4 ms is not 3 (what the wall clock says)
+    by_cpu = measure_steady_latency(
+        Sleeper(12), Sleeper(4), input_size=8, settings=SETTINGS, rounds=3, clock="cpu"
+    )
+    assert by_cpu.clock == "cpu" and by_cpu.cpu is not None
+    assert by_cpu.ratio == by_cpu.cpu.ratio and by_cpu.latency_ms < 5
+    two_threads = dataclasses.replace(SETTINGS, threads=2)
+    by_wall = measure_steady_latency(
+        Sleeper(12), Sleeper(4), input_size=8, settings=two_threads, rounds=3, clock="cpu"
+    )
+    assert by_wall.clock == "wall" and 2.0 < by_wall.ratio < 3.5  # CPU time sums threads
+    with pytest.raises(ValueError, match="latency clock"):
+        measure_steady_latency(Sleeper(1), Sleeper(1), input_size=8, clock="sundial")

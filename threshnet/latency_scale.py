@@ -21,7 +21,7 @@ import torch
 
 from threshnet.latency import LatencySettings
 from threshnet.machine_load import measure_when_calm
-from threshnet.steady_latency import measure_steady_latency
+from threshnet.steady_latency import SteadyLatency, measure_steady_latency
 
 if TYPE_CHECKING:
     from threshnet.steady_latency import Network
@@ -42,7 +42,7 @@ def device_kind(backend: str, device: torch.device, name: str, threads: int | No
 class ReferenceTime:
     """The reference network's time on one device kind, as a study keeps it."""
 
-    ms: float  # median over the measurements of each one's steady figure
+    ms: float  # median over the measurements of each one's steady figure (by ``clock``)
     cv: float  # coefficient of variation over the measurements
     measurements: int
     rounds: int  # rounds per measurement
@@ -50,6 +50,7 @@ class ReferenceTime:
     oversubscribed: bool  # still oversubscribed after the retries
     source: str  # e.g. "idle device at study start"
     measured_at: str
+    clock: str = "wall"  # threshnet.steady_latency.CLOCKS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,12 +64,13 @@ def measure_reference_time(
     settings: LatencySettings,
     rounds: int,
     source: str,
+    clock: str = "wall",
     measurements: int = SCALE_MEASUREMENTS,
 ) -> ReferenceTime:
     """Time ``reference`` ``measurements`` times by the steady protocol (paired with
-    itself), each retried while the machine is oversubscribed; their median."""
+    itself, by ``clock``), retried while the machine is oversubscribed; their median."""
 
-    def measure_all() -> list[float]:
+    def measure_all() -> list[SteadyLatency]:
         return [
             measure_steady_latency(
                 reference,
@@ -77,11 +79,13 @@ def measure_reference_time(
                 device=device,
                 settings=settings,
                 rounds=rounds,
-            ).reference_ms
+                clock=clock,
+            )
             for _ in range(measurements)
         ]
 
-    times, reading, _ = measure_when_calm(measure_all)
+    results, reading, _ = measure_when_calm(measure_all)
+    times = [result.reference_ms for result in results]
     return ReferenceTime(
         ms=statistics.median(times),
         cv=statistics.stdev(times) / statistics.fmean(times) if len(times) > 1 else 0.0,
@@ -91,4 +95,5 @@ def measure_reference_time(
         oversubscribed=reading.oversubscribed,
         source=source,
         measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        clock=results[0].clock,
     )

@@ -61,6 +61,10 @@ OUTLIER_MIN_SHARE = 0.05  # ... if it is also this far (a share of the median) f
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
 REFERENCE_PRESET = "threshnet28"  # the reference network: the smallest published model
 BACKENDS = ("eager", "onnxruntime")  # PyTorch itself, or ONNX Runtime on the ONNX export
+# What a pass's time is: "wall" (perf_counter, or CUDA events on a GPU); or "cpu": the
+# thread's CPU time where a CPU computes the pass on one thread (time it waited for a
+# CPU left out; BENCHMARKS.md, "Latency stability"), wall time elsewhere
+CLOCKS = ("cpu", "wall")
 
 
 def reference_config() -> ThreshNetConfig:
@@ -70,7 +74,8 @@ def reference_config() -> ThreshNetConfig:
 
 @dataclass(frozen=True)
 class SteadyLatency:
-    """A candidate's latency from rounds interleaved with a reference network."""
+    """A candidate's latency from rounds interleaved with a reference network, by the
+    clock ``clock`` (its statistics below; ``cpu`` keeps the CPU time's either way)."""
 
     latency_ms: float  # median over the kept rounds of each round's fastest pass
     candidate: LatencyResult  # every repeat of the kept rounds, pooled
@@ -83,6 +88,7 @@ class SteadyLatency:
     # The same statistics of the passes' CPU time (threshnet.latency.cpu_clock), on the CPU
     cpu: RoundStatistics | None = None
     warmup_passes: int = 0  # of both networks (on a GPU, until they held still)
+    clock: str = "wall"  # the clock of the figures above: "wall", or "cpu" (see CLOCKS)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -196,8 +202,10 @@ def measure_steady_latency(
     rounds: int = 5,
     max_extra_rounds: int = 5,
     unsteady_cv: float = 0.05,
+    clock: str = "wall",
 ) -> SteadyLatency:
-    """Time ``model`` in ``rounds`` rounds interleaved with ``reference``.
+    """Time ``model`` in ``rounds`` rounds interleaved with ``reference``, by ``clock``
+    (CLOCKS: "cpu" counts where a CPU computes on one thread, else wall time).
 
     Each round times ``settings.repeats`` passes of each network (after one warm-up of
     ``settings.warmup`` passes each); see the module docstring for the statistics. Both
@@ -206,6 +214,8 @@ def measure_steady_latency(
     settings = settings or LatencySettings()
     if rounds < 1 or max_extra_rounds < 0 or unsteady_cv <= 0:
         raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and unsteady_cv > 0")
+    if clock not in CLOCKS:
+        raise ValueError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if isinstance(model, nn.Module) and isinstance(reference, nn.Module):
         model, example = prepare_for_timing(model, input_size, device, settings)
         reference, _ = prepare_for_timing(reference, input_size, device, settings)
@@ -224,7 +234,14 @@ def measure_steady_latency(
         threads_in_force as threads,
         torch.inference_mode(),
     ):
-        clock = cpu_clock(threads) if device.type == "cpu" else None
+        timer = cpu_clock(threads) if device.type == "cpu" else None
+        by_cpu = clock == "cpu" and timer is not None and threads == 1
+
+        def ratio(one: _Round) -> float:
+            if by_cpu and one.cpu is not None:
+                return one.cpu[0] / one.cpu[1]
+            return one.fastest / one.reference_fastest
+
         warmup_passes = 0
         for network in (reference, model):
             if device.type == "cuda":  # until the passes hold still: clocks, kernels
@@ -234,17 +251,19 @@ def measure_steady_latency(
                 network(example)
             warmup_passes += settings.warmup
         kept = [
-            _round(model, reference, example, settings, index % 2 == 0, clock)
+            _round(model, reference, example, settings, index % 2 == 0, timer)
             for index in range(rounds)
         ]
         while remeasured < max_extra_rounds:
-            far = outlier_rounds([one.fastest / one.reference_fastest for one in kept])
+            far = outlier_rounds([ratio(one) for one in kept])
             if not far:
                 break
-            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1, clock)
+            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1, timer)
             remeasured += 1
-    combined = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
+    wall = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
     cpu_rounds = [one.cpu for one in kept if one.cpu is not None]
+    on_cpu = round_statistics(cpu_rounds) if cpu_rounds else None
+    combined = on_cpu if by_cpu and on_cpu is not None else wall
     all_times = sorted(time for one in kept for time in one.times)
     pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
     return SteadyLatency(
@@ -256,6 +275,7 @@ def measure_steady_latency(
         rounds=len(kept),
         remeasured_rounds=remeasured,
         unsteady=combined.ratio_cv > unsteady_cv,
-        cpu=round_statistics(cpu_rounds) if cpu_rounds else None,
+        cpu=on_cpu,
         warmup_passes=warmup_passes,
+        clock="cpu" if combined is on_cpu else "wall",
     )

@@ -40,6 +40,10 @@ class LatencyProtocol:
     # What runs the timed passes: "eager" (PyTorch) or "onnxruntime" (the network's ONNX
     # export in ONNX Runtime, threshnet.onnx_runtime); a manifest without it was eager
     backend: str = "eager"
+    # What a pass's time is (threshnet.steady_latency.CLOCKS): "cpu", the thread's CPU
+    # time where a CPU times on one thread (wall time elsewhere), or "wall"; a manifest
+    # from before the choice (version 3) timed by wall time
+    clock: str = "cpu"
 
     @property
     def repeats_per_round(self) -> int:

@@ -102,6 +102,7 @@ def measure_study_reference(
             settings=_latency_settings(context, device, threads, 1, protocol.repeats_per_round),
             rounds=protocol.rounds,
             source=source,
+            clock=protocol.clock,
         )
 
 
@@ -133,6 +134,7 @@ def measure_objective_latency(
                 device=device,
                 settings=settings,
                 rounds=protocol.rounds,
+                clock=protocol.clock,
             ),
             attempts=MEASURE_ATTEMPTS if device.type == "cpu" else 1,  # the load is the CPU's
         )
@@ -151,6 +153,7 @@ def measure_objective_latency(
         "latency_rounds": steady.rounds,
         "latency_unsteady": int(steady.unsteady),
         "latency_attempts": attempts,
+        "latency_clock": steady.clock,
     }
     if steady.cpu is not None:
         record.update(latency_cpu_ms=steady.cpu.latency_ms, latency_cpu_ratio=steady.cpu.ratio)
