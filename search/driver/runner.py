@@ -92,7 +92,7 @@ def run_study(
     settings: StudySettings,
     resources: RunResources,
     manifest: dict[str, Any],
-    train_cache: CacheEntry,
+    train_cache: CacheEntry | None,
 ) -> RunSummary:
     """Run the study in ``directory`` until it has ``resources.trials`` finished trials."""
     started = time.perf_counter()
@@ -181,7 +181,12 @@ def run_study(
             )
         final_pass = None
         if reached and resources.final_pass and remaining > 0:
-            final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            final_pass = (
+                "final latency pass: skipped (a simulated study: its latencies come from "
+                "the surrogate, not from networks to re-time)"
+                if settings.simulation is not None
+                else _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            )
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1

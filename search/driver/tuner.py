@@ -19,6 +19,7 @@ from search.driver.rung_scheduler import MultiObjectiveASHA
 from search.methods.mo_asha import RungSchedule
 from search.methods.samplers import make_sampler
 from search.setup.settings import OBJECTIVES, VERBOSE, RunResources, StudySettings
+from search.worker.simulated import SimulatedContext, simulated_trainable
 from search.worker.trial import TrialContext, evaluate_trial
 from studies.schema import trial_record
 from threshnet.training.data import CacheEntry
@@ -34,6 +35,32 @@ def _report(result: dict[str, Any]) -> None:
 
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     _report(evaluate_trial(config, context, report_rung=_report))
+
+
+def _with_context(
+    settings: StudySettings, resources: RunResources, run: TuneRun, train_cache: CacheEntry | None
+) -> Any:
+    """The trainable with what its trials need: a real trial, or a simulated one."""
+    from ray import tune
+
+    if settings.simulation is not None:
+        context = SimulatedContext(
+            simulation=settings.simulation,
+            space=settings.space,
+            input_size=settings.train.input_size,
+            seed=settings.seed,
+            epochs=settings.train.epochs,
+            rungs=settings.rungs if settings.scheduler == "mo-asha" else (),
+            objectives=OBJECTIVES,
+        )
+        return tune.with_parameters(simulated_trainable, context=context)
+    real = TrialContext(
+        settings=settings,
+        cache_dir=resources.cache_dir,
+        train_cache=train_cache,
+        cpus_per_trial=run.cpus_per_trial,
+    )
+    return tune.with_parameters(_trainable, context=real)
 
 
 def _scheduler(settings: StudySettings, run: TuneRun) -> TrialScheduler | None:
@@ -65,7 +92,10 @@ class TuneRun:
 
 
 def run_trials(
-    run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
+    run: TuneRun,
+    settings: StudySettings,
+    resources: RunResources,
+    train_cache: CacheEntry | None,
 ) -> Exception | None:
     """Ask Ray Tune for ``run.trials`` feasible trials, suggested and recorded through
     Optuna (infeasible suggestions are recorded by the searcher and not counted).
@@ -100,14 +130,8 @@ def run_trials(
         study_name=run.study_name,
         storage=run.storage,
     )
-    context = TrialContext(
-        settings=settings,
-        cache_dir=resources.cache_dir,
-        train_cache=train_cache,
-        cpus_per_trial=run.cpus_per_trial,
-    )
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, context=context),
+        _with_context(settings, resources, run, train_cache),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
     )
     tuner = tune.Tuner(

@@ -20,7 +20,6 @@ import contextlib
 import functools
 import gc
 import itertools
-import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -31,14 +30,13 @@ import torch
 from torch import nn
 
 from search.setup.settings import StudySettings
+from search.worker.fields import NUMBER_KEY, config_record, node_name
 from search.worker.gate import DeviceGate, device_key
 from search.worker.warm_data import proxy_data
 from space import params_to_config
-from threshnet.config import ThreshNetConfig
-from threshnet.costs import ArchitectureCosts, static_costs
+from threshnet.costs import static_costs
 from threshnet.latency import LatencyResult, LatencySettings, device_name, measure_latency
 from threshnet.model import build_model
-from threshnet.presets import preset_name
 from threshnet.steady_latency import measure_steady_latency, reference_config, timed_network
 from threshnet.training.data import CacheEntry
 from threshnet.training.proxy import ProxyResult, run_proxy
@@ -46,7 +44,6 @@ from threshnet.training.proxy import ProxyResult, run_proxy
 if TYPE_CHECKING:
     from threshnet.steady_latency import Network
 
-NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 _trials_in_this_process = itertools.count(1)
 
 
@@ -58,19 +55,6 @@ class TrialContext:
     cache_dir: str | None
     train_cache: CacheEntry | None
     cpus_per_trial: float
-
-
-def node_name() -> str:
-    """Host name, plus the Ray node id when running inside Ray (one host can run several
-    Ray nodes)."""
-    host = socket.gethostname()
-    try:
-        import ray
-    except ImportError:
-        return host
-    if not ray.is_initialized():
-        return host
-    return f"{host}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
 def trial_device() -> torch.device:
@@ -196,18 +180,6 @@ def measure_batch_latency(
         "batch_latency_ms": batched.median_ms,
         "batch_per_image_ms": batched.per_image_ms,
         "latency_batch_size": protocol.batch_size,
-    }
-
-
-def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str, Any]:
-    """The record fields that describe a config: preset name, depth, parameters and MACs
-    (``costs``) and the config itself as one line of JSON."""
-    return {
-        "preset": preset_name(config) or "",
-        "depth": config.depth,
-        "params": costs.params,
-        "macs": costs.macs,
-        "config_json": config.to_json().replace("\n", ""),
     }
 
 
