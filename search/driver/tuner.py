@@ -44,16 +44,7 @@ def _with_context(
     from ray import tune
 
     if settings.simulation is not None:
-        context = SimulatedContext(
-            simulation=settings.simulation,
-            space=settings.space,
-            input_size=settings.train.input_size,
-            seed=settings.seed,
-            epochs=settings.train.epochs,
-            rungs=settings.rungs if settings.scheduler == "mo-asha" else (),
-            objectives=OBJECTIVES,
-        )
-        return tune.with_parameters(simulated_trainable, context=context)
+        return tune.with_parameters(simulated_trainable, context=simulated_context(settings))
     real = TrialContext(
         settings=settings,
         cache_dir=resources.cache_dir,
@@ -91,6 +82,41 @@ class TuneRun:
     gpus_per_trial: float
 
 
+def make_searcher(
+    run: TuneRun, settings: StudySettings, progress: Progress | None
+) -> RecordingOptunaSearch:
+    """The run's searcher: suggests through the study's sampler, records every ended trial
+    (also driven without Ray by bench/driver_scale.py's simulated clock)."""
+    return RecordingOptunaSearch(
+        progress=progress,
+        table=run.table,
+        failure_hint=run.experiment_dir,
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
+        target=run.trials,
+        metric=list(OBJECTIVES),
+        mode=["max", "min"],
+        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
+        study_name=run.study_name,
+        storage=run.storage,
+    )
+
+
+def simulated_context(settings: StudySettings) -> SimulatedContext:
+    """What a simulated study's trials need (``settings.simulation`` set)."""
+    assert settings.simulation is not None
+    return SimulatedContext(
+        simulation=settings.simulation,
+        space=settings.space,
+        input_size=settings.train.input_size,
+        seed=settings.seed,
+        epochs=settings.train.epochs,
+        rungs=settings.rungs if settings.scheduler == "mo-asha" else (),
+        objectives=OBJECTIVES,
+    )
+
+
 def run_trials(
     run: TuneRun,
     settings: StudySettings,
@@ -116,20 +142,7 @@ def run_trials(
     progress = Progress(
         target=run.trials, full_epochs=settings.train.epochs, verbosity=resources.verbosity
     )
-    searcher = RecordingOptunaSearch(
-        progress=progress,
-        table=run.table,
-        failure_hint=run.experiment_dir,
-        space=settings.space,
-        caps=settings.caps,
-        input_size=settings.train.input_size,
-        target=run.trials,
-        metric=list(OBJECTIVES),
-        mode=["max", "min"],
-        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
-        study_name=run.study_name,
-        storage=run.storage,
-    )
+    searcher = make_searcher(run, settings, progress)
     trainable = tune.with_resources(
         _with_context(settings, resources, run, train_cache),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
