@@ -122,8 +122,8 @@ class Simulation:
     objectives (``python -m search.run --simulate``; stored in the manifest's settings)."""
 
     surrogate: str = DEFAULT_SURROGATE
-    seconds: float = 1.0  # mean duration of a trial
-    spread: float = 0.0  # durations are uniform in [seconds - spread, seconds + spread]
+    seconds: float = 2.0  # mean duration of a trial
+    spread: float = 1.0  # durations are uniform in [seconds - spread, seconds + spread]
 
     def validate(self) -> None:
         """ValueError (one line) for a surrogate or durations that cannot be simulated."""
