@@ -111,6 +111,7 @@ class Analysis:
                 for _, row in self.baselines.iterrows()
             },
             "latencies": latency_note(self.study),
+            "simulated": simulation_note(self.study.settings),
             "remeasured_trials": (
                 []
                 if self.study.remeasured is None
@@ -340,7 +341,9 @@ def _settings_block(study: Study) -> str:
         "latency": f"batch 1, {latency['repeats']} repeats after {latency['warmup']} warm-up, "
         f"device '{latency['device']}', {latency_backend(study)}",
         "sampler": f"{settings['sampler']}, seed {settings['seed']}",
-        "data": str(settings["data_dir"] or "torchvision CIFAR-10"),
+        "data": "none: a simulated study"
+        if settings.get("simulation")
+        else str(settings["data_dir"] or "torchvision CIFAR-10"),
         "versions": ", ".join(f"{k} {v}" for k, v in study.manifest.get("versions", {}).items()),
         "git revision": str(study.manifest.get("git_revision", "")),
     }
@@ -348,6 +351,21 @@ def _settings_block(study: Study) -> str:
         f"<dt>{html.escape(key)}</dt><dd>{html.escape(value)}</dd>" for key, value in lines.items()
     )
     return f'<dl id="settings">{items}</dl>'
+
+
+def simulation_note(settings: dict[str, Any]) -> str | None:
+    """The banner of a simulated study (``search.run --simulate``) by its settings; None
+    for a real one."""
+    simulation = settings.get("simulation")
+    if not simulation:
+        return None
+    return (
+        f"Simulated study: no network was trained or timed. Each trial slept "
+        f"{simulation['seconds']:g} +- {simulation['spread']:g} s and returned the "
+        f"'{simulation['surrogate']}' surrogate's accuracy and latency, computed from the "
+        "config's closed-form costs (search.methods.surrogates). It sizes a driver or a "
+        "cluster; its front says nothing about real networks."
+    )
 
 
 def latency_backend(study: Study) -> str:
@@ -489,11 +507,17 @@ def render(analysis: Analysis) -> str:
         for name, numbers in analysis.preset_dominators.items()
     )
     title = f"threshnet-search study {html.escape(study.name)}"
+    banner = simulation_note(study.settings)
+    simulated = (
+        "" if banner is None else f'<p class="banner" id="simulated">{html.escape(banner)}</p>\n'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 .note {{ background: #fff6d5; border-left: 4px solid #e0b000; padding: 8px 12px; }}
+.banner {{ background: #fde2e2; border-left: 6px solid #c62828; padding: 10px 12px;
+  font-size: 17px; font-weight: bold; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; white-space: nowrap; }}
@@ -509,7 +533,7 @@ dd {{ margin-left: 120px; }}
 <script>{get_plotlyjs()}</script>
 </head><body>
 <h1>{title}</h1>
-<p class="note" id="proxy-note">{html.escape(NOTE)}</p>
+{simulated}<p class="note" id="proxy-note">{html.escape(NOTE)}</p>
 <p class="note" id="latency-note">{html.escape(latency_note(study))}</p>
 <p id="counts">{len(study.trials)} trials ({html.escape(counts)});
 by status: {_status_counts(study.trials)};
@@ -632,6 +656,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = None if args.png is None else Path(args.png or Path(args.study_dir) / DEFAULT_PNG)
     path = write_report(args.study_dir, reference, png=png)
     print(f"report: {path}")
+    manifest = schema.read_manifest(Path(args.study_dir)) or {}
+    if simulation_note(manifest.get("settings", {})) is not None:
+        print("a simulated study (search.run --simulate): its objectives come from a surrogate")
     if png is not None:
         print(f"trade-off plot: {png}")
     return 0

@@ -39,7 +39,7 @@ from search.methods.feasibility import (
     constrain,
     placeholder_values,
 )
-from search.worker.trial import NUMBER_KEY, config_record
+from search.worker.fields import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
 from threshnet.cli import UserError

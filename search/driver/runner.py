@@ -93,7 +93,7 @@ def run_study(
     settings: StudySettings,
     resources: RunResources,
     manifest: dict[str, Any],
-    train_cache: CacheEntry,
+    train_cache: CacheEntry | None,
 ) -> RunSummary:
     """Run the study in ``directory`` until it has ``resources.trials`` finished trials."""
     started = time.perf_counter()
@@ -147,7 +147,7 @@ def run_study(
         manifest["runs"].append(run_record)
         directory.write_manifest(manifest)
         context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
-        if remaining > 0:
+        if remaining > 0 and settings.simulation is None:  # a surrogate's latencies: no scale
             _say(_fix_scale(directory, manifest, context, gpus_per_trial), resources)
         latency_scale = scale_times(manifest)
         context = dataclasses.replace(context, latency_scale=latency_scale)
@@ -188,7 +188,12 @@ def run_study(
             )
         final_pass = None
         if reached and resources.final_pass and remaining > 0:
-            final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            final_pass = (
+                "final latency pass: skipped (a simulated study: its latencies come from "
+                "the surrogate, not from networks to re-time)"
+                if settings.simulation is not None
+                else _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            )
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1

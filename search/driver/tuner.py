@@ -21,6 +21,7 @@ from search.methods.mo_asha import RungSchedule
 from search.methods.samplers import make_sampler
 from search.setup.settings import OBJECTIVES, VERBOSE, RunResources, StudySettings
 from search.worker.context import TrialContext
+from search.worker.simulated import SimulatedContext, simulated_trainable
 from search.worker.trial import evaluate_trial
 from studies.schema import trial_record
 from threshnet.training.data import CacheEntry
@@ -36,6 +37,24 @@ def _report(result: dict[str, Any]) -> None:
 
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     _report(evaluate_trial(config, context, report_rung=_report))
+
+
+def _with_context(
+    settings: StudySettings, resources: RunResources, run: TuneRun, train_cache: CacheEntry | None
+) -> Any:
+    """The trainable with what its trials need: a real trial, or a simulated one."""
+    from ray import tune
+
+    if settings.simulation is not None:
+        return tune.with_parameters(simulated_trainable, context=simulated_context(settings))
+    real = TrialContext(
+        settings=settings,
+        cache_dir=resources.cache_dir,
+        train_cache=train_cache,
+        cpus_per_trial=run.cpus_per_trial,
+        latency_scale=run.latency_scale,
+    )
+    return tune.with_parameters(_trainable, context=real)
 
 
 def _scheduler(settings: StudySettings, run: TuneRun) -> TrialScheduler | None:
@@ -68,8 +87,47 @@ class TuneRun:
     scale_book: ScaleBook | None = None
 
 
+def make_searcher(
+    run: TuneRun, settings: StudySettings, progress: Progress | None
+) -> RecordingOptunaSearch:
+    """The run's searcher: suggests through the study's sampler, records every ended trial
+    (also driven without Ray by bench/driver_scale.py's simulated clock)."""
+    return RecordingOptunaSearch(
+        progress=progress,
+        table=run.table,
+        failure_hint=run.experiment_dir,
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
+        target=run.trials,
+        metric=list(OBJECTIVES),
+        mode=["max", "min"],
+        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
+        study_name=run.study_name,
+        storage=run.storage,
+        scale_book=run.scale_book,
+    )
+
+
+def simulated_context(settings: StudySettings) -> SimulatedContext:
+    """What a simulated study's trials need (``settings.simulation`` set)."""
+    assert settings.simulation is not None
+    return SimulatedContext(
+        simulation=settings.simulation,
+        space=settings.space,
+        input_size=settings.train.input_size,
+        seed=settings.seed,
+        epochs=settings.train.epochs,
+        rungs=settings.rungs if settings.scheduler == "mo-asha" else (),
+        objectives=OBJECTIVES,
+    )
+
+
 def run_trials(
-    run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
+    run: TuneRun,
+    settings: StudySettings,
+    resources: RunResources,
+    train_cache: CacheEntry | None,
 ) -> Exception | None:
     """Ask Ray Tune for ``run.trials`` feasible trials, suggested and recorded through
     Optuna (infeasible suggestions are recorded by the searcher and not counted).
@@ -90,30 +148,9 @@ def run_trials(
     progress = Progress(
         target=run.trials, full_epochs=settings.train.epochs, verbosity=resources.verbosity
     )
-    searcher = RecordingOptunaSearch(
-        progress=progress,
-        table=run.table,
-        failure_hint=run.experiment_dir,
-        space=settings.space,
-        caps=settings.caps,
-        input_size=settings.train.input_size,
-        target=run.trials,
-        metric=list(OBJECTIVES),
-        mode=["max", "min"],
-        sampler=make_sampler(settings.sampler, sampler_seed(settings.seed, run.run_index)),
-        study_name=run.study_name,
-        storage=run.storage,
-        scale_book=run.scale_book,
-    )
-    context = TrialContext(
-        settings=settings,
-        cache_dir=resources.cache_dir,
-        train_cache=train_cache,
-        cpus_per_trial=run.cpus_per_trial,
-        latency_scale=run.latency_scale,
-    )
+    searcher = make_searcher(run, settings, progress)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, context=context),
+        _with_context(settings, resources, run, train_cache),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
     )
     tuner = tune.Tuner(

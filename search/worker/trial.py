@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -28,49 +27,22 @@ import torch
 
 from search.setup.settings import StudySettings
 from search.worker.context import TrialContext
+from search.worker.fields import NUMBER_KEY, config_record, node_name
 from search.worker.gate import DeviceGate, device_key
 from search.worker.latency import latency_device, measure_batch_latency, measure_objective_latency
 from search.worker.warm_data import proxy_data
 from space import params_to_config
-from threshnet.config import ThreshNetConfig
-from threshnet.costs import ArchitectureCosts, static_costs
+from threshnet.costs import static_costs
 from threshnet.latency import device_name
 from threshnet.model import build_model
-from threshnet.presets import preset_name
 from threshnet.training.proxy import ProxyResult, run_proxy
 
-NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 _trials_in_this_process = itertools.count(1)
-
-
-def node_name() -> str:
-    """Host name, plus the Ray node id when running inside Ray (one host can run several
-    Ray nodes)."""
-    host = socket.gethostname()
-    try:
-        import ray
-    except ImportError:
-        return host
-    if not ray.is_initialized():
-        return host
-    return f"{host}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str, Any]:
-    """The record fields that describe a config: preset name, depth, parameters and MACs
-    (``costs``) and the config itself as one line of JSON."""
-    return {
-        "preset": preset_name(config) or "",
-        "depth": config.depth,
-        "params": costs.params,
-        "macs": costs.macs,
-        "config_json": config.to_json().replace("\n", ""),
-    }
 
 
 def _rung_reports(
