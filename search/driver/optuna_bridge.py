@@ -123,7 +123,7 @@ class RecordingOptunaSearch(OptunaSearch):
             print(line, flush=True)
             return
         running = len(self._ot_trials.keys() - self._completed_trials) - not_running
-        self._progress.trial_ended(line, record, self._ot_study, running)
+        self._progress.trial_ended(line, record, running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.abort is not None:

@@ -145,8 +145,12 @@ def run_trials(
         def stop_all(self) -> bool:
             return searcher.abort is not None
 
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     progress = Progress(
-        target=run.trials, full_epochs=settings.train.epochs, verbosity=resources.verbosity
+        target=run.trials,
+        full_epochs=settings.train.epochs,
+        verbosity=resources.verbosity,
+        earlier=study.get_trials(deepcopy=False),
     )
     searcher = make_searcher(run, settings, progress)
     trainable = tune.with_resources(
