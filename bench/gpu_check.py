@@ -10,8 +10,11 @@
    trial's training, validation and latency timing), and the projected time of a
    200-trial study.
 2. Proxy throughput against the authors' training loop (bench/proxy_throughput.py).
-3. The presets' batch-1 latency, measured as a trial measures it (rounds against the
-   reference network), 5 times (order rotated): CV of the ms and of the ratio, ranking.
+3. Latency stability: the presets' batch-1 latency, measured as a trial measures it
+   (warm-up until the passes hold still, rounds against the reference network), 5 times
+   (order rotated), alone on the GPU and with a busy neighbour (another process running
+   matrix products on the same GPU): CV of the ms and of the ratio, ranking, warm-up
+   passes, and the GPU's SM clock and temperature around each measurement (NVML).
 
 ``--dry-run`` runs the same steps on the CPU with tiny settings (a test does).
 Usually started by ``bench/gpu_check.sh``, which installs optuna and Ray first.
@@ -39,6 +42,7 @@ import pandas as pd
 import torch
 
 from search.setup.settings import DEFAULT_SETTINGS
+from threshnet.gpu_state import gpu_state
 from threshnet.latency import LatencySettings, device_name
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
@@ -232,9 +236,29 @@ def run_throughput(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
-def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
-    """Batch-1 latency of each preset, ``--latency-rounds`` times, order rotated."""
+# A neighbour's work on the same device: matrix products on the GPU, a spin loop on a CPU
+NEIGHBOUR = {
+    "cuda": "import torch\na = torch.randn(4096, 4096, device='cuda')\nwhile True: a @ a",
+    "cpu": "while True: pass",
+}
+
+
+def run_latency_arms(args: argparse.Namespace) -> dict[str, Any]:
+    """The latency rounds alone on the device, then with a busy neighbour on it."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
+    alone = run_latency_rounds(args, device)
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR[device.type]])
+    try:
+        time.sleep(5.0 if device.type == "cuda" else 0.5)  # its CUDA context up and busy
+        busy = run_latency_rounds(args, device)
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    return {**alone, "with_neighbour": busy}
+
+
+def run_latency_rounds(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Batch-1 latency of each preset, ``--latency-rounds`` times, order rotated."""
     protocol = DEFAULT_SETTINGS.latency
     settings = LatencySettings(
         warmup=2 if args.dry_run else protocol.warmup,
@@ -246,13 +270,18 @@ def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
     medians: dict[str, list[float]] = {name: [] for name in models}
     ratios: dict[str, list[float]] = {name: [] for name in models}
     rankings = []
+    warmups: list[int] = []
+    states: list[dict[str, float]] = []
     names = list(models)
     for round_index in range(args.latency_rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:  # as a trial measures it: rounds against the reference
+            before = gpu_state(device, "before")
             result = measure_steady_latency(
                 models[name], reference, input_size=32, device=device, settings=settings
             )
+            states.append({**before, **gpu_state(device, "after")})
+            warmups.append(result.warmup_passes)
             medians[name].append(result.latency_ms)
             ratios[name].append(result.ratio)
         rankings.append(sorted(names, key=lambda name: medians[name][-1]))
@@ -268,6 +297,17 @@ def run_latency_rounds(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_cv": {name: cv(values) for name, values in ratios.items()},
         "rankings": rankings,
         "ranking_stable": all(ranking == rankings[0] for ranking in rankings),
+        "warmup_passes": {"min": min(warmups), "max": max(warmups)},
+        "gpu_state": _spans(states),
+    }
+
+
+def _spans(states: list[dict[str, float]]) -> dict[str, list[float]]:
+    """[min, max] of each GPU reading over the measurements (empty without NVML)."""
+    keys = sorted({key for state in states for key in state})
+    return {
+        key: [min(s[key] for s in states if key in s), max(s[key] for s in states if key in s)]
+        for key in keys
     }
 
 
@@ -306,18 +346,29 @@ def summary_markdown(report: dict[str, Any]) -> str:
     else:
         lines += ["", "Proxy throughput: no result (see throughput.log)"]
     latency = report["latency"]
-    lines += [
-        "",
-        f"Preset latency, batch 1, {len(latency['rankings'])} rounds on {latency['device']}: "
+    lines += ["", *_latency_lines(latency, "alone"), ""]
+    lines += _latency_lines(latency["with_neighbour"], "with a busy neighbour")
+    return "\n".join(lines) + "\n"
+
+
+def _latency_lines(latency: dict[str, Any], arm: str) -> list[str]:
+    state = "; ".join(
+        f"{key.removeprefix('latency_gpu_')} {low:g}-{high:g}"
+        for key, (low, high) in latency["gpu_state"].items()
+    )
+    return [
+        f"Preset latency {arm}, batch 1, {len(latency['rankings'])} rounds on "
+        f"{latency['device']}: "
         + ", ".join(
             f"{name} {latency['median_ms'][name]:.3f} ms (CV {latency['cv'][name]:.1%}, "
             f"ratio CV {latency['ratio_cv'][name]:.1%})"
             for name in latency["median_ms"]
         )
         + f"; ranking {'the same' if latency['ranking_stable'] else 'NOT the same'} "
-        f"in every round ({' < '.join(latency['rankings'][0])} first)",
+        f"in every round ({' < '.join(latency['rankings'][0])} first); warm-up "
+        f"{latency['warmup_passes']['min']}-{latency['warmup_passes']['max']} passes"
+        + (f"; {state}" if state else "; no NVML readings"),
     ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -341,7 +392,7 @@ def main() -> None:
         print(f"search, {per_gpu} per GPU: {asdict(results[-1])}", flush=True)
     throughput = run_throughput(args)
     print(f"throughput: {throughput}", flush=True)
-    latency = run_latency_rounds(args)
+    latency = run_latency_arms(args)
     print(f"latency: {latency}", flush=True)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run else "cpu")
     report = {

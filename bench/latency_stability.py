@@ -1,145 +1,216 @@
-"""Latency of the presets under a controlled background load: one run vs steady rounds.
+"""The presets' latency under a controlled background load, by wall time and by CPU time.
 
-While one busy process keeps a core occupied (a Python spin loop, like a neighbour's
-job), each preset's batch-1 latency at 32x32 is measured ``--measurements`` times by
-two methods, interleaved measurement by measurement, the presets' order rotated:
+For each arm (``--busy``: 0, 1, 2, 4 and 8 busy processes, each a Python spin loop like a
+neighbour's job), each preset's batch-1 latency at 32x32 is measured ``--measurements``
+times as a search trial measures it (threshnet.steady_latency: 5 rounds paired with the
+reference network ThreshNet28, 10 repeats a round, outlier rounds again, one CPU thread),
+the presets' order rotated. Both clocks come from the same passes: wall time and the
+thread's CPU time (threshnet.latency.cpu_clock). A figure on the study's scale is the
+ratio to the reference times the reference's time on the idle machine (the median of the
+idle arm's reference figures, per clock), as a study fixes it (threshnet.latency_scale).
 
-- before: one run of repeats, as ``python -m threshnet.profile --latency`` times it
-  (warm-up 10, 50 repeats, torch's default CPU threads);
-- after: what a search trial records now (threshnet.steady_latency): 5 rounds
-  interleaved with the reference network (ThreshNet28), 10 repeats a round, outlier
-  rounds re-measured, one CPU thread as a one-CPU trial has (``--threads``).
+Prints, per arm, clock and preset: the scaled figure's median, CV over the measurements and
+error against the idle arm; how often the ranking 28 < 79 < 95 held; how many
+measurements threshnet.machine_load called oversubscribed. Then one JSON line.
 
-Prints, per method and preset, min/median/max ms and the coefficient of variation over
-the measurements, how often the ranking 28 < 79 < 95 held, and for the steady method the
-CV of the ratio to the reference; then one JSON line.
+``--study-arm N`` also runs the same small study (``search.run --smoke`` on generated
+images, so training is seconds and latency is what is compared) on the idle machine and
+with N busy processes, and compares the final figures (after the final latency pass) of
+the front candidates and presets the two share.
 
-    python bench/latency_stability.py --measurements 10
+    python bench/latency_stability.py --measurements 10 --busy 0 1 2 4 8
+    python bench/latency_stability.py --measurements 0 --study-arm 2
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pandas as pd
 import torch
 
-from threshnet.latency import LatencySettings, device_name, measure_latency
+from studies.load import eligible_trials, load_study
+from threshnet.latency import LatencySettings, device_name
+from threshnet.machine_load import LoadWindow
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
 from threshnet.steady_latency import measure_steady_latency, reference_config
 
 SPIN = "while True: pass"
+CLOCKS = ("wall", "cpu")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    return {
-        "min": min(values),
-        "median": statistics.median(values),
-        "max": max(values),
-        "cv": statistics.stdev(values) / statistics.fmean(values),
-    }
+@contextlib.contextmanager
+def busy(processes: int) -> Iterator[None]:
+    """``processes`` spin loops running meanwhile."""
+    load = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(processes)]
+    try:
+        time.sleep(2.0 if processes else 0.0)  # let the scheduler settle
+        yield
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+
+
+def measure_arm(processes: int, measurements: int) -> dict[str, object]:
+    """Every preset ``measurements`` times with ``processes`` busy processes."""
+    names = list(PUBLISHED_PRESETS)
+    models = {name: build_model(get_preset(name)) for name in names}
+    reference = build_model(reference_config())
+    settings = LatencySettings(repeats=10, threads=1)
+    rows = []
+    with busy(processes):
+        for index in range(measurements):
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                window = LoadWindow()
+                steady = measure_steady_latency(
+                    models[name], reference, input_size=32, settings=settings
+                )
+                load = window.reading()
+                assert steady.cpu is not None
+                rows.append(
+                    {
+                        "measurement": index,
+                        "preset": name,
+                        "wall_ratio": steady.ratio,
+                        "wall_reference_ms": steady.reference_ms,
+                        "wall_cv": steady.ratio_cv,
+                        "cpu_ratio": steady.cpu.ratio,
+                        "cpu_reference_ms": steady.cpu.reference_ms,
+                        "cpu_cv": steady.cpu.ratio_cv,
+                        "oversubscribed": load.oversubscribed,
+                        "pressure": load.pressure,
+                        "load": load.load_average,
+                    }
+                )
+            print(f"busy {processes}: measurement {index + 1} of {measurements}", flush=True)
+    return {"busy": processes, "rows": rows}
+
+
+def summarise(arms: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Per arm, clock and preset: the scaled figure's median, CV and error vs idle."""
+    frames = {arm["busy"]: pd.DataFrame(arm["rows"]) for arm in arms}
+    idle = frames.get(0)
+    if idle is None:
+        raise SystemExit("the idle arm (--busy 0) is needed: it fixes the scale")
+    ordered = sorted(PUBLISHED_PRESETS, key=lambda name: get_preset(name).depth)
+    out = []
+    for processes, frame in frames.items():
+        for clock in CLOCKS:
+            scale = float(idle[f"{clock}_reference_ms"].median())
+            frame[f"{clock}_ms"] = frame[f"{clock}_ratio"] * scale
+            idle_ms = idle[f"{clock}_ratio"].groupby(idle["preset"]).median() * scale
+            wide = frame.pivot(index="measurement", columns="preset", values=f"{clock}_ms")
+            held = int(
+                sum(
+                    all(row[a] < row[b] for a, b in itertools.pairwise(ordered))
+                    for _, row in wide.iterrows()
+                )
+            )
+            for name in ordered:
+                values = wide[name]
+                out.append(
+                    {
+                        "busy": processes,
+                        "clock": clock,
+                        "preset": name,
+                        "median_ms": float(values.median()),
+                        "cv": float(values.std() / values.mean()),
+                        "error_vs_idle": float(values.median() / idle_ms[name] - 1),
+                        "ranking_held": held,
+                        "measurements": len(values),
+                        "oversubscribed": int(frame["oversubscribed"].sum()),
+                        "median_pressure": float(frame["pressure"].median()),
+                    }
+                )
+    return out
+
+
+def run_study(out: Path, data: Path, processes: int) -> pd.DataFrame:
+    """A small smoke study (generated images) with ``processes`` busy; its eligible trials
+    as the report reads them (after the final latency pass)."""
+    name = f"busy{processes}"
+    command = [
+        sys.executable, "-m", "search.run", "--smoke", "--trials", "6", "--data-dir", str(data),
+        "--out", str(out), "--name", name, "--num-cpus", "2", "--seed", "0",
+    ]  # fmt: skip
+    with busy(processes):
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return eligible_trials(load_study(out / name))
+
+
+def study_arm(processes: int) -> dict[str, object]:
+    """The same small study idle and with ``processes`` busy: the final figures compared."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import write_image_folder  # the tests' generated ImageFolder
+
+    with tempfile.TemporaryDirectory() as scratch:
+        data = write_image_folder(Path(scratch) / "data", per_class=34, splits=("train",))
+        idle = run_study(Path(scratch) / "runs", data, 0).set_index("config_json")
+        loaded = run_study(Path(scratch) / "runs", data, processes).set_index("config_json")
+    shared = idle.index.intersection(loaded.index)
+    rows = [
+        {
+            "preset": idle.loc[key, "preset"] or f"trial {idle.loc[key, 'number']}",
+            "idle_ms": float(idle.loc[key, "latency_ms"]),
+            "loaded_ms": float(loaded.loc[key, "latency_ms"]),
+            "error": float(loaded.loc[key, "latency_ms"] / idle.loc[key, "latency_ms"] - 1),
+            "loaded_source": loaded.loc[key, "latency_source"],
+            "loaded_flagged": bool(loaded.loc[key, "latency_flagged"]),
+        }
+        for key in shared
+    ]
+    for row in rows:
+        print(
+            f"study arm, busy {processes}: {row['preset']}: idle {row['idle_ms']:.3f} ms, "
+            f"loaded {row['loaded_ms']:.3f} ms ({row['error']:+.1%}, {row['loaded_source']}"
+            + (", flagged" if row["loaded_flagged"] else "")
+            + ")"
+        )
+    return {"busy": processes, "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--measurements", type=int, default=10, help="at least 2")
-    parser.add_argument("--busy-cores", type=int, default=1, help="background spin processes")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads, steady method")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--steady-only",
-        action="store_true",
-        help="skip the one-run method (with every core busy it takes seconds a pass)",
-    )
+    parser.add_argument("--measurements", type=int, default=10, help="0 skips the arms")
+    parser.add_argument("--busy", type=int, nargs="+", default=[0, 1, 2, 4, 8])
+    parser.add_argument("--study-arm", type=int, metavar="N", help="busy processes")
     args = parser.parse_args()
-    if args.measurements < 2:
-        parser.error("--measurements must be at least 2 (a CV needs two)")
-    device = torch.device(args.device)
-    names = list(PUBLISHED_PRESETS)
-    models = {name: build_model(get_preset(name)) for name in names}
-    reference = build_model(reference_config())
-    before_settings = LatencySettings()  # threshnet.profile's defaults
-    steady_settings = LatencySettings(
-        repeats=10, threads=args.threads if device.type == "cpu" else None
-    )
-    before: dict[str, list[float]] = {name: [] for name in names}
-    after: dict[str, list[float]] = {name: [] for name in names}
-    ratios: dict[str, list[float]] = {name: [] for name in names}
-    load = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.busy_cores)]
     started = time.perf_counter()
-    try:
-        for index in range(args.measurements):
-            order = names[index % len(names) :] + names[: index % len(names)]
-            for name in order:
-                if not args.steady_only:
-                    single = measure_latency(
-                        models[name], input_size=32, device=device, settings=before_settings
-                    )
-                    before[name].append(single.median_ms)
-                steady = measure_steady_latency(
-                    models[name],
-                    reference,
-                    input_size=32,
-                    device=device,
-                    settings=steady_settings,
-                )
-                after[name].append(steady.latency_ms)
-                ratios[name].append(steady.ratio)
-            print(
-                f"measurement {index + 1}: "
-                + ", ".join(
-                    f"{name} {before[name][-1] if before[name] else math.nan:.2f} / "
-                    f"{after[name][-1]:.2f} ms"
-                    for name in names
-                )
-                + " (one run / steady)",
-                flush=True,
-            )
-    finally:
-        for process in load:
-            process.kill()
-    ordered = sorted(names, key=lambda name: get_preset(name).depth)
-
-    def held(series: dict[str, list[float]]) -> int | None:
-        if not all(series.values()):
-            return None
-        return sum(
-            all(series[a][index] < series[b][index] for a, b in itertools.pairwise(ordered))
-            for index in range(args.measurements)
-        )
-
-    result = {
-        "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {device_name(device)}",
+    result: dict[str, object] = {
+        "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {device_name(torch.device('cpu'))}",
         "torch": torch.__version__,
-        "busy_cores": args.busy_cores,
-        "measurements": args.measurements,
-        "seconds": time.perf_counter() - started,
-        "before": {name: stats(values) for name, values in before.items() if values},
-        "after": {name: stats(values) for name, values in after.items()},
-        "after_ratio": {name: stats(values) for name, values in ratios.items()},
-        "ranking_held": {"before": held(before), "after": held(after)},
     }
-    for method in ("before", "after", "after_ratio"):
-        for name in result[method]:
-            row = result[method][name]
+    if args.measurements:
+        if args.measurements < 2:
+            parser.error("--measurements must be 0 or at least 2 (a CV needs two)")
+        arms = [measure_arm(processes, args.measurements) for processes in args.busy]
+        table = summarise(arms)
+        for row in table:
             print(
-                f"{method:11s} {name}: min {row['min']:.3f} median {row['median']:.3f} "
-                f"max {row['max']:.3f} CV {row['cv']:.1%}"
+                f"busy {row['busy']} {row['clock']:4s} {row['preset']}: median "
+                f"{row['median_ms']:.3f} ms, CV {row['cv']:.1%}, vs idle "
+                f"{row['error_vs_idle']:+.1%}, ranking held {row['ranking_held']} of "
+                f"{row['measurements']}, oversubscribed {row['oversubscribed']}, pressure "
+                f"{row['median_pressure']:.0%}"
             )
-    print(
-        f"ranking {' < '.join(ordered)} held in {result['ranking_held']['before']} of "
-        f"{args.measurements} (one run) and {result['ranking_held']['after']} of "
-        f"{args.measurements} (steady)"
-    )
+        result["arms"] = table
+    if args.study_arm is not None:
+        result["study_arm"] = study_arm(args.study_arm)
+    result["seconds"] = time.perf_counter() - started
     print(json.dumps(result))
 
 

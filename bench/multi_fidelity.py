@@ -21,19 +21,26 @@ evaluation adds independent noise (sd ``--acc-noise``, 0.004); latency is measur
 training, with 3 % log-normal noise (``--latency-noise``).
 
 Arms. ``fifo``: every trial trains the full budget and is told COMPLETE with its noisy values.
-``mo-asha``: rungs ``RungSchedule.for_epochs(E)`` = (1, 2, 4), eta 3; at each rung but the
-last ``MultiObjectiveRungs.on_result`` decides; a trial reaching the full budget is told
-COMPLETE with its noisy values, a stopped one as ``--tell`` says: ``pruned`` (state PRUNED, no
-values) or ``rung`` (COMPLETE with its rung accuracy and latency). The budget counts every
-epoch trained, stopped trials' included, charged when a trial reaches a rung; the front at a
-budget ``b`` holds the trials that reached the full budget while at most ``b`` epochs were
-spent (never early-stopped ones), with their noise-free full-budget values; hypervolume uses
-the product's default reference (the presets' nadir, noise-free). Reported over the seeds
-(min / median / max): HV(fifo @B), HV(mo-asha @B/2), HV(mo-asha @B), their ratios (per seed),
-trials started and trials that reached the full budget. Target: HV(mo-asha @B/2) >= 1.3 x
-HV(fifo @B). Runs go in parallel processes (``--processes``, 2 by default), one thread each.
+``mo-asha``: rungs ``RungSchedule.for_epochs(E)`` = (1, 2, 4) (or ``--rungs``), eta 3; at each
+rung but the last ``MultiObjectiveRungs.on_result`` decides (``--rule crowding``, the
+product's) or ``EpsilonNetRungs``, Syne Tune's MOASHA ranking (``--rule epsilon-net``); the
+published presets are always trained in full, as in the product; a trial reaching the full
+budget is told COMPLETE with its noisy values, a stopped one as ``--tell`` says: ``pruned``
+(state PRUNED, no values) or ``rung`` (COMPLETE with its rung accuracy and latency). The budget
+counts every epoch trained, stopped trials' included, charged when a trial reaches a rung; the
+front at a budget ``b`` holds the trials that reached the full budget while at most ``b``
+epochs were spent (never early-stopped ones), with their noise-free full-budget values;
+hypervolume uses the product's default reference (the presets' nadir, noise-free). Reported
+over the seeds (min / median / max): HV(fifo @B), HV(mo-asha @B/2), HV(mo-asha @B), their
+ratios (per seed), trials started and trials that reached the full budget, and the first trial
+the sampler modelled (``--startup rung``: the product's start-up, over trials that reached a
+rung; ``complete``: Optuna's own GP start-up, over COMPLETE trials only, as before). Target:
+HV(mo-asha @B/2) >= 1.3 x HV(fifo @B). Runs go in parallel processes (``--processes``, 2 by
+default), one thread each.
 
-    python bench/multi_fidelity.py                          # gp, --tell pruned, 3 seeds
+    python bench/multi_fidelity.py                     # gp, --tell pruned, 3 seeds
+    python bench/multi_fidelity.py --startup complete  # GP's start-up as before
+    python bench/multi_fidelity.py --rule epsilon-net --rungs 1 3 4  # Syne Tune's rule
     python bench/multi_fidelity.py --tell rung
     python bench/multi_fidelity.py --sampler tpe --tell pruned
     python bench/multi_fidelity.py --sampler random --seeds 5 --budget 400
@@ -54,6 +61,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import torch
@@ -63,8 +71,9 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.sampler_efficiency import SURROGATES, Features, features
-from search.methods.mo_asha import MultiObjectiveRungs, RungSchedule
-from search.methods.samplers import DEFAULT_SAMPLER, SAMPLERS, make_sampler
+from search.methods.mo_asha import MultiObjectiveRungs, RungSchedule, nondominated_layers
+from search.methods.rung_startup import reached_a_rung
+from search.methods.samplers import DEFAULT_SAMPLER, SAMPLERS, STARTUP_TRIALS, make_sampler
 from space import DEFAULT_SPACE, params_to_config, preset_points, sample_params
 from studies.pareto import Reference, default_reference, hypervolume
 
@@ -72,12 +81,17 @@ CHANCE = 0.1  # CIFAR-10
 DEPTH_RANGE = (27, 131)  # the space's depths (sampled)
 PARAMS_RANGE_M = (2.0, 85.0)  # the space's parameter counts, millions (sampled)
 ARMS = ("fifo", "mo-asha")
+RULES = ("crowding", "epsilon-net")
+STARTUPS = ("rung", "complete")
 
 
 @dataclass(frozen=True)
 class Settings:
     surrogate: str
     sampler: str
+    startup: str
+    rule: str
+    rungs: tuple[int, ...]
     tell: str
     workers: int
     budget: int
@@ -132,6 +146,58 @@ def reference_of(settings: Settings) -> Reference:
     return default_reference(pd.DataFrame(rows))
 
 
+class EpsilonNetRungs(MultiObjectiveRungs):
+    """Syne Tune's MOASHA ranking (its ``NonDominatedPriority``), written here from its
+    description: non-dominated layers; inside a layer an epsilon-net order, seeded at the
+    most accurate result, each next result the farthest (Euclidean) from those already
+    chosen; a result continues iff at most n/eta results are ordered ahead of it. Unlike
+    Syne Tune's, the distances are taken on objectives scaled to their range in the layer
+    (raw accuracy and milliseconds would let latency alone decide)."""
+
+    def continues(self, losses: np.ndarray) -> bool:
+        order = epsilon_net_order(losses)
+        ahead = order.index(len(losses) - 1)
+        return ahead * self.schedule.reduction_factor <= len(losses)
+
+
+def epsilon_net_order(losses: np.ndarray) -> list[int]:
+    """Rows of ``losses`` (minimised columns), best first: layer by layer, epsilon-net order."""
+    layers = nondominated_layers(losses)
+    order: list[int] = []
+    for layer in range(int(layers.max()) + 1):
+        members = np.flatnonzero(layers == layer)
+        points = losses[members]
+        span = points.max(axis=0) - points.min(axis=0)
+        scaled = (points - points.min(axis=0)) / np.where(span > 0, span, 1.0)
+        chosen = [int(np.argmin(scaled[:, 0]))]
+        nearest = np.linalg.norm(scaled - scaled[chosen[0]], axis=1)
+        while len(chosen) < len(members):
+            nearest[chosen] = -1.0
+            pick = int(np.argmax(nearest))
+            chosen.append(pick)
+            nearest = np.minimum(nearest, np.linalg.norm(scaled - scaled[pick], axis=1))
+        order.extend(int(members[i]) for i in chosen)
+    return order
+
+
+def sampler_of(settings: Settings, seed: int) -> optuna.samplers.BaseSampler:
+    """The product's sampler; ``--startup complete``: GP as before its start-up counted
+    rungs (Optuna's own, over COMPLETE trials only)."""
+    if settings.startup == "complete" and settings.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+    return make_sampler(settings.sampler, seed)
+
+
+def models(study: optuna.Study, settings: Settings) -> bool:
+    """Whether the sampler models the next suggestion (past its start-up)."""
+    if settings.sampler == "random":
+        return False
+    reached, complete = reached_a_rung(study)
+    if settings.startup == "complete" and settings.sampler == "gp":
+        return complete >= STARTUP_TRIALS
+    return reached >= STARTUP_TRIALS and complete > 0
+
+
 @dataclass
 class _Running:
     trial: optuna.Trial
@@ -147,7 +213,9 @@ class ArmResult:
     hypervolume: dict[int, float]  # budget (epochs) -> hypervolume
     started: dict[int, int]  # budget -> trials asked before it was spent
     full: dict[int, int]  # budget -> trials that reached the full budget within it
+    ceiling: dict[int, float]  # budget -> hypervolume of every config asked within it
     stopped: int
+    modelling_from: int  # the first trial the sampler modelled (-1: none)
     rank_correlation: float  # Spearman, noise-free acc at the first rung vs the full budget
     ask_seconds: float
     seconds: float
@@ -159,16 +227,13 @@ def run_arm(arm: str, seed: int, settings: Settings) -> ArmResult:
     torch.set_num_threads(1)  # one core per run; runs go in parallel processes
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     full = settings.epochs
-    schedule = (
-        RungSchedule.for_epochs(full, settings.eta)
-        if arm == "mo-asha"
-        else RungSchedule((full,), settings.eta)
-    )
-    rungs = MultiObjectiveRungs(schedule)
+    schedule = RungSchedule(settings.rungs if arm == "mo-asha" else (full,), settings.eta)
+    rungs = (EpsilonNetRungs if settings.rule == "epsilon-net" else MultiObjectiveRungs)(schedule)
     study = optuna.create_study(
-        directions=["maximize", "minimize"], sampler=make_sampler(settings.sampler, seed)
+        directions=["maximize", "minimize"], sampler=sampler_of(settings, seed)
     )
-    for _, _, params in preset_points(DEFAULT_SPACE)[0]:
+    presets = preset_points(DEFAULT_SPACE)[0]
+    for _, _, params in presets:
         study.enqueue_trial(params)
     rng = random.Random(seed)
     events: list[tuple[int, int, int]] = []  # (time, order, worker)
@@ -178,10 +243,13 @@ def run_arm(arm: str, seed: int, settings: Settings) -> ArmResult:
     done: list[tuple[int, Curve]] = []  # (epochs spent, curve) of full-budget trials
     curves: list[Curve] = []
     spent = stopped = 0
+    modelling_from = -1
     ask_seconds = 0.0
 
     def start(worker: int, now: int) -> None:
-        nonlocal ask_seconds
+        nonlocal ask_seconds, modelling_from
+        if modelling_from < 0 and models(study, settings):
+            modelling_from = len(study.trials)
         began = time.perf_counter()
         trial = study.ask()
         params = sample_params(trial, DEFAULT_SPACE)
@@ -207,7 +275,10 @@ def run_arm(arm: str, seed: int, settings: Settings) -> ArmResult:
         if epochs == full:
             study.tell(run.trial, [accuracy, run.latency_ms])
             done.append((spent, run.curve))
-        elif rungs.on_result(str(run.trial.number), epochs, accuracy, run.latency_ms):
+        elif (
+            rungs.on_result(str(run.trial.number), epochs, accuracy, run.latency_ms)
+            or run.trial.number < len(presets)  # as in the product: presets train in full
+        ):
             following = next(r for r in schedule.rungs if r > epochs)
             heapq.heappush(events, (now + following - epochs, next(order), worker))
             continue
@@ -222,17 +293,14 @@ def run_arm(arm: str, seed: int, settings: Settings) -> ArmResult:
 
     reference = reference_of(settings)
     budgets = sorted({settings.budget // 2, settings.budget})
-    hv, full_counts = {}, {}
+    hv, full_counts, ceiling = {}, {}, {}
     for budget in budgets:
         front = [c for s, c in done if s <= budget]
-        frame = pd.DataFrame(
-            {
-                "val_acc": [c.final_accuracy for c in front],
-                "latency_ms": [c.latency_ms for c in front],
-            }
-        )
-        hv[budget] = hypervolume(frame, reference) if front else 0.0
+        hv[budget] = _hypervolume(front, reference)
         full_counts[budget] = len(front)
+        ceiling[budget] = _hypervolume(
+            [c for s, c in zip(asks, curves, strict=True) if s < budget], reference
+        )
     first = schedule.rungs[0]
     correlation = spearmanr([c.accuracy(first) for c in curves], [c.final_accuracy for c in curves])
     return ArmResult(
@@ -241,11 +309,24 @@ def run_arm(arm: str, seed: int, settings: Settings) -> ArmResult:
         hypervolume=hv,
         started={b: sum(s < b for s in asks) for b in budgets},
         full=full_counts,
+        ceiling=ceiling,
         stopped=stopped,
+        modelling_from=modelling_from,
         rank_correlation=float(correlation[0]),
         ask_seconds=ask_seconds,
         seconds=time.perf_counter() - started_at,
     )
+
+
+def _hypervolume(curves: list[Curve], reference: Reference) -> float:
+    """Hypervolume of the curves' noise-free full-budget (accuracy, latency)."""
+    frame = pd.DataFrame(
+        {
+            "val_acc": [c.final_accuracy for c in curves],
+            "latency_ms": [c.latency_ms for c in curves],
+        }
+    )
+    return hypervolume(frame, reference) if curves else 0.0
 
 
 def _spread(values: list[float], digits: int = 3) -> list[str]:
@@ -272,25 +353,43 @@ def table(results: list[ArmResult], settings: Settings) -> list[str]:
     row(f"HV mo-asha @{half}", [r.hypervolume[half] for r in asha])
     row(f"HV mo-asha @{whole}", [r.hypervolume[whole] for r in asha])
     ratio_rows = [
-        (f"**HV mo-asha @{half} / fifo @{whole}** (target >= 1.3)", half),
-        (f"HV mo-asha @{whole} / fifo @{whole}", whole),
+        (
+            f"**HV mo-asha @{half} / fifo @{whole}** (target >= 1.3)",
+            [a.hypervolume[half] for a in asha],
+        ),
+        (f"HV mo-asha @{whole} / fifo @{whole}", [a.hypervolume[whole] for a in asha]),
+        (
+            f"ceiling: HV of every config mo-asha asked @{half} / fifo @{whole}",
+            [a.ceiling[half] for a in asha],
+        ),
     ]
-    for label, budget in ratio_rows:
+    for label, values in ratio_rows:
         ratios = [
-            a.hypervolume[budget] / f.hypervolume[whole] if f.hypervolume[whole] > 0 else math.nan
-            for a, f in zip(asha, fifo, strict=True)
+            value / f.hypervolume[whole] if f.hypervolume[whole] > 0 else math.nan
+            for value, f in zip(values, fifo, strict=True)
         ]
         row(label, ratios, 2)
     for name, runs in (("fifo", fifo), ("mo-asha", asha)):
         for budget in (half, whole):
             row(f"{name} trials started @{budget}", [r.started[budget] for r in runs], 0)
             row(f"{name} trials at full budget @{budget}", [r.full[budget] for r in runs], 0)
+        row(f"{name}: first trial the sampler modelled", [r.modelling_from for r in runs], 0)
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS)
+    parser.add_argument(
+        "--startup",
+        default="rung",
+        choices=STARTUPS,
+        help="GP's start-up counts trials that reached a rung (the product) or COMPLETE ones",
+    )
+    parser.add_argument("--rule", default="crowding", choices=RULES, help="ranking at a rung")
+    parser.add_argument(
+        "--rungs", type=int, nargs="+", help="mo-asha's rungs (default: halving to 1 epoch)"
+    )
     parser.add_argument("--tell", default="pruned", choices=("pruned", "rung"))
     parser.add_argument("--surrogate", default="launch", choices=SURROGATES)
     parser.add_argument("--seeds", type=int, default=3)
@@ -304,9 +403,17 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="parallel processes")
     parser.add_argument("--json", help="also write every run's numbers to this file")
     args = parser.parse_args()
+    rungs = RungSchedule(
+        tuple(args.rungs) if args.rungs else RungSchedule.for_epochs(args.epochs).rungs, args.eta
+    ).rungs
+    if rungs[-1] != args.epochs:
+        parser.error(f"--rungs must end at the full budget, --epochs {args.epochs}")
     settings = Settings(
         surrogate=args.surrogate,
         sampler=args.sampler,
+        startup=args.startup,
+        rule=args.rule,
+        rungs=rungs,
         tell=args.tell,
         workers=args.workers,
         budget=args.budget,
@@ -323,12 +430,13 @@ def main() -> None:
         results = [future.result() for future in futures]
     wall = time.perf_counter() - began
     asha = [r for r in results if r.arm == "mo-asha"]
-    rungs = RungSchedule.for_epochs(args.epochs, args.eta).rungs
     print(
-        f"# multi-fidelity: sampler {args.sampler}, --tell {args.tell}, surrogate "
-        f"{args.surrogate}, {args.workers} workers, budget {args.budget} epochs (half "
+        f"# multi-fidelity: sampler {args.sampler}, --startup {args.startup}, --rule "
+        f"{args.rule}, --tell {args.tell}, surrogate {args.surrogate}, {args.workers} "
+        f"workers, budget {args.budget} epochs (half "
         f"{args.budget // 2}), full budget {args.epochs} epochs, mo-asha rungs {rungs} eta "
-        f"{args.eta:g}, seeds 0-{args.seeds - 1}, presets queued first, reference = presets' "
+        f"{args.eta:g}, seeds 0-{args.seeds - 1}, presets queued first and trained in full, "
+        "reference = presets' "
         f"nadir (noise-free), optuna {optuna.__version__}"
     )
     print(

@@ -2,19 +2,9 @@
 
 Each sampler is built by the product's factory (``search.methods.samplers.make_sampler``) and
 drives the product's space (``space.sample_params``, the published presets queued first)
-in-process: no Ray, no training. A trial's objectives come from a surrogate built on the
-config's static costs (closed-form parameters and MACs, feature-map volume, depth):
-
-- ``launch``: latency of a GPU at batch 1, bound by kernel launches and memory traffic
-  (time per layer, per feature-map element, per MAC); accuracy rising with the log of
-  the parameters with diminishing returns, best at a hybrid threshold of 3 (the paper's
-  finding), less for very deep and narrow nets.
-- ``compute``: latency of a compute-bound device (MACs dominate, the square root of the
-  feature-map volume for memory); accuracy saturating in MACs, with dense stages helping
-  more when their growth is larger and harmonic ones when k x m is, and the threshold's
-  effect rising to 4 dense stages.
-
-Both add observation noise (sd 0.004 accuracy, 3 % latency) to what the sampler sees;
+in-process: no Ray, no training. A trial's objectives come from the product's surrogates
+(``search.methods.surrogates``: ``launch`` and ``compute``, built on the config's static
+costs), which add observation noise (sd 0.004 accuracy, 3 % latency) to what the sampler sees;
 the hypervolume is computed on the noise-free values, with the product's default
 reference (the presets' nadir), and reported relative to random search with the same
 seed. ``--in-flight 4`` keeps four trials asked but not told (constant liar for TPE,
@@ -31,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,86 +37,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.methods.samplers import SAMPLERS, make_sampler
+from search.methods.surrogates import SURROGATES, features, observed
 from space import DEFAULT_SPACE, params_to_config, preset_points, sample_params
 from studies.pareto import default_reference, hypervolume
-from threshnet.config import ThreshNetConfig
-from threshnet.costs import architecture_costs
-from threshnet.harmonic import harmonic_layout
 from threshnet.presets import PUBLISHED_PRESETS
 
 CHECKPOINTS = (25, 50, 100, 200)
 TIMING_POINTS = (10, 50, 100, 200)
-
-
-@dataclass(frozen=True)
-class Features:
-    """What the surrogates see of a config."""
-
-    params_m: float  # millions
-    macs_g: float  # at 32 x 32, billions
-    volume_m: float  # feature-map elements written, millions
-    depth: int
-    threshold: int
-    dense_growth: float  # mean growth of the dense stages (0 if none)
-    harmonic_width: float  # mean k x m of the harmonic stages (0 if none)
-
-
-def features(config: ThreshNetConfig, input_size: int = 32) -> Features:
-    costs = architecture_costs(config, input_size)
-    volume = 0
-    channels = config.stem[1]
-    sizes = config.feature_sizes(input_size)
-    for index, (stage, size) in enumerate(zip(config.stages, sizes, strict=True)):
-        area = size * size
-        if config.is_dense(index):
-            volume += stage.depth * (config.bottleneck + stage.growth) * area
-            block_out = channels + stage.depth * stage.growth
-        else:
-            layout = harmonic_layout(channels, stage.depth, stage.growth, stage.multiplier)
-            volume += sum(layout.widths[1:]) * area
-            block_out = layout.out_channels
-        volume += (block_out + stage.transition) * area
-        channels = stage.transition
-    dense = [s.growth for i, s in enumerate(config.stages) if config.is_dense(i)]
-    harmonic = [
-        s.growth * s.multiplier for i, s in enumerate(config.stages) if not config.is_dense(i)
-    ]
-    return Features(
-        params_m=costs.params / 1e6,
-        macs_g=costs.macs / 1e9,
-        volume_m=volume / 1e6,
-        depth=config.depth,
-        threshold=config.threshold,
-        dense_growth=statistics.fmean(dense) if dense else 0.0,
-        harmonic_width=statistics.fmean(harmonic) if harmonic else 0.0,
-    )
-
-
-def launch_surrogate(f: Features) -> tuple[float, float]:
-    """(accuracy, latency ms): launch- and memory-bound latency, log-params accuracy."""
-    capacity = 1.0 - math.exp(-math.log1p(f.params_m) / 1.6)
-    hybrid = 0.03 * math.exp(-((f.threshold - 3) ** 2) / 2.0)
-    too_deep = 0.02 * max(0.0, f.depth - 120) / 40
-    accuracy = 0.62 + 0.28 * capacity + hybrid - too_deep
-    latency = 0.045 * f.depth + 0.9 * f.volume_m + 0.6 * f.macs_g + 0.3
-    return accuracy, latency
-
-
-def compute_surrogate(f: Features) -> tuple[float, float]:
-    """(accuracy, latency ms): compute-bound latency, MACs-saturating accuracy."""
-    capacity = f.macs_g / (f.macs_g + 0.12)
-    dense_gain = 0.0006 * f.dense_growth * f.threshold / 5
-    harmonic_gain = 0.0002 * f.harmonic_width * (5 - f.threshold) / 5
-    threshold_effect = 0.012 * min(f.threshold, 4)
-    accuracy = 0.58 + 0.30 * capacity + dense_gain + harmonic_gain + threshold_effect
-    latency = 9.0 * f.macs_g + 0.35 * math.sqrt(f.volume_m) + 0.01 * f.depth + 0.2
-    return accuracy, latency
-
-
-SURROGATES: dict[str, Callable[[Features], tuple[float, float]]] = {
-    "launch": launch_surrogate,
-    "compute": compute_surrogate,
-}
 
 
 @dataclass(frozen=True)
@@ -138,11 +54,6 @@ class RunResult:
     in_flight: int
     hypervolume: dict[int, float]  # trials -> noise-free hypervolume
     suggest_seconds: dict[int, float]  # finished trials -> seconds per suggestion
-
-
-def _told_values(truth: tuple[float, float], rng: random.Random) -> tuple[float, float]:
-    accuracy, latency = truth
-    return accuracy + rng.gauss(0, 0.004), latency * math.exp(rng.gauss(0, 0.03))
 
 
 def build_sampler(design: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -194,7 +105,7 @@ def run_study(
         while len(pending) < in_flight and len(rows) + len(pending) < trials:
             ask()
         trial, truth, preset = pending.pop(0)
-        study.tell(trial, list(_told_values(truth, rng)))
+        study.tell(trial, list(observed(truth, rng)))
         rows.append(
             {"number": len(rows), "val_acc": truth[0], "latency_ms": truth[1], "preset": preset}
         )

@@ -1,9 +1,9 @@
 """The sampler at scale: cost per suggestion up to 1,000 trials, quality past 200.
 
-Two measurements on the surrogates of ``bench/sampler_efficiency.py`` (same space, same
-objectives, same hypervolume), for sampler designs named as ``build_sampler`` there: a
-sampler of the product (``gp``, ``tpe``, ``gp-tpe``, ...) or ``gp-tpe@N`` (GP until N
-COMPLETE trials, then TPE).
+Two measurements on the surrogates of ``bench/sampler_efficiency.py``
+(``search.methods.surrogates``: same space, same objectives, same hypervolume), for
+sampler designs named as ``build_sampler`` there: a sampler of the product (``gp``,
+``tpe``, ``gp-tpe``, ...) or ``gp-tpe@N`` (GP until N COMPLETE trials, then TPE).
 
 ``timing``: a study holding ``told`` COMPLETE trials (random configs of the space, told
 their surrogate objectives with noise) and ``in_flight`` RUNNING ones (asked, never told,
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import sys
@@ -44,15 +43,9 @@ from optuna.trial import FrozenTrial, TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sampler_efficiency import (
-    SURROGATES,
-    RunResult,
-    build_sampler,
-    features,
-    run_study,
-    table,
-)
+from sampler_efficiency import RunResult, build_sampler, run_study, table
 
+from search.methods.surrogates import SURROGATES, features, observed
 from space import DEFAULT_SPACE, params_to_config, sample_params
 
 DIRECTIONS = ["maximize", "minimize"]
@@ -69,10 +62,8 @@ def history(surrogate: str, told: int, in_flight: int, seed: int) -> list[Frozen
     )
     for _ in range(told):
         trial = study.ask()
-        accuracy, latency = model(
-            features(params_to_config(sample_params(trial, DEFAULT_SPACE), DEFAULT_SPACE))
-        )
-        study.tell(trial, [accuracy + rng.gauss(0, 0.004), latency * math.exp(rng.gauss(0, 0.03))])
+        config = params_to_config(sample_params(trial, DEFAULT_SPACE), DEFAULT_SPACE)
+        study.tell(trial, list(observed(model(features(config)), rng)))
     for _ in range(in_flight):
         sample_params(study.ask(), DEFAULT_SPACE)
     return study.get_trials()

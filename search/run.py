@@ -2,6 +2,7 @@
 
     python -m search.run --trials 200 --data-dir /data/cifar10
     python -m search.run --smoke          # CPU, minutes, on the bundled CIFAR-10 subset
+    python -m search.run --simulate --trials 1000 --cpus-per-trial 0.05   # size the driver
 
 Rerunning with the same ``--name`` resumes the study up to ``--trials`` finished trials.
 Study-defining flags (space, proxy training, latency protocol, caps, sampler, seed) are
@@ -15,6 +16,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import shutil
 import sys
@@ -28,6 +30,7 @@ import torch
 
 from search.driver.runner import run_study
 from search.methods.samplers import GP_TRIALS, SAMPLERS
+from search.methods.surrogates import DEFAULT_SURROGATE, SURROGATES, Simulation
 from search.setup.journal import repair_journal
 from search.setup.library_log import LIBRARY_LOG, library_output_to
 from search.setup.preflight import check_settings
@@ -62,7 +65,7 @@ from threshnet.cli import (
     unit_fraction,
 )
 from threshnet.fileio import remove_stale_temporaries
-from threshnet.steady_latency import BACKENDS
+from threshnet.steady_latency import BACKENDS, CLOCKS
 from threshnet.training.bundled import bundled_cifar10
 from threshnet.training.data import CacheEntry
 from threshnet.training.loops import OPTIMIZERS, SCHEDULES
@@ -101,6 +104,22 @@ def _above_one(text: str) -> float:
     if not value > 1:
         raise argparse.ArgumentTypeError(f"expected a number above 1, got {text}")
     return value
+
+
+def _durations(text: str) -> tuple[float, float]:
+    """``MEAN[,SPREAD]`` seconds of a simulated trial."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"expected MEAN or MEAN,SPREAD in seconds, got {text!r}")
+    mean, spread = values[0], values[1] if len(values) == 2 else 0.0
+    try:
+        Simulation(seconds=mean, spread=spread).validate()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return mean, spread
 
 
 def _defaults(name: str) -> str:
@@ -245,6 +264,14 @@ def _parser() -> ArgumentParser:
         help="what runs the timed passes: eager PyTorch, or ONNX Runtime on each network's "
         f"checked ONNX export (needs pip install -e '.[onnx]') {_defaults('backend')}",
     )
+    latency.add_argument(
+        "--latency-clock",
+        choices=CLOCKS,
+        default=unset,
+        help="what a pass's time is: the thread's CPU time where a CPU times on one thread "
+        f"(robust to other work on the machine; wall time elsewhere), or wall time "
+        f"{_defaults('clock')}",
+    )
     search = parser.add_argument_group("search")
     search.add_argument(
         "--sampler",
@@ -309,6 +336,27 @@ def _parser() -> ArgumentParser:
         f"trials (never given to the sampler): comma-separated from {', '.join(BASELINES)}, "
         "or all",
     )
+    simulation = parser.add_argument_group("simulation (size a driver or a cluster first)")
+    simulation.add_argument(
+        "--simulate",
+        nargs="?",
+        const=DEFAULT_SURROGATE,
+        choices=SURROGATES,
+        default=unset,
+        metavar="SURROGATE",
+        help="run the study through Ray Tune, the sampler and the storage with simulated "
+        "trials: each sleeps for a drawn time and returns a surrogate's objectives "
+        f"computed from the config's costs (no data, no training, no torch on the "
+        f"workers); SURROGATE: {' or '.join(SURROGATES)} ({DEFAULT_SURROGATE})",
+    )
+    simulation.add_argument(
+        "--simulate-seconds",
+        type=_durations,
+        default=unset,
+        metavar="MEAN[,SPREAD]",
+        help=f"a simulated trial lasts MEAN +- SPREAD seconds, uniformly drawn "
+        f"({Simulation.seconds:g},{Simulation.spread:g})",
+    )
     ray = parser.add_argument_group("resources")
     ray.add_argument(
         "--gpus-per-trial",
@@ -358,6 +406,14 @@ def build_settings(args: argparse.Namespace, base: StudySettings) -> StudySettin
         changes["data_dir"] = str(Path(given["data_dir"]).resolve())
     if "no_presets" in given:
         changes["enqueue_presets"] = False
+    if "simulate" in given or "simulate_seconds" in given:
+        if base.simulation is None and "simulate" not in given:
+            raise UserError("--simulate-seconds sets the trials of --simulate: give both")
+        current = base.simulation or Simulation()
+        seconds, spread = given.get("simulate_seconds", (current.seconds, current.spread))
+        changes["simulation"] = Simulation(
+            surrogate=given.get("simulate", current.surrogate), seconds=seconds, spread=spread
+        )
     return dataclasses.replace(base, **changes)
 
 
@@ -371,13 +427,13 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def _resources(args: argparse.Namespace, smoke: bool) -> RunResources:
+def _resources(args: argparse.Namespace, smoke: bool, simulated: bool) -> RunResources:
     return RunResources(
         trials=args.trials or (SMOKE_TRIALS if smoke else DEFAULT_TRIALS),
         cpus_per_trial=args.cpus_per_trial or 1.0,
         gpus_per_trial=args.gpus_per_trial
         if args.gpus_per_trial is not None
-        else (0.0 if smoke else None),
+        else (0.0 if smoke or simulated else None),
         max_concurrent=args.max_concurrent,
         address=args.address,
         num_cpus=args.num_cpus,
@@ -398,11 +454,18 @@ def _check_local_gpus(args: argparse.Namespace) -> None:
 
 def _open_study(
     args: argparse.Namespace, directory: StudyDirectory, name: str
-) -> tuple[StudySettings, dict[str, Any], CacheEntry]:
-    """Settings, manifest and training-data cache of a new or resumed study."""
+) -> tuple[StudySettings, dict[str, Any], CacheEntry | None]:
+    """Settings, manifest and training-data cache (None for a simulated study, which
+    reads no data) of a new or resumed study."""
     manifest = directory.read_manifest()
     if manifest is None:
         settings = build_settings(args, SMOKE_SETTINGS if args.smoke else DEFAULT_SETTINGS)
+        if settings.simulation is not None:
+            _check_simulation(args)
+            check_settings(settings)
+            manifest = new_manifest(name, settings, args.storage)
+            directory.write_manifest(manifest)
+            return settings, manifest, None
         if args.smoke and settings.data_dir is None:
             try:
                 bundled = bundled_cifar10()
@@ -451,6 +514,9 @@ def _open_study(
         )
     check_settings(settings)
     print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
+    if settings.simulation is not None:
+        _check_simulation(args)
+        return settings, manifest, None
     train_cache, classes = prepare_data(settings, args.cache_dir)
     if classes != settings.space.num_classes:
         raise UserError(
@@ -458,6 +524,15 @@ def _open_study(
             f"{settings.space.num_classes}; use a new --name"
         )
     return settings, manifest, train_cache
+
+
+def _check_simulation(args: argparse.Namespace) -> None:
+    """Refuse what a simulated study cannot do."""
+    if args.baselines:
+        raise UserError(
+            "--baselines trains and times real networks; a simulated study (--simulate) "
+            "has nothing to compare them with"
+        )
 
 
 def _check_name(name: str) -> None:
@@ -515,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if is_new:  # leave nothing behind for a study that never started
                 shutil.rmtree(directory.root, ignore_errors=True)
             raise
-        resources = _resources(args, args.smoke)
+        resources = _resources(args, args.smoke, settings.simulation is not None)
         if resources.verbosity >= VERBOSE:
             summary = run_study(directory, settings, resources, manifest, train_cache)
         else:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from threshnet.closed_form import ArchitectureCosts, architecture_costs
 from threshnet.config import ThreshNetConfig
-from threshnet.costs import ArchitectureCosts, architecture_costs
 
 LATENCY_CONSTRAINT = "latency"  # the Optuna constraint of --max-latency-ms
 

@@ -46,10 +46,13 @@ def _latency_bars(eligible: pd.DataFrame) -> go.Scatter:
     """A bar per trial from its p10 to its p90 latency of the search's timing passes, as
     error bars on points not drawn: one legend entry shows or hides them all. None where
     either is missing, nor where the latency shown was re-measured after the search (the
-    search's spread belongs to another measurement, which the point no longer shows)."""
+    search's spread belongs to another measurement, which the point no longer shows). On
+    a study's latency scale, the passes' raw spread is scaled as the latency was."""
     searched = eligible[~eligible["latency_remeasured"].astype(bool)]
     measured = searched.dropna(subset=["latency_p10_ms", "latency_p90_ms"])
     latency = measured["latency_ms"].astype(float)
+    raw = measured.get("latency_raw_ms", pd.Series(index=measured.index, dtype=float))
+    scale = (latency / raw.astype(float)).fillna(1.0)
     return go.Scatter(
         x=latency,
         y=measured["val_acc"],
@@ -59,8 +62,8 @@ def _latency_bars(eligible: pd.DataFrame) -> go.Scatter:
         error_x={
             "type": "data",
             "symmetric": False,
-            "array": (measured["latency_p90_ms"].astype(float) - latency).tolist(),
-            "arrayminus": (latency - measured["latency_p10_ms"].astype(float)).tolist(),
+            "array": (measured["latency_p90_ms"].astype(float) * scale - latency).tolist(),
+            "arrayminus": (latency - measured["latency_p10_ms"].astype(float) * scale).tolist(),
             "color": "#7f8c99",
             "thickness": 1,
             "width": 3,

@@ -97,9 +97,10 @@ def _rebuild_trials(root: Path, manifest: dict[str, Any], path: Path) -> bool:
 def eligible_trials(study: Study, *, search_latencies: bool = False) -> pd.DataFrame:
     """Finished, feasible, full-fidelity trials with both objectives measured.
 
-    Where the final latency pass re-timed a trial (studies.remeasure), ``latency_ms`` is
-    the re-measured figure (``latency_search_ms`` keeps the search's own, and
-    ``latency_remeasured`` says which), unless ``search_latencies``.
+    Where the final latency pass re-timed a trial steadily (studies.remeasure),
+    ``latency_ms`` is the re-measured figure (``latency_search_ms`` keeps the search's
+    own, and ``latency_remeasured`` says which), unless ``search_latencies``; where it
+    could not, the search's figure stays and ``latency_flagged`` is set.
     """
     trials = study.trials
     if "val_acc" not in trials.columns:
@@ -114,10 +115,26 @@ def eligible_trials(study: Study, *, search_latencies: bool = False) -> pd.DataF
     eligible = trials[mask.fillna(False)].copy()
     eligible["latency_search_ms"] = eligible["latency_ms"]
     eligible["latency_remeasured"] = False
+    eligible["latency_flagged"] = False
+    # where each latency figure comes from, with the CV of its rounds' ratios and their count
+    eligible["latency_source"] = "search"
+    for name, column in (
+        ("latency_figure_cv", "latency_cv"),
+        ("latency_figure_rounds", "latency_rounds"),
+    ):
+        eligible[name] = eligible[column] if column in eligible.columns else float("nan")
     if study.remeasured is None or search_latencies:
         return eligible
-    again = study.remeasured.set_index("number")["latency_ms"]
-    hit = eligible["number"].isin(again.index)
-    eligible.loc[hit, "latency_ms"] = eligible.loc[hit, "number"].map(again).astype(float)
+    passed = study.remeasured.set_index("number")
+    replaced = passed[passed["source"] == "re-measured"]
+    hit = eligible["number"].isin(replaced.index)
+    numbers = eligible.loc[hit, "number"]
+    eligible.loc[hit, "latency_ms"] = numbers.map(replaced["latency_ms"]).astype(float)
+    eligible.loc[hit, "latency_figure_cv"] = numbers.map(replaced["latency_cv"]).astype(float)
+    eligible.loc[hit, "latency_figure_rounds"] = numbers.map(replaced["rounds"]).astype(float)
     eligible.loc[hit, "latency_remeasured"] = True
+    eligible.loc[hit, "latency_source"] = "re-measured"
+    flagged = eligible["number"].isin(passed.index[passed["flagged"].astype(bool)])
+    eligible.loc[flagged, "latency_flagged"] = True
+    eligible.loc[flagged, "latency_source"] = "search (re-timing unsteady)"
     return eligible

@@ -54,33 +54,90 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[pareto_mask(frame)].sort_values(["latency_ms", "val_acc"], ascending=[True, False])
 
 
+_NO_TRIALS = Reference(val_acc=0.0, latency_ms=1.0, rule="no trials yet")
+_PRESETS_NADIR = "the published presets' nadir in this study (lowest accuracy, highest latency)"
+_TRIALS_NADIR = "the nadir of this study's trials (no published preset measured)"
+
+
 def default_reference(frame: pd.DataFrame) -> Reference:
     """The published presets' nadir in this study: their lowest accuracy and highest
     latency. The hypervolume then measures the region of trade-offs that dominate the
     published models (a preset on that corner adds nothing); without a measured preset,
     the nadir of all the study's trials."""
     if frame.empty:
-        return Reference(val_acc=0.0, latency_ms=1.0, rule="no trials yet")
+        return _NO_TRIALS
     presets = frame[frame["preset"].isin(PUBLISHED_PRESETS)]
-    if not presets.empty:
-        rule = "the published presets' nadir in this study (lowest accuracy, highest latency)"
-        source = presets
-    else:
-        rule = "the nadir of this study's trials (no published preset measured)"
-        source = frame
+    source = frame if presets.empty else presets
     return Reference(
         val_acc=float(source["val_acc"].min()),
         latency_ms=float(source["latency_ms"].max()),
-        rule=rule,
+        rule=_TRIALS_NADIR if presets.empty else _PRESETS_NADIR,
     )
 
 
 def hypervolume(frame: pd.DataFrame, reference: Reference) -> float:
     """Area dominated by ``frame``'s points and bounded by ``reference`` (acc x ms)."""
-    losses = _losses(frame)
+    return _volume(_losses(frame), reference)
+
+
+def _volume(losses: np.ndarray, reference: Reference) -> float:
     point = np.array([-reference.val_acc, reference.latency_ms])
     inside = losses[np.all(losses <= point, axis=1)]
     return float(compute_hypervolume(inside, point)) if len(inside) else 0.0
+
+
+class RunningFront:
+    """The front, :func:`default_reference` and :func:`hypervolume` of points added one
+    at a time: what the from-scratch functions give for all the points so far, at
+    O(front) a point instead of O(points) (the driver's status line, at each ended trial).
+
+    Only the front is kept, each point with how many times it came (duplicates of a front
+    point all count, as in :func:`pareto_mask`), and the two nadirs the reference may be:
+    the published presets' and all points'. A dominated point inside the reference box
+    adds no area, and one outside adds none either, so the front's hypervolume is all
+    the points'.
+    """
+
+    def __init__(self) -> None:
+        self._front: dict[tuple[float, float], int] = {}  # (val_acc, latency_ms): count
+        self._nadirs: dict[bool, tuple[float, float]] = {}  # of presets?: (acc, ms)
+
+    def add(self, val_acc: float, latency_ms: float, preset: str = "") -> None:
+        """Add one point (a full-budget trial's objectives, and its preset if any)."""
+        for of_presets in {False, preset in PUBLISHED_PRESETS}:
+            acc, ms = self._nadirs.get(of_presets, (val_acc, latency_ms))
+            self._nadirs[of_presets] = (min(acc, val_acc), max(ms, latency_ms))
+        point = (val_acc, latency_ms)
+        if point in self._front:
+            self._front[point] += 1
+            return
+        if any(acc >= val_acc and ms <= latency_ms for acc, ms in self._front):
+            return  # a front point at least as good in both, better in one
+        self._front = {
+            kept: count
+            for kept, count in self._front.items()
+            if not (val_acc >= kept[0] and latency_ms <= kept[1])
+        }
+        self._front[point] = 1
+
+    @property
+    def size(self) -> int:
+        """Points on the front, duplicates included."""
+        return sum(self._front.values())
+
+    def reference(self) -> Reference:
+        """:func:`default_reference` of the points so far."""
+        if not self._nadirs:
+            return _NO_TRIALS
+        of_presets = True in self._nadirs
+        val_acc, latency_ms = self._nadirs[of_presets]
+        rule = _PRESETS_NADIR if of_presets else _TRIALS_NADIR
+        return Reference(val_acc=val_acc, latency_ms=latency_ms, rule=rule)
+
+    def hypervolume(self) -> float:
+        """:func:`hypervolume` of the points so far, with :meth:`reference`."""
+        losses = np.array([(-acc, ms) for acc, ms in self._front], dtype=float)
+        return _volume(losses.reshape(-1, 2), self.reference())
 
 
 def hypervolume_history(frame: pd.DataFrame, reference: Reference) -> pd.DataFrame:

@@ -19,7 +19,8 @@ import datetime as dt
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,12 @@ import torch
 from studies import schema
 from studies.load import Study, StudyError, eligible_trials, load_study
 from studies.pareto import pareto_mask
+from studies.schema import LATENCY_SCALE_KEY, REPLACE_CV
 from threshnet.cli import ArgumentParser, UserError, positive_int, run_cli
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings, device_name
+from threshnet.latency_scale import device_kind, measure_reference_time
+from threshnet.machine_load import CALM_WAIT_SECONDS, LoadWindow, wait_until_calm
 from threshnet.model import build_model
 from threshnet.onnx_export import INSTALL_HINT, missing_packages
 from threshnet.presets import PUBLISHED_PRESETS
@@ -50,6 +54,7 @@ PROG = "studies.remeasure"
 DEFAULT_ROUNDS = 5
 DEFAULT_FRONTS = 2
 MAX_WIDENINGS = 3  # times the re-timed set grows to cover a front that moved
+MAX_ATTEMPTS = 3  # whole re-timings of a trial that stayed unsteady
 
 
 def front_candidates(study: Study, fronts: int = DEFAULT_FRONTS) -> pd.DataFrame:
@@ -77,6 +82,20 @@ def _settings(study: Study, threads: int | None, device: torch.device) -> Latenc
     )
 
 
+# Times one round of trial ``number``'s network: (its ms, the reference's ms)
+RoundTimer = Callable[[int, "Network"], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Remeasured:
+    """What a pass re-timed, and the reference time it measured for a device kind the
+    study had none for (to keep in the manifest; None when it had one)."""
+
+    table: pd.DataFrame  # REMEASURED_FIELDS, one row per trial
+    kind: str
+    new_reference: dict[str, Any] | None
+
+
 def remeasure(
     study: Study,
     *,
@@ -85,12 +104,20 @@ def remeasure(
     rounds: int = DEFAULT_ROUNDS,
     fronts: int = DEFAULT_FRONTS,
     seed: int = 0,
-) -> pd.DataFrame:
+    attempts: int = MAX_ATTEMPTS,
+    calm_seconds: float = CALM_WAIT_SECONDS,
+    time_round: RoundTimer | None = None,
+) -> Remeasured:
     """Re-time the front candidates and presets; one row per trial (see module doc).
 
-    When the re-timed figures put a trial on the front that was not re-timed (its
-    search latency now beats a re-timed one), it is re-timed too, until the front is
-    made of re-timed trials only (at most ``MAX_WIDENINGS`` times).
+    A trial's new figure replaces the search's only when steady (the CV of its rounds'
+    ratios at most ``REPLACE_CV``); the unsteady are timed again after waiting (at most
+    ``calm_seconds``) for the machine to be calm, up to ``attempts`` times in all, and
+    then keep the search's figure, flagged. ``time_round`` times one round of a trial's
+    network (default: paired with the reference, threshnet.steady_latency).
+
+    When the figures put a trial on the front that was not re-timed, it is re-timed too,
+    until the front is made of re-timed trials only (at most ``MAX_WIDENINGS`` times).
     """
     eligible = eligible_trials(study, search_latencies=True).set_index("number")
     settings = _settings(study, threads, device)
@@ -98,6 +125,7 @@ def remeasure(
         study.settings["latency"].get("input_size") or study.settings["train"]["input_size"]
     )
     backend = study_backend(study)
+    clock = str(study.settings["latency"].get("clock", "wall"))
 
     def timed(model: torch.nn.Module) -> Network:
         return timed_network(
@@ -105,10 +133,27 @@ def remeasure(
         )
 
     reference = timed(build_model(reference_config()))
+    kind = device_kind(backend, device, device_name(device), settings.threads)
+    scale = study.manifest.get(LATENCY_SCALE_KEY)
+    new_reference = None
+    if scale is not None and kind not in scale:  # the device is idle: time it now
+        new_reference = measure_reference_time(
+            reference,
+            input_size=input_size,
+            device=device,
+            settings=settings,
+            rounds=rounds,
+            source="the final latency pass (the study had no time for this device kind)",
+            clock=clock,
+        ).to_dict()
+    entry = new_reference or (scale or {}).get(kind)
+    scale_ms = None if entry is None else float(entry["ms"])
     shuffle = random.Random(seed)
-    measured: dict[int, list[tuple[float, float]]] = {}
+    outcomes: dict[int, dict[str, Any]] = {}
 
-    def time_once(model: Network) -> tuple[float, float]:
+    def time_once(number: int, model: Network) -> tuple[float, float]:
+        if time_round is not None:
+            return time_round(number, model)
         steady = measure_steady_latency(
             model,
             reference,
@@ -117,59 +162,87 @@ def remeasure(
             settings=settings,
             rounds=1,
             max_extra_rounds=0,
+            clock=clock,
         )
         return steady.latency_ms, steady.reference_ms
 
-    def measure(numbers: list[int]) -> None:
+    def time_rounds(numbers: list[int]) -> tuple[dict[int, list[tuple[float, float]]], str]:
+        """Rounds of every trial in ``numbers``, each round in a new order, then their
+        outlier rounds again; and the machine's load meanwhile."""
         models = {
             number: timed(
                 build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
             )
             for number in numbers
         }
-        for number in numbers:
-            measured[number] = []
+        measured: dict[int, list[tuple[float, float]]] = {number: [] for number in numbers}
+        window = LoadWindow()
         for _ in range(rounds):
             shuffle.shuffle(numbers)
             for number in numbers:
-                measured[number].append(time_once(models[number]))
-        for number in numbers:  # outlier rounds, measured again
+                measured[number].append(time_once(number, models[number]))
+        for number in numbers:
             values = measured[number]
             for _ in range(rounds):
                 far = outlier_rounds([ms / ref for ms, ref in values])
                 if not far:
                     break
-                values[far[0]] = time_once(models[number])
+                values[far[0]] = time_once(number, models[number])
+        load = window.reading()
+        oversubscribed = " (oversubscribed)" if load.oversubscribed else ""
+        return measured, load.describe() + oversubscribed
+
+    def measure(numbers: list[int]) -> None:
+        todo = list(numbers)
+        for attempt in range(1, attempts + 1):
+            measured, load = time_rounds(todo)
+            for number, values in measured.items():
+                combined = round_statistics(values)
+                steady = combined.ratio_cv <= REPLACE_CV
+                search_ms = float(eligible.loc[number, "latency_ms"])
+                figure = combined.latency_ms if scale_ms is None else combined.ratio * scale_ms
+                outcomes[number] = {
+                    "number": number,
+                    "latency_ms": figure if steady else search_ms,
+                    "latency_ref_ms": combined.reference_ms,
+                    "latency_ratio": combined.ratio,
+                    "latency_cv": combined.ratio_cv,
+                    "rounds": len(values),
+                    "source": "re-measured" if steady else "search",
+                    "flagged": int(not steady),
+                    "attempts": attempt,
+                    "latency_raw_ms": combined.latency_ms,
+                    "latency_scale_ms": scale_ms or 0.0,
+                    "load": load,
+                }
+            todo = [number for number in todo if outcomes[number]["flagged"]]
+            if not todo:
+                break
+            wait_until_calm(calm_seconds)
 
     measure([int(number) for number in front_candidates(study, fronts)["number"]])
     for _ in range(MAX_WIDENINGS):
         latencies = eligible["latency_ms"].copy()
-        for number, values in measured.items():
-            latencies[number] = round_statistics(values).latency_ms
+        for number, outcome in outcomes.items():
+            latencies[number] = outcome["latency_ms"]
         front = pareto_mask(eligible.assign(latency_ms=latencies).reset_index())
-        missing = [int(n) for n in eligible.index[front] if int(n) not in measured]
+        missing = [int(n) for n in eligible.index[front] if int(n) not in outcomes]
         if not missing:
             break
         measure(missing)
     stamp = dt.datetime.now(dt.UTC).isoformat()
-    rows = []
-    for number, values in sorted(measured.items()):
-        combined = round_statistics(values)
-        rows.append(
-            {
-                "number": number,
-                "latency_ms": combined.latency_ms,
-                "latency_ref_ms": combined.reference_ms,
-                "latency_ratio": combined.ratio,
-                "latency_cv": combined.ratio_cv,
-                "rounds": len(values),
-                "device": str(device),
-                "device_name": device_name(device),
-                "threads": settings.threads if settings.threads is not None else 0,
-                "measured_at": stamp,
-            }
-        )
-    return pd.DataFrame(rows, columns=list(schema.REMEASURED_FIELDS))
+    rows = [
+        {
+            **outcomes[number],
+            "device": str(device),
+            "device_name": device_name(device),
+            "threads": settings.threads if settings.threads is not None else 0,
+            "measured_at": stamp,
+        }
+        for number in sorted(outcomes)
+    ]
+    table = pd.DataFrame(rows, columns=list(schema.REMEASURED_FIELDS))
+    return Remeasured(table=table, kind=kind, new_reference=new_reference)
 
 
 def study_backend(study: Study) -> str:
@@ -198,8 +271,8 @@ def remeasure_study(
     threads: int | None = None,
     rounds: int = DEFAULT_ROUNDS,
     fronts: int = DEFAULT_FRONTS,
-) -> tuple[Path, int]:
-    """Re-time and write ``remeasured.csv``; (its path, trials re-timed)."""
+) -> tuple[Path, pd.DataFrame]:
+    """Re-time and write ``remeasured.csv``; (its path, its table)."""
     try:
         study = load_study(study_dir)
     except StudyError as error:
@@ -219,12 +292,30 @@ def remeasure_study(
         threads = int(known.median()) if len(known) else 1
     if threads is not None:
         threads = min(threads, os.cpu_count() or 1)
-    table = remeasure(study, device=target, threads=threads, rounds=rounds, fronts=fronts)
+    result = remeasure(study, device=target, threads=threads, rounds=rounds, fronts=fronts)
     try:
-        path = schema.write_remeasured(Path(study_dir), table)
+        path = write_remeasured(Path(study_dir), result)
     except OSError as error:
         raise UserError(f"cannot write into {study_dir}: {error.strerror}") from None
-    return path, len(table)
+    return path, result.table
+
+
+def write_remeasured(root: Path, result: Remeasured) -> Path:
+    """Write the pass's table, and keep a reference time it measured in the manifest."""
+    if result.new_reference is not None:
+        manifest = schema.read_manifest(root)
+        if manifest is not None:
+            manifest.setdefault(LATENCY_SCALE_KEY, {}).setdefault(result.kind, result.new_reference)
+            schema.write_manifest(root, manifest)
+    return schema.write_remeasured(root, result.table)
+
+
+def describe(table: pd.DataFrame) -> str:
+    """E.g. "12 trials re-timed: 11 replaced, 1 unsteady (the search's figure kept)"."""
+    kept = int(table["flagged"].sum()) if len(table) else 0
+    return f"{len(table)} trials re-timed: {len(table) - kept} replaced" + (
+        f", {kept} unsteady (the search's figure kept, flagged)" if kept else ""
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,14 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: the study's)")
     args: Any = parser.parse_args(argv)
-    path, count = remeasure_study(
+    path, table = remeasure_study(
         args.study_dir,
         device=args.device,
         threads=args.threads,
         rounds=args.rounds,
         fronts=args.fronts,
     )
-    print(f"re-timed {count} trials ({args.rounds} rounds, shuffled): {path}")
+    print(f"{describe(table)} ({args.rounds} rounds, shuffled): {path}")
     return 0
 
 

@@ -46,6 +46,7 @@ from studies.pareto import (
     hypervolume_history,
     pareto_front,
 )
+from studies.schema import LATENCY_SCALE_KEY, REPLACE_CV
 from threshnet.cli import ArgumentParser, UserError, finite_float, run_cli
 from threshnet.fileio import atomic_write, atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
@@ -110,6 +111,7 @@ class Analysis:
                 for _, row in self.baselines.iterrows()
             },
             "latencies": latency_note(self.study),
+            "simulated": simulation_note(self.study.settings),
             "remeasured_trials": (
                 []
                 if self.study.remeasured is None
@@ -200,17 +202,30 @@ def _front_table(front: pd.DataFrame) -> str:
         latency_ms=front["latency_ms"].map(lambda v: f"{v:.3f}"),
         params=front["params"].map(lambda v: f"{int(v):,}"),
         macs=front["macs"].map(lambda v: f"{int(v) / 1e6:.1f} M"),
+        latency_cv=front["latency_figure_cv"].map(_percent),
+        latency_rounds=front["latency_figure_rounds"].map(_count),
     )
     columns = [
         ("number", "trial"),
         ("preset", "preset"),
         ("val_acc", "val acc"),
         ("latency_ms", "latency ms"),
+        ("latency_source", "latency from"),
+        ("latency_cv", "its CV"),
+        ("latency_rounds", "rounds"),
         ("params", "params"),
         ("macs", "MACs"),
         ("architecture", "architecture"),
     ]
     return _table(shown, columns, "pareto-table")
+
+
+def _percent(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.1%}"
+
+
+def _count(value: float) -> str:
+    return "" if pd.isna(value) else str(int(value))
 
 
 def _number(spec: str) -> Callable[[Any], str]:
@@ -326,7 +341,9 @@ def _settings_block(study: Study) -> str:
         "latency": f"batch 1, {latency['repeats']} repeats after {latency['warmup']} warm-up, "
         f"device '{latency['device']}', {latency_backend(study)}",
         "sampler": f"{_sampler_text(settings)}, seed {settings['seed']}",
-        "data": str(settings["data_dir"] or "torchvision CIFAR-10"),
+        "data": "none: a simulated study"
+        if settings.get("simulation")
+        else str(settings["data_dir"] or "torchvision CIFAR-10"),
         "versions": ", ".join(f"{k} {v}" for k, v in study.manifest.get("versions", {}).items()),
         "git revision": str(study.manifest.get("git_revision", "")),
     }
@@ -340,6 +357,21 @@ def _sampler_text(settings: dict[str, Any]) -> str:
     if settings["sampler"] != "gp-tpe":
         return str(settings["sampler"])
     return f"gp-tpe (GP up to {settings['gp_trials']} complete trials, then TPE)"
+
+
+def simulation_note(settings: dict[str, Any]) -> str | None:
+    """The banner of a simulated study (``search.run --simulate``) by its settings; None
+    for a real one."""
+    simulation = settings.get("simulation")
+    if not simulation:
+        return None
+    return (
+        f"Simulated study: no network was trained or timed. Each trial slept "
+        f"{simulation['seconds']:g} +- {simulation['spread']:g} s and returned the "
+        f"'{simulation['surrogate']}' surrogate's accuracy and latency, computed from the "
+        "config's closed-form costs (search.methods.surrogates). It sizes a driver or a "
+        "cluster; its front says nothing about real networks."
+    )
 
 
 def latency_backend(study: Study) -> str:
@@ -358,24 +390,57 @@ def _latency_label(analysis: Analysis) -> str:
 
 
 def latency_note(study: Study) -> str:
-    """Where the latencies on the front come from: the final pass or the search, and
-    which backend ran them."""
+    """Where the latencies on the front come from: their scale, the final pass or the
+    search, and which backend ran them."""
     again = study.remeasured
     backend = latency_backend(study)
+    scale = scale_note(study)
     if again is None or again.empty:
         return (
             "Latencies are as each trial measured them during the search (batch 1, in rounds "
-            f"against the reference network ThreshNet28, in {backend}). They have not been "
-            f"re-measured: run python -m studies.remeasure {study.root} for the final "
+            f"against the reference network ThreshNet28, in {backend}). {scale} They have not "
+            f"been re-measured: run python -m studies.remeasure {study.root} for the final "
             "latency pass."
         )
     first = again.iloc[0]
+    flagged = int(again["flagged"].sum())
+    kept = (
+        f"; {flagged} could not be timed steadily in any attempt and keep the search's "
+        "figure (flagged in the front table)"
+        if flagged
+        else ""
+    )
     return (
         f"Latencies of {len(again)} trials (the front candidates and the published presets) "
         f"were re-measured after the search on {first['device_name']} ({first['device']}), "
         f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, in "
-        f"{backend}, at {first['measured_at'][:19]} UTC; the front, hypervolume and tables "
-        "use them."
+        f"{backend}, at {first['measured_at'][:19]} UTC: {len(again) - flagged} steady "
+        f"figures (CV of the rounds' ratios at most {REPLACE_CV:.0%}, the machine not "
+        f"oversubscribed) replace the search's{kept}; the front, hypervolume and tables use "
+        f"them. {scale}"
+    )
+
+
+def scale_note(study: Study) -> str:
+    """The study's latency scale in a sentence."""
+    entries = study.manifest.get(LATENCY_SCALE_KEY)
+    if entries is None:
+        return "They are raw milliseconds (the study predates the study-wide latency scale)."
+    if not entries:
+        return "The study has no reference time yet; its latencies are raw milliseconds."
+    times = "; ".join(
+        f"{float(entry['ms']):.3f} ms on {kind} (from {entry['source']})"
+        for kind, entry in entries.items()
+    )
+    clock = (
+        " Passes on a one-thread CPU are timed by the thread's CPU time (the time a pass "
+        "waited for a CPU left out), elsewhere by wall time."
+        if study.settings["latency"].get("clock", "wall") == "cpu"
+        else " Passes are timed by wall time."
+    )
+    return (
+        "Each latency is the network's ratio to ThreshNet28, timed in the same rounds, times "
+        f"the study's one reference time for its device kind: {times}.{clock}"
     )
 
 
@@ -448,11 +513,17 @@ def render(analysis: Analysis) -> str:
         for name, numbers in analysis.preset_dominators.items()
     )
     title = f"threshnet-search study {html.escape(study.name)}"
+    banner = simulation_note(study.settings)
+    simulated = (
+        "" if banner is None else f'<p class="banner" id="simulated">{html.escape(banner)}</p>\n'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 .note {{ background: #fff6d5; border-left: 4px solid #e0b000; padding: 8px 12px; }}
+.banner {{ background: #fde2e2; border-left: 6px solid #c62828; padding: 10px 12px;
+  font-size: 17px; font-weight: bold; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
 td.num {{ text-align: right; white-space: nowrap; }}
@@ -468,7 +539,7 @@ dd {{ margin-left: 120px; }}
 <script>{get_plotlyjs()}</script>
 </head><body>
 <h1>{title}</h1>
-<p class="note" id="proxy-note">{html.escape(NOTE)}</p>
+{simulated}<p class="note" id="proxy-note">{html.escape(NOTE)}</p>
 <p class="note" id="latency-note">{html.escape(latency_note(study))}</p>
 <p id="counts">{len(study.trials)} trials ({html.escape(counts)});
 by status: {_status_counts(study.trials)};
@@ -591,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     png = None if args.png is None else Path(args.png or Path(args.study_dir) / DEFAULT_PNG)
     path = write_report(args.study_dir, reference, png=png)
     print(f"report: {path}")
+    manifest = schema.read_manifest(Path(args.study_dir)) or {}
+    if simulation_note(manifest.get("settings", {})) is not None:
+        print("a simulated study (search.run --simulate): its objectives come from a surrogate")
     if png is not None:
         print(f"trade-off plot: {png}")
     return 0

@@ -23,7 +23,7 @@ import errno
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from threshnet.fileio import atomic_write_text
 
 MANIFEST_KIND = "threshnet-search-study"
 # 2: "study_name", the study's identity in the Optuna storage; 3: records in RECORD_ATTR
-MANIFEST_VERSION = 3
+MANIFEST_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 TRIALS_FILE = "trials.csv"
 JOURNAL_FILE = "optuna.journal"
@@ -61,6 +61,30 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_cv": float,  # coefficient of variation of the rounds' ratios
     "latency_rounds": int,
     "latency_unsteady": int,  # 1 when latency_cv stayed above the limit
+    # latency_ms = latency_ratio x latency_scale_ms, the study's reference time for the
+    # trial's device kind (threshnet.latency_scale); the trial's own ms: latency_raw_ms.
+    # Studies made before the scale have none of the three: latency_ms is raw.
+    "latency_raw_ms": float,
+    "latency_scale_ms": float,
+    "latency_kind": str,
+    "latency_clock": str,  # what a pass's time was: cpu (one thread's CPU time) or wall
+    "latency_cpu_ms": float,  # on a CPU, the same statistic of the passes' CPU time
+    "latency_cpu_ratio": float,  # ... and its ratio to the reference's
+    # The machine while timing (threshnet.machine_load): 1-minute load average, share of
+    # the window a task waited for a CPU, share stolen by other VMs, 1 when still
+    # oversubscribed after the retries, and the attempts made
+    "latency_load": float,
+    "latency_cpu_pressure": float,
+    "latency_steal": float,
+    "latency_oversubscribed": int,
+    "latency_attempts": int,
+    "latency_warmup_passes": int,  # of both networks; on a GPU, until the passes held still
+    # On a GPU (with NVML): its SM clock, temperature and power draw around the timing
+    **{
+        f"latency_gpu_{what}_{when}": float
+        for what in ("clock_mhz", "temperature_c", "power_w")
+        for when in ("before", "after")
+    },
     "batch_latency_ms": float,
     "batch_per_image_ms": float,
     "latency_batch_size": int,
@@ -94,7 +118,14 @@ RECORD_FIELDS: dict[str, type] = {
     "error": str,
     "config_json": str,
 }
+# The manifest's map of the study's latency scale: device kind -> reference time (a
+# threshnet.latency_scale.ReferenceTime as a dict; search.driver.latency_scale)
+LATENCY_SCALE_KEY = "latency_scale"
 # remeasured.csv: the final latency pass (studies.remeasure), one row per re-timed trial.
+# A re-timed figure replaces the search's only when the CV of its rounds' ratios is at
+# most REPLACE_CV (the trials' own "unsteady" limit, threshnet.steady_latency; BENCHMARKS.md,
+# "Latency stability", has the CVs it separates) and the machine was not oversubscribed.
+REPLACE_CV = 0.05
 REMEASURED_FILE = "remeasured.csv"
 REMEASURED_FIELDS: dict[str, type] = {
     "number": int,
@@ -103,6 +134,14 @@ REMEASURED_FIELDS: dict[str, type] = {
     "latency_ratio": float,
     "latency_cv": float,
     "rounds": int,
+    # "re-measured": latency_ms is this pass's (ratio x the study's reference time);
+    # "search": the pass could not time it steadily and latency_ms is the search's own
+    "source": str,
+    "flagged": int,  # 1 with source "search": unsteady in every attempt
+    "attempts": int,  # whole re-timings of this trial (more after unsteady ones)
+    "latency_raw_ms": float,  # this pass's own ms (median of the rounds' fastest)
+    "latency_scale_ms": float,  # the reference time the figure is scaled by (0: raw)
+    "load": str,  # the machine while timing (threshnet.machine_load)
     "device": str,
     "device_name": str,
     "threads": int,  # 0 on a GPU
@@ -374,9 +413,19 @@ def _from_version_2(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "version": 3}
 
 
+def _from_version_3(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 timed every pass by wall time and kept latencies in raw milliseconds (no
+    ``latency_scale``): its latency protocol says so with ``clock: wall``."""
+    settings = manifest.get("settings")
+    if isinstance(settings, dict) and isinstance(settings.get("latency"), dict):
+        settings["latency"].setdefault("clock", "wall")
+    return {**manifest, "version": 4}
+
+
 _MIGRATIONS = {
     1: _from_version_1,
     2: _from_version_2,
+    3: _from_version_3,
 }  # version -> its manifest in the next version's format
 
 
@@ -395,16 +444,40 @@ def write_remeasured(root: Path, table: pd.DataFrame) -> Path:
 
 def read_remeasured(root: Path) -> pd.DataFrame | None:
     """``remeasured.csv`` as a typed frame, or None when the study has none."""
-    return _read_side_table(root / REMEASURED_FILE, REMEASURED_FIELDS, "re-measurement")
+    return _read_side_table(
+        root / REMEASURED_FILE, REMEASURED_FIELDS, "re-measurement", _remeasured_before_source
+    )
 
 
-def _read_side_table(path: Path, fields: Mapping[str, type], what: str) -> pd.DataFrame | None:
+def _remeasured_before_source(frame: pd.DataFrame) -> pd.DataFrame:
+    """A remeasured.csv written before its "source" column: every row was re-measured, in
+    raw milliseconds."""
+    if "source" in frame.columns or "latency_ms" not in frame.columns:
+        return frame
+    return frame.assign(
+        source="re-measured",
+        flagged=0,
+        attempts=1,
+        latency_raw_ms=frame["latency_ms"],
+        latency_scale_ms=0.0,
+        load="",
+    )
+
+
+def _read_side_table(
+    path: Path,
+    fields: Mapping[str, type],
+    what: str,
+    upgrade: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame | None:
     """A table of ``fields`` beside the trials (a last row cut short is left out), typed;
-    None when there is none."""
+    None when there is none. ``upgrade`` brings an older table's columns up to date."""
     if not path.exists():
         return None
     try:
         frame = _read_complete_rows(path)
+        if upgrade is not None:
+            frame = upgrade(frame)
         missing = [name for name in fields if name not in frame.columns]
         if missing:
             raise ValueError(f"no {'/'.join(missing)} column")

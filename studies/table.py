@@ -162,7 +162,8 @@ def markdown(table: pd.DataFrame, study: Study) -> str:
         *("| " + " | ".join(str(value) for value in row) + " |" for row in table.values),
     ]
     timed = (
-        "re-measured by the final latency pass"
+        "re-measured by the final latency pass where it timed them steadily, else as the "
+        "search timed them"
         if study.remeasured is not None
         else "as the search timed it"
     )

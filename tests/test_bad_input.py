@@ -121,6 +121,25 @@ CASES = [
     ("search.run", _search("--cpus-per-trial", "0"), "expected a finite positive number"),
     ("search.run", _search("--gpus-per-trial", "1", "--smoke"), "needs a GPU"),
     ("search.run", _search("--scheduler", "asha"), "invalid choice: 'asha'"),
+    ("search.run", _search("--simulate", "bogus"), "invalid choice: 'bogus'"),
+    (
+        "search.run",
+        _search("--simulate", "--simulate-seconds", "abc"),
+        "expected MEAN or MEAN,SPREAD in seconds, got 'abc'",
+    ),
+    ("search.run", _search("--simulate", "--simulate-seconds", "1,5"), "spread <= mean"),
+    ("search.run", _search("--simulate", "--simulate-seconds", "nan"), "MEAN or MEAN,SPREAD"),
+    ("search.run", _search("--simulate-seconds", "2"), "give both"),
+    (
+        "search.run",
+        _search("--simulate", "--baselines", "all"),
+        "a simulated study (--simulate) has nothing to compare them with",
+    ),
+    (
+        "search.run",
+        _search("--name", "existing", "--simulate"),
+        "created with other settings (simulation: None -> ",
+    ),
     ("search.run", _search("--reduction-factor", "1"), "expected a number above 1"),
     (
         "search.run",

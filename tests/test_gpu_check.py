@@ -44,8 +44,11 @@ def test_the_gpu_check_dry_run_writes_its_summary(tmp_path: Path) -> None:
     assert report["throughput"]["ratio"]["median"] > 0
     assert report["latency"]["ranking_stable"] in (True, False)
     assert len(report["latency"]["rankings"]) == 2
+    assert len(report["latency"]["with_neighbour"]["rankings"]) == 2
+    assert report["latency"]["warmup_passes"]["min"] >= 2  # both networks' warm-up
     summary = (out / "summary.md").read_text()
     assert "| 1 |" in summary and "| 2 |" in summary and "Proxy throughput, ours" in summary
+    assert "Preset latency alone" in summary and "with a busy neighbour" in summary
 
 
 def test_the_gpu_check_needs_an_archive_and_says_so(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_gp_tpe_hands_over_at_the_count_across_runs_and_trials_in_flight(
         _tell(second, _ask(second))
     third = _run(path, seed=2)  # resumed past the hand-over: TPE at once
     _tell(third, _ask(third))
-    gp, tpe = "GPSampler", "TPESampler"
+    gp, tpe = "gp", "tpe"
     assert _samplers(path) == [gp] * (HANDOVER + 2) + [tpe] * 3
 
 

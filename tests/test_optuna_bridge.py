@@ -16,7 +16,7 @@ from search.driver.records import TrialsTable
 from search.methods.feasibility import MAX_INFEASIBLE_IN_A_ROW, MAX_TOO_SLOW_IN_A_ROW
 from search.setup.settings import OBJECTIVES
 from search.setup.study import StudyDirectory
-from search.worker.trial import NUMBER_KEY
+from search.worker.fields import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config
 from studies.schema import RECORD_ATTR, trial_record, trial_status
 from threshnet.cli import UserError

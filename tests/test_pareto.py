@@ -10,6 +10,7 @@ import pytest
 
 from studies.pareto import (
     Reference,
+    RunningFront,
     default_reference,
     dominators,
     hypervolume,
@@ -154,3 +155,28 @@ def test_the_default_reference_is_the_presets_nadir() -> None:
     no_presets = default_reference(frame.assign(preset=""))
     assert (no_presets.val_acc, no_presets.latency_ms) == (0.60, 9.0)
     assert "no published preset" in no_presets.rule
+
+
+def test_the_running_front_matches_the_from_scratch_front_after_each_point() -> None:
+    # Coarse values: ties; presets come after 40 points (the reference's rule changes
+    # then), one of them far worse (the reference box grows); last, the front once more.
+    rng = np.random.default_rng(3)
+    rows = [
+        (n, round(rng.uniform(0.3, 0.9), 2), round(rng.uniform(1.0, 10.0), 1)) for n in range(120)
+    ]
+    frame = _points(rows)
+    frame.loc[[40, 70, 100], "preset"] = ["threshnet28", "threshnet79", "threshnet95"]
+    frame.loc[70, ["val_acc", "latency_ms"]] = [0.2, 30.0]
+    first_front = pareto_front(frame)
+    frame = pd.concat([frame, first_front], ignore_index=True)
+    running = RunningFront()
+    assert (running.size, running.hypervolume()) == (0, 0.0)
+    assert running.reference() == default_reference(frame.iloc[:0])
+    for index, row in enumerate(frame.itertuples()):
+        running.add(row.val_acc, row.latency_ms, row.preset)
+        seen = frame.iloc[: index + 1]
+        reference = default_reference(seen)
+        assert running.size == pareto_mask(seen).sum()
+        assert running.reference() == reference
+        assert running.hypervolume() == pytest.approx(hypervolume(seen, reference), rel=1e-12)
+    assert running.size == 2 * len(first_front)

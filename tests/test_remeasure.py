@@ -4,21 +4,25 @@ report, pareto.json and the export use its figures."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import SmokeStudy, cli_error
 
 from studies.load import eligible_trials, load_study
-from studies.remeasure import PROG, front_candidates, main
+from studies.remeasure import MAX_ATTEMPTS, PROG, front_candidates, main, remeasure
 from studies.report import write_report
+from studies.schema import REPLACE_CV
 from threshnet.presets import PUBLISHED_PRESETS
 
 
 def test_the_search_ends_with_a_final_latency_pass(smoke_study: SmokeStudy) -> None:
     assert smoke_study.result.returncode == 0, smoke_study.result.stderr[-3000:]
-    assert "final latency pass: re-timed" in smoke_study.result.stdout
+    assert "final latency pass: " in smoke_study.result.stdout
+    assert "trials re-timed" in smoke_study.result.stdout
     study = load_study(smoke_study.root)
     assert study.remeasured is not None
     candidates = front_candidates(study)
@@ -26,6 +30,67 @@ def test_the_search_ends_with_a_final_latency_pass(smoke_study: SmokeStudy) -> N
     assert set(PUBLISHED_PRESETS) <= set(candidates["preset"])  # the presets are re-timed
     assert (study.remeasured["latency_ratio"] > 0).all()
     assert (study.remeasured["rounds"] == 5).all()
+    # on the study's one scale: ratio x the reference time fixed when the study started
+    (kind, entry), *others = study.manifest["latency_scale"].items()
+    assert not others and "eager on cpu" in kind and entry["ms"] > 0
+    replaced = study.remeasured[study.remeasured["source"] == "re-measured"]
+    assert replaced["latency_ms"].tolist() == pytest.approx(
+        (replaced["latency_ratio"] * entry["ms"]).tolist()
+    )
+    assert (replaced["latency_cv"] <= REPLACE_CV).all()
+
+
+def test_trials_are_on_the_study_scale_and_keep_their_raw_times(smoke_study: SmokeStudy) -> None:
+    study = load_study(smoke_study.root)
+    scale_ms = next(iter(study.manifest["latency_scale"].values()))["ms"]
+    timed = study.trials.dropna(subset=["latency_ratio"])
+    assert len(timed) >= 4
+    assert timed["latency_scale_ms"].tolist() == pytest.approx([scale_ms] * len(timed))
+    assert timed["latency_ms"].tolist() == pytest.approx(
+        (timed["latency_ratio"] * scale_ms).tolist()
+    )
+    assert (timed["latency_raw_ms"] > 0).all() and (timed["latency_cpu_ms"] > 0).all()
+    assert set(timed["latency_oversubscribed"]) <= {0, 1}
+    assert (timed["latency_attempts"] >= 1).all()
+
+
+def test_the_final_pass_under_noise_keeps_steady_figures_and_flags_the_rest(
+    smoke_study: SmokeStudy,
+) -> None:
+    """Injected timings: the presets time steadily (the same ratio every round); every
+    other candidate's rounds scatter (CV far above the limit) in every attempt."""
+    study = load_study(smoke_study.root)
+    presets = set(
+        study.trials.loc[study.trials["preset"].isin(PUBLISHED_PRESETS), "number"].astype(int)
+    )
+    noise = random.Random(0)
+    calls: dict[int, int] = {}
+
+    def noisy_rounds(number: int, model: object) -> tuple[float, float]:
+        calls[number] = calls.get(number, 0) + 1
+        if number in presets:
+            return 2.0 * (1 + number), 1.0
+        return noise.uniform(1.0, 30.0), 1.0
+
+    result = remeasure(
+        study, device=torch.device("cpu"), threads=1, calm_seconds=0, time_round=noisy_rounds
+    )
+    rows = result.table.set_index("number")
+    search = study.trials.set_index("number")["latency_ms"]
+    scale_ms = next(iter(study.manifest["latency_scale"].values()))["ms"]
+    assert result.new_reference is None  # the study's own reference time, not a new one
+    for number, row in rows.iterrows():
+        if number in presets:
+            assert row["source"] == "re-measured" and row["flagged"] == 0
+            assert row["attempts"] == 1
+            assert row["latency_ms"] == pytest.approx(2.0 * (1 + number) * scale_ms)
+        else:
+            assert row["source"] == "search" and row["flagged"] == 1
+            assert row["attempts"] == MAX_ATTEMPTS  # retried, bounded
+            assert row["latency_ms"] == search[number]  # the search's figure, kept
+            assert row["latency_cv"] > REPLACE_CV
+    assert set(presets) <= set(rows.index) and len(rows) > len(presets)
+    assert calls[max(presets)] == 5  # five steady rounds, no outlier round again
 
 
 def test_remeasured_latencies_replace_the_search_ones_everywhere(
@@ -46,7 +111,8 @@ def test_remeasured_latencies_replace_the_search_ones_everywhere(
     again = study.remeasured.set_index("number")
     for number, row in again.iterrows():
         assert eligible.loc[number, "latency_ms"] == row["latency_ms"]
-        assert eligible.loc[number, "latency_remeasured"]
+        assert eligible.loc[number, "latency_remeasured"] == (row["source"] == "re-measured")
+        assert eligible.loc[number, "latency_flagged"] == bool(row["flagged"])
     kept = eligible[~eligible["latency_remeasured"]]
     assert (kept["latency_ms"] == kept["latency_search_ms"]).all()
 
@@ -54,7 +120,10 @@ def test_remeasured_latencies_replace_the_search_ones_everywhere(
     pareto = json.loads((root / "pareto.json").read_text())
     assert pareto["remeasured_trials"] == [int(n) for n in again.index]
     assert "re-measured after the search" in pareto["latencies"]
-    assert "re-measured after the search" in (root / "report.html").read_text()
+    assert "the study's one reference time" in pareto["latencies"]
+    page = (root / "report.html").read_text()
+    assert "re-measured after the search" in page
+    assert "<th>latency from</th><th>its CV</th><th>rounds</th>" in page
 
 
 @pytest.mark.parametrize(

@@ -76,17 +76,26 @@ def _rows(root: Path) -> list[dict[str, str]]:
 
 def _eligible(root: Path) -> dict[int, dict[str, Any]]:
     """Finished, feasible trials by number, with the latency the report shows (the final
-    pass's where it re-measured one), read here independently of studies.load."""
+    pass's where it re-measured one steadily), read here independently of studies.load;
+    p10/p90 of the search's passes on the study's scale (as its latency was scaled)."""
     again: dict[int, float] = {}
     if (root / "remeasured.csv").exists():
         with open(root / "remeasured.csv", newline="") as handle:
-            again = {int(r["number"]): float(r["latency_ms"]) for r in csv.DictReader(handle)}
+            again = {
+                int(r["number"]): float(r["latency_ms"])
+                for r in csv.DictReader(handle)
+                if r["source"] == "re-measured"
+            }
+
+    def scale(r: dict[str, str]) -> float:
+        return float(r["latency_ms"]) / float(r["latency_raw_ms"] or r["latency_ms"])
+
     return {
         int(r["number"]): {
             "val_acc": float(r["val_acc"]),
             "latency": again.get(int(r["number"]), float(r["latency_ms"])),
-            "p10": float(r["latency_p10_ms"]),
-            "p90": float(r["latency_p90_ms"]),
+            "p10": float(r["latency_p10_ms"]) * scale(r),
+            "p90": float(r["latency_p90_ms"]) * scale(r),
             "preset": r["preset"],
             "remeasured": int(r["number"]) in again,
         }

@@ -17,7 +17,7 @@ from search.run import PROG, main
 from search.setup.provenance import new_manifest
 from search.setup.settings import SMOKE_SETTINGS
 from search.setup.study import StudyDirectory
-from search.worker.trial import config_record
+from search.worker.fields import config_record
 from space import param_names, params_to_config, sample_params
 from studies.export import main as export_main
 from studies.report import main as report_main

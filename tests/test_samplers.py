@@ -8,7 +8,7 @@ import pytest
 from search.driver.optuna_bridge import suggest
 from search.methods.feasibility import constrain, placeholder_values
 from search.methods.samplers import SAMPLERS, STARTUP_TRIALS, make_sampler
-from search.worker.trial import NUMBER_KEY
+from search.worker.fields import NUMBER_KEY
 from space import DEFAULT_SPACE, CostCaps, param_names, params_to_config, sample_params
 from threshnet.costs import architecture_costs
 

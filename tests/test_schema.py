@@ -109,6 +109,20 @@ def test_a_version_1_manifest_is_migrated(directory: StudyDirectory) -> None:
     assert load_study(directory.root).manifest == manifest
 
 
+def test_a_version_3_study_goes_on_timing_by_wall_time_in_raw_milliseconds(
+    directory: StudyDirectory,
+) -> None:
+    settings = DEFAULT_SETTINGS.to_dict()
+    del settings["latency"]["clock"]  # added in version 4, with the latency scale
+    old = {"kind": schema.MANIFEST_KIND, "version": 3, "name": "v3", "study_name": "v3"}
+    directory.manifest_path.write_text(json.dumps({**old, "settings": settings}))
+    manifest = directory.read_manifest()
+    assert manifest["version"] == schema.MANIFEST_VERSION == 4
+    assert StudySettings.from_dict(manifest["settings"]).latency.clock == "wall"
+    assert DEFAULT_SETTINGS.latency.clock == "cpu"  # what a new study times by
+    assert schema.LATENCY_SCALE_KEY not in manifest  # raw milliseconds, as its trials were
+
+
 def test_every_recorded_status_and_type_is_declared_once() -> None:
     assert set(schema.RECORD_FIELDS.values()) <= {int, float, str}
     overlap = set(schema.RECORD_FIELDS) & (

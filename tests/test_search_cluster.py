@@ -4,6 +4,7 @@ for several nodes), a driver killed mid-run and resumed, cost caps."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -92,6 +93,7 @@ def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill
         os.killpg(driver.pid, signal.SIGKILL)  # the driver only: the cluster is not its own
         driver.wait(60)
         assert len(completed) >= 2, "two trials did not finish before the kill"
+        scale = json.loads((study_dir / "manifest.json").read_text())["latency_scale"]
 
         result = subprocess.run(
             command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
@@ -99,6 +101,9 @@ def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill
         assert result.returncode == 0, result.stderr[-3000:]
         assert "5 finished trials" in result.stdout, result.stdout[-1500:]
         assert f"Optuna storage: optuna-dashboard {database}" in result.stdout
+        # the reference time fixed when the study started is reused, not timed again
+        assert "latency scale: " in result.stdout and "(fixed before (" in result.stdout
+        assert json.loads((study_dir / "manifest.json").read_text())["latency_scale"] == scale
     finally:
         cluster.shutdown()
 
@@ -110,6 +115,14 @@ def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill
         assert len([r for r in same if r["status"] == "ok"]) == 1
     trained = [row for row in rows if row["status"] == "ok"]
     assert len(trained) == 5 and len({row["node"] for row in trained}) == 2  # both nodes
+    # one device kind, one reference time: both nodes and both runs on the same scale
+    ((kind, reference),) = scale.items()
+    for row in trained:
+        assert row["latency_kind"] == kind
+        assert float(row["latency_scale_ms"]) == pytest.approx(reference["ms"])
+        assert float(row["latency_ms"]) == pytest.approx(
+            float(row["latency_ratio"]) * reference["ms"]
+        )
     (capped,) = [row for row in rows if row["preset"] == "threshnet95"]
     assert capped["status"] == "infeasible"  # told to Optuna as COMPLETE, with constraints
     assert "params 16," in capped["error"] and "> max 15,000,000" in capped["error"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 import torch
 from torch import nn
 
-from threshnet.latency import LatencySettings
+from threshnet.latency import LatencySettings, warm_up_until_steady
 from threshnet.steady_latency import measure_steady_latency, outlier_rounds
 
 
@@ -53,6 +54,8 @@ def test_the_ratio_to_the_reference_is_measured_in_rounds() -> None:
     assert result.candidate.median_ms >= result.latency_ms
     assert result.candidate.repeats == 9  # 3 rounds of 3, pooled
     assert result.candidate.threads == 1 and not result.unsteady
+    # The same passes by CPU time: a pass that sleeps waits and computes next to nothing
+    assert result.cpu is not None and result.cpu.latency_ms < 0.5 * result.latency_ms
 
 
 def test_a_round_slowed_by_a_burst_is_measured_again() -> None:
@@ -78,3 +81,35 @@ def test_a_spread_that_stays_wide_is_flagged() -> None:
 def test_bad_round_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="rounds must be"):
         measure_steady_latency(Sleeper(1), Sleeper(1), input_size=8, settings=SETTINGS, **bad)
+
+
+def test_a_gpu_style_warm_up_runs_until_the_last_passes_hold_still() -> None:
+    # Every other pass of the first 11 is 30 ms slower (clocks and kernels settling): the
+    # warm-up outlasts them, then stops once 10 passes in a row lie within the spread.
+    ramping = Sleeper(8, slow_passes=frozenset(range(1, 12, 2)), extra=30)
+    example = torch.zeros(1, 3, 8, 8)
+    with torch.inference_mode():
+        passes = warm_up_until_steady(ramping, example, SETTINGS, spread=1.0, max_passes=60)
+    assert 21 <= passes < 60  # 11 unsettled ones, then a steady window of 10 (more if busy)
+    steady = Sleeper(8)
+    with torch.inference_mode():
+        assert warm_up_until_steady(steady, example, SETTINGS, spread=1.0) <= 20
+        capped = warm_up_until_steady(ramping, example, SETTINGS, spread=1.0, max_passes=5)
+    assert capped == 5
+
+
+def test_the_cpu_clock_counts_where_one_thread_computes_and_wall_time_elsewhere() -> None:
+    # A pass that sleeps 12 ms computes next to nothing: by CPU time its ratio to a
+    # reference that sleeps 4 ms is not 3 (what the wall clock says)
+    by_cpu = measure_steady_latency(
+        Sleeper(12), Sleeper(4), input_size=8, settings=SETTINGS, rounds=3, clock="cpu"
+    )
+    assert by_cpu.clock == "cpu" and by_cpu.cpu is not None
+    assert by_cpu.ratio == by_cpu.cpu.ratio and by_cpu.latency_ms < 5
+    two_threads = dataclasses.replace(SETTINGS, threads=2)
+    by_wall = measure_steady_latency(
+        Sleeper(12), Sleeper(4), input_size=8, settings=two_threads, rounds=3, clock="cpu"
+    )
+    assert by_wall.clock == "wall" and 2.0 < by_wall.ratio < 3.5  # CPU time sums threads
+    with pytest.raises(ValueError, match="latency clock"):
+        measure_steady_latency(Sleeper(1), Sleeper(1), input_size=8, clock="sundial")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from search.setup.settings import SMOKE_SETTINGS, StudySettings
-from search.worker.trial import NUMBER_KEY, TrialContext, evaluate_trial
+from search.worker.context import TrialContext
+from search.worker.fields import NUMBER_KEY
+from search.worker.trial import evaluate_trial
 from space import CostCaps, SearchSpace, config_to_params
 from studies import schema
 from threshnet.config import StageConfig, ThreshNetConfig

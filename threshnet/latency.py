@@ -8,10 +8,11 @@ the settings it was measured under, so two numbers are only compared when they m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +21,10 @@ from torch import nn
 from threshnet.costs import output_bytes
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# warm_up_until_steady: the last 10 passes within 5 % of their median, at most 500 passes
+WARMUP_WINDOW = 10
+WARMUP_SPREAD = 0.05
+WARMUP_MAX_PASSES = 500
 
 
 @dataclass(frozen=True)
@@ -105,11 +110,25 @@ def cpu_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
+def cpu_clock(threads: int) -> Callable[[], float]:
+    """The CPU-time clock of a CPU pass on ``threads`` intra-op threads: the calling
+    thread's (one thread computes it all), else the process's (its pool's threads too)."""
+    return time.thread_time if threads == 1 else time.process_time
+
+
 def time_repeats(
-    model: nn.Module, example: torch.Tensor, settings: LatencySettings, *, warmup: bool = True
+    model: nn.Module,
+    example: torch.Tensor,
+    settings: LatencySettings,
+    *,
+    warmup: bool = True,
+    cpu_times: list[float] | None = None,
+    clock: Callable[[], float] = time.thread_time,
 ) -> list[float]:
     """Milliseconds of ``settings.repeats`` synchronised forward passes (after
-    ``settings.warmup`` untimed ones unless ``warmup`` is False)."""
+    ``settings.warmup`` untimed ones unless ``warmup`` is False). On the CPU, each pass's
+    CPU time by ``clock`` (ms) is appended to ``cpu_times`` when given: unlike wall time,
+    it leaves out the time the pass waited for a CPU."""
     if example.device.type == "cuda":
         for _ in range(settings.warmup if warmup else 0):
             model(example)
@@ -128,10 +147,38 @@ def time_repeats(
         model(example)
     times = []
     for _ in range(settings.repeats):
+        cpu_start = clock()
         start = time.perf_counter()
         model(example)
         times.append((time.perf_counter() - start) * 1000.0)
+        if cpu_times is not None:
+            cpu_times.append((clock() - cpu_start) * 1000.0)
     return times
+
+
+def warm_up_until_steady(
+    model: Callable[[torch.Tensor], object],
+    example: torch.Tensor,
+    settings: LatencySettings,
+    *,
+    window: int = WARMUP_WINDOW,
+    spread: float = WARMUP_SPREAD,
+    max_passes: int = WARMUP_MAX_PASSES,
+) -> int:
+    """Run timed passes until the last ``window`` of them lie within ``spread`` of their
+    median ((max - min) / median), or ``max_passes`` ran; the passes run (at least
+    ``settings.warmup``). A GPU's first passes pay for clocks ramping up, kernels being
+    chosen and caches filling, for a number of passes no fixed warm-up knows."""
+    one_pass = dataclasses.replace(settings, warmup=0, repeats=1)
+    times: list[float] = []
+    while len(times) < max_passes:
+        times.extend(time_repeats(model, example, one_pass, warmup=False))
+        recent = times[-window:]
+        if len(times) >= max(settings.warmup, window):
+            median = statistics.median(recent)
+            if (max(recent) - min(recent)) / median <= spread:
+                break
+    return len(times)
 
 
 def _device_memory(device: torch.device) -> int:

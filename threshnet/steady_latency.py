@@ -41,11 +41,13 @@ from threshnet.config import ThreshNetConfig
 from threshnet.latency import (
     LatencyResult,
     LatencySettings,
+    cpu_clock,
     cpu_threads,
     out_of_memory_as_value_error,
     prepare_for_timing,
     summarize,
     time_repeats,
+    warm_up_until_steady,
 )
 from threshnet.presets import get_preset
 
@@ -59,6 +61,10 @@ OUTLIER_MIN_SHARE = 0.05  # ... if it is also this far (a share of the median) f
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
 REFERENCE_PRESET = "threshnet28"  # the reference network: the smallest published model
 BACKENDS = ("eager", "onnxruntime")  # PyTorch itself, or ONNX Runtime on the ONNX export
+# What a pass's time is: "wall" (perf_counter, or CUDA events on a GPU); or "cpu": the
+# thread's CPU time where a CPU computes the pass on one thread (time it waited for a
+# CPU left out; BENCHMARKS.md, "Latency stability"), wall time elsewhere
+CLOCKS = ("cpu", "wall")
 
 
 def reference_config() -> ThreshNetConfig:
@@ -68,7 +74,8 @@ def reference_config() -> ThreshNetConfig:
 
 @dataclass(frozen=True)
 class SteadyLatency:
-    """A candidate's latency from rounds interleaved with a reference network."""
+    """A candidate's latency from rounds interleaved with a reference network, by the
+    clock ``clock`` (its statistics below; ``cpu`` keeps the CPU time's either way)."""
 
     latency_ms: float  # median over the kept rounds of each round's fastest pass
     candidate: LatencyResult  # every repeat of the kept rounds, pooled
@@ -78,6 +85,10 @@ class SteadyLatency:
     rounds: int  # rounds kept
     remeasured_rounds: int  # outlier rounds measured again
     unsteady: bool  # ratio_cv stayed above the limit
+    # The same statistics of the passes' CPU time (threshnet.latency.cpu_clock), on the CPU
+    cpu: RoundStatistics | None = None
+    warmup_passes: int = 0  # of both networks (on a GPU, until they held still)
+    clock: str = "wall"  # the clock of the figures above: "wall", or "cpu" (see CLOCKS)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -138,21 +149,47 @@ def timed_network(
     return inference_session(onnx_model, device=device, threads=threads)
 
 
+@dataclass(frozen=True)
+class _Round:
+    """One round's figures (ms): the candidate's passes, and both networks' fastest pass
+    by wall time and, on the CPU, by CPU time (candidate, reference; None elsewhere)."""
+
+    times: list[float]
+    fastest: float
+    reference_fastest: float
+    cpu: tuple[float, float] | None
+
+
 def _round(
     model: Callable[[torch.Tensor], Any],
     reference: Callable[[torch.Tensor], Any],
     example: torch.Tensor,
     settings: LatencySettings,
     reference_first: bool,
-) -> tuple[list[float], float, float]:
-    """One round: (candidate times, candidate's fastest, reference's fastest), in ms."""
+    clock: Callable[[], float] | None,
+) -> _Round:
+    """One round of both networks, the reference first or second."""
+    cpu: dict[str, list[float]] = {"model": [], "reference": []}
+
+    def timed(network: Callable[[torch.Tensor], Any], name: str) -> list[float]:
+        if clock is None:
+            return time_repeats(network, example, settings, warmup=False)
+        return time_repeats(
+            network, example, settings, warmup=False, cpu_times=cpu[name], clock=clock
+        )
+
     if reference_first:
-        reference_times = time_repeats(reference, example, settings, warmup=False)
-        times = time_repeats(model, example, settings, warmup=False)
+        reference_times = timed(reference, "reference")
+        times = timed(model, "model")
     else:
-        times = time_repeats(model, example, settings, warmup=False)
-        reference_times = time_repeats(reference, example, settings, warmup=False)
-    return times, min(times), min(reference_times)
+        times = timed(model, "model")
+        reference_times = timed(reference, "reference")
+    return _Round(
+        times=times,
+        fastest=min(times),
+        reference_fastest=min(reference_times),
+        cpu=(min(cpu["model"]), min(cpu["reference"])) if clock else None,
+    )
 
 
 def measure_steady_latency(
@@ -165,8 +202,10 @@ def measure_steady_latency(
     rounds: int = 5,
     max_extra_rounds: int = 5,
     unsteady_cv: float = 0.05,
+    clock: str = "wall",
 ) -> SteadyLatency:
-    """Time ``model`` in ``rounds`` rounds interleaved with ``reference``.
+    """Time ``model`` in ``rounds`` rounds interleaved with ``reference``, by ``clock``
+    (CLOCKS: "cpu" counts where a CPU computes on one thread, else wall time).
 
     Each round times ``settings.repeats`` passes of each network (after one warm-up of
     ``settings.warmup`` passes each); see the module docstring for the statistics. Both
@@ -175,6 +214,8 @@ def measure_steady_latency(
     settings = settings or LatencySettings()
     if rounds < 1 or max_extra_rounds < 0 or unsteady_cv <= 0:
         raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and unsteady_cv > 0")
+    if clock not in CLOCKS:
+        raise ValueError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if isinstance(model, nn.Module) and isinstance(reference, nn.Module):
         model, example = prepare_for_timing(model, input_size, device, settings)
         reference, _ = prepare_for_timing(reference, input_size, device, settings)
@@ -193,20 +234,37 @@ def measure_steady_latency(
         threads_in_force as threads,
         torch.inference_mode(),
     ):
+        timer = cpu_clock(threads) if device.type == "cpu" else None
+        by_cpu = clock == "cpu" and timer is not None and threads == 1
+
+        def ratio(one: _Round) -> float:
+            if by_cpu and one.cpu is not None:
+                return one.cpu[0] / one.cpu[1]
+            return one.fastest / one.reference_fastest
+
+        warmup_passes = 0
         for network in (reference, model):
+            if device.type == "cuda":  # until the passes hold still: clocks, kernels
+                warmup_passes += warm_up_until_steady(network, example, settings)
+                continue
             for _ in range(settings.warmup):
                 network(example)
+            warmup_passes += settings.warmup
         kept = [
-            _round(model, reference, example, settings, index % 2 == 0) for index in range(rounds)
+            _round(model, reference, example, settings, index % 2 == 0, timer)
+            for index in range(rounds)
         ]
         while remeasured < max_extra_rounds:
-            far = outlier_rounds([fastest / ref for _, fastest, ref in kept])
+            far = outlier_rounds([ratio(one) for one in kept])
             if not far:
                 break
-            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1)
+            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1, timer)
             remeasured += 1
-    combined = round_statistics([(fastest, ref) for _, fastest, ref in kept])
-    all_times = sorted(time for times, _, _ in kept for time in times)
+    wall = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
+    cpu_rounds = [one.cpu for one in kept if one.cpu is not None]
+    on_cpu = round_statistics(cpu_rounds) if cpu_rounds else None
+    combined = on_cpu if by_cpu and on_cpu is not None else wall
+    all_times = sorted(time for one in kept for time in one.times)
     pooled_settings = dataclasses.replace(settings, repeats=len(all_times))
     return SteadyLatency(
         latency_ms=combined.latency_ms,
@@ -217,4 +275,7 @@ def measure_steady_latency(
         rounds=len(kept),
         remeasured_rounds=remeasured,
         unsteady=combined.ratio_cv > unsteady_cv,
+        cpu=on_cpu,
+        warmup_passes=warmup_passes,
+        clock="cpu" if combined is on_cpu else "wall",
     )

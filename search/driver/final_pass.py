@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from studies import schema
 from studies.load import Study, load_study
+from studies.remeasure import (
+    Remeasured,
+    default_device,
+    describe,
+    remeasure,
+    write_remeasured,
+)
 
 
-def _remeasure_on_worker(study: Study, threads: int | None) -> pd.DataFrame:
-    from studies.remeasure import default_device, remeasure
-
+def _remeasure_on_worker(study: Study, threads: int | None) -> Remeasured:
     return remeasure(study, device=default_device(study), threads=threads)
 
 
@@ -31,6 +33,6 @@ def final_latency_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float)
         num_cpus=cpus_per_trial, num_gpus=1 if gpus_per_trial > 0 else 0, max_retries=0
     )(_remeasure_on_worker)
     threads = max(1, int(cpus_per_trial))
-    table = ray.get(task.remote(study, threads))
-    path = schema.write_remeasured(root, table)
-    return f"final latency pass: re-timed {len(table)} front candidates and presets: {path}"
+    result = ray.get(task.remote(study, threads))
+    path = write_remeasured(root, result)
+    return f"final latency pass: {describe(result.table)} (front candidates and presets): {path}"

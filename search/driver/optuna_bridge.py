@@ -30,6 +30,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.driver.bookkeeping import FINISHED, STOPPED, requeue_trial
+from search.driver.latency_scale import ScaleBook
 from search.driver.progress import Progress
 from search.driver.records import TrialsTable
 from search.methods.feasibility import (
@@ -38,7 +39,7 @@ from search.methods.feasibility import (
     constrain,
     placeholder_values,
 )
-from search.worker.trial import NUMBER_KEY, config_record
+from search.worker.fields import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
 from threshnet.cli import UserError
@@ -89,6 +90,7 @@ class RecordingOptunaSearch(OptunaSearch):
         input_size: int,
         target: int | None = None,
         progress: Progress | None = None,
+        scale_book: ScaleBook | None = None,
         **kwargs: Any,
     ):
         super().__init__(storage=storage, space=functools.partial(suggest, space=space), **kwargs)
@@ -111,6 +113,7 @@ class RecordingOptunaSearch(OptunaSearch):
         self._too_slow_in_a_row = 0  # trials over --max-latency-ms since the last trained one
         self._fastest_ms = math.inf  # the fastest latency measured in this run
         self._progress = progress  # None: a plain line per ended trial
+        self._scale_book = scale_book  # None: latencies as the workers give them
 
     def _tell_user(self, number: int, record: dict[str, Any], *, not_running: int = 0) -> None:
         """Print ended trial ``number``'s line (and the run's status line); ``not_running``:
@@ -120,7 +123,7 @@ class RecordingOptunaSearch(OptunaSearch):
             print(line, flush=True)
             return
         running = len(self._ot_trials.keys() - self._completed_trials) - not_running
-        self._progress.trial_ended(line, record, self._ot_study, running)
+        self._progress.trial_ended(line, record, running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.abort is not None:
@@ -211,6 +214,8 @@ class RecordingOptunaSearch(OptunaSearch):
                     "error": "the trial's worker died or Ray failed to run it"
                     + (f"; see {self._failure_hint}" if self._failure_hint else ""),
                 }
+            if self._scale_book is not None:
+                record = self._scale_book.settle(record, ot_trial.number)
             ot_trial.set_user_attr(RECORD_ATTR, record)
             if self._caps.max_latency_ms is not None and "latency_ms" in record:
                 latency = self._caps.latency_constraint(record["latency_ms"])

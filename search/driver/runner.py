@@ -30,14 +30,15 @@ from search.driver.bookkeeping import (
     trials_by_status,
 )
 from search.driver.final_pass import final_latency_pass
+from search.driver.latency_scale import ScaleBook, fix_latency_scale, scale_times
 from search.driver.records import TrialsTable
 from search.driver.restore import restore_finished
 from search.driver.tuner import TuneRun, run_trials
-from search.setup.settings import RunResources, StudySettings
+from search.setup.settings import QUIET, RunResources, StudySettings
 from search.setup.study import StudyDirectory
 from search.tasks.baselines_run import measure_baselines, missing_baselines
 from search.tasks.cluster import ray_session, trial_resources
-from search.worker.trial import TrialContext
+from search.worker.context import TrialContext
 from space import param_names
 from studies.schema import REMEASURED_FILE
 from threshnet.cli import UserError
@@ -92,7 +93,7 @@ def run_study(
     settings: StudySettings,
     resources: RunResources,
     manifest: dict[str, Any],
-    train_cache: CacheEntry,
+    train_cache: CacheEntry | None,
 ) -> RunSummary:
     """Run the study in ``directory`` until it has ``resources.trials`` finished trials."""
     started = time.perf_counter()
@@ -145,6 +146,11 @@ def run_study(
         }
         manifest["runs"].append(run_record)
         directory.write_manifest(manifest)
+        context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
+        if remaining > 0 and settings.simulation is None:  # a surrogate's latencies: no scale
+            _say(_fix_scale(directory, manifest, context, gpus_per_trial), resources)
+        latency_scale = scale_times(manifest)
+        context = dataclasses.replace(context, latency_scale=latency_scale)
         run = TuneRun(
             study_name=study_name,
             storage=storage,
@@ -154,6 +160,8 @@ def run_study(
             trials=remaining,
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
+            latency_scale=latency_scale,
+            scale_book=ScaleBook(directory, manifest),
         )
         abort = run_trials(run, settings, resources, train_cache) if remaining > 0 else None
         if isinstance(abort, OSError):  # nothing more can be written; the next run tidies up
@@ -175,13 +183,17 @@ def run_study(
             raise abort
         baselines = None
         if baselines_todo and reached:  # after the trials: latency on an idle device
-            context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
             baselines = measure_baselines(
                 directory.root, baselines_todo, context, gpus_per_trial, resources.max_concurrent
             )
         final_pass = None
         if reached and resources.final_pass and remaining > 0:
-            final_pass = _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            final_pass = (
+                "final latency pass: skipped (a simulated study: its latencies come from "
+                "the surrogate, not from networks to re-time)"
+                if settings.simulation is not None
+                else _final_pass(directory.root, cpus_per_trial, gpus_per_trial)
+            )
     run_started = dt.datetime.fromisoformat(run_record["started"])
     started_now = sum(
         1
@@ -195,6 +207,37 @@ def run_study(
     return dataclasses.replace(summary, final_pass=final_pass, baselines=baselines)
 
 
+def _fix_scale(
+    directory: StudyDirectory,
+    manifest: dict[str, Any],
+    context: TrialContext,
+    gpus_per_trial: float,
+) -> str | None:
+    """Fix the study's latency scale; a line saying what happened (when the reference
+    could not be timed, the trials time it on their workers: the run goes on)."""
+    try:
+        return fix_latency_scale(directory, manifest, context, gpus_per_trial)
+    except Exception as error:
+        reason = _first_line(error)
+        return (
+            f"latency scale: could not time the reference network before the trials "
+            f"({reason[:200]}); the first trial of each device kind times it"
+        )
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of what went wrong (of the task's own error, for a Ray task's)."""
+    cause = getattr(error, "cause", None)  # ray.exceptions.RayTaskError's original error
+    error = cause if isinstance(cause, Exception) else error
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _say(line: str | None, resources: RunResources) -> None:
+    if line and resources.verbosity > QUIET:
+        print(line, flush=True)
+
+
 def _final_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str:
     """Run the final latency pass; a line saying what happened (a failure is no error of
     the run: its trials are all recorded)."""
@@ -203,7 +246,7 @@ def _final_pass(root: Path, cpus_per_trial: float, gpus_per_trial: float) -> str
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every trial is recorded already
         return f"final latency pass interrupted; run python -m studies.remeasure {root} for it"
     except Exception as error:  # reported in one line: the run stands
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = _first_line(error)
         return (
             f"final latency pass failed ({reason[:200]}); run python -m studies.remeasure "
             f"{root} for it"

@@ -12,6 +12,7 @@ import optuna
 from ray.tune.schedulers import TrialScheduler
 
 from search.driver.bookkeeping import sampler_seed
+from search.driver.latency_scale import ScaleBook
 from search.driver.optuna_bridge import RecordingOptunaSearch
 from search.driver.progress import Progress
 from search.driver.records import TrialsTable
@@ -19,7 +20,9 @@ from search.driver.rung_scheduler import MultiObjectiveASHA
 from search.methods.mo_asha import RungSchedule
 from search.methods.samplers import make_sampler
 from search.setup.settings import OBJECTIVES, VERBOSE, RunResources, StudySettings
-from search.worker.trial import TrialContext, evaluate_trial
+from search.worker.context import TrialContext
+from search.worker.simulated import SimulatedContext, simulated_trainable
+from search.worker.trial import evaluate_trial
 from studies.schema import trial_record
 from threshnet.training.data import CacheEntry
 
@@ -34,6 +37,24 @@ def _report(result: dict[str, Any]) -> None:
 
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     _report(evaluate_trial(config, context, report_rung=_report))
+
+
+def _with_context(
+    settings: StudySettings, resources: RunResources, run: TuneRun, train_cache: CacheEntry | None
+) -> Any:
+    """The trainable with what its trials need: a real trial, or a simulated one."""
+    from ray import tune
+
+    if settings.simulation is not None:
+        return tune.with_parameters(simulated_trainable, context=simulated_context(settings))
+    real = TrialContext(
+        settings=settings,
+        cache_dir=resources.cache_dir,
+        train_cache=train_cache,
+        cpus_per_trial=run.cpus_per_trial,
+        latency_scale=run.latency_scale,
+    )
+    return tune.with_parameters(_trainable, context=real)
 
 
 def _scheduler(settings: StudySettings, run: TuneRun) -> TrialScheduler | None:
@@ -62,10 +83,55 @@ class TuneRun:
     trials: int
     cpus_per_trial: float
     gpus_per_trial: float
+    latency_scale: dict[str, float] | None = None  # the study's (search.driver.latency_scale)
+    scale_book: ScaleBook | None = None
+
+
+def make_searcher(
+    run: TuneRun, settings: StudySettings, progress: Progress | None
+) -> RecordingOptunaSearch:
+    """The run's searcher: suggests through the study's sampler, records every ended trial
+    (also driven without Ray by bench/driver_scale.py's simulated clock)."""
+    return RecordingOptunaSearch(
+        progress=progress,
+        table=run.table,
+        failure_hint=run.experiment_dir,
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
+        target=run.trials,
+        metric=list(OBJECTIVES),
+        mode=["max", "min"],
+        sampler=make_sampler(
+            settings.sampler,
+            sampler_seed(settings.seed, run.run_index),
+            gp_trials=settings.gp_trials,
+        ),
+        study_name=run.study_name,
+        storage=run.storage,
+        scale_book=run.scale_book,
+    )
+
+
+def simulated_context(settings: StudySettings) -> SimulatedContext:
+    """What a simulated study's trials need (``settings.simulation`` set)."""
+    assert settings.simulation is not None
+    return SimulatedContext(
+        simulation=settings.simulation,
+        space=settings.space,
+        input_size=settings.train.input_size,
+        seed=settings.seed,
+        epochs=settings.train.epochs,
+        rungs=settings.rungs if settings.scheduler == "mo-asha" else (),
+        objectives=OBJECTIVES,
+    )
 
 
 def run_trials(
-    run: TuneRun, settings: StudySettings, resources: RunResources, train_cache: CacheEntry
+    run: TuneRun,
+    settings: StudySettings,
+    resources: RunResources,
+    train_cache: CacheEntry | None,
 ) -> Exception | None:
     """Ask Ray Tune for ``run.trials`` feasible trials, suggested and recorded through
     Optuna (infeasible suggestions are recorded by the searcher and not counted).
@@ -83,35 +149,16 @@ def run_trials(
         def stop_all(self) -> bool:
             return searcher.abort is not None
 
+    study = optuna.load_study(study_name=run.study_name, storage=run.storage)
     progress = Progress(
-        target=run.trials, full_epochs=settings.train.epochs, verbosity=resources.verbosity
-    )
-    searcher = RecordingOptunaSearch(
-        progress=progress,
-        table=run.table,
-        failure_hint=run.experiment_dir,
-        space=settings.space,
-        caps=settings.caps,
-        input_size=settings.train.input_size,
         target=run.trials,
-        metric=list(OBJECTIVES),
-        mode=["max", "min"],
-        sampler=make_sampler(
-            settings.sampler,
-            sampler_seed(settings.seed, run.run_index),
-            gp_trials=settings.gp_trials,
-        ),
-        study_name=run.study_name,
-        storage=run.storage,
+        full_epochs=settings.train.epochs,
+        verbosity=resources.verbosity,
+        earlier=study.get_trials(deepcopy=False),
     )
-    context = TrialContext(
-        settings=settings,
-        cache_dir=resources.cache_dir,
-        train_cache=train_cache,
-        cpus_per_trial=run.cpus_per_trial,
-    )
+    searcher = make_searcher(run, settings, progress)
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, context=context),
+        _with_context(settings, resources, run, train_cache),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},
     )
     tuner = tune.Tuner(

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 from space import CostCaps, check_config
 from studies.schema import trial_status
+from threshnet.closed_form import ArchitectureCosts
 from threshnet.config import ThreshNetConfig
-from threshnet.costs import ArchitectureCosts
 
 # An uninterrupted run of infeasible suggestions this long means the caps leave almost
 # nothing of the space: the run stops and says so.

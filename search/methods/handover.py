@@ -7,7 +7,7 @@ than ``handover`` COMPLETE trials and with ``then`` from there on, with the whol
 (OptunaHub's AutoSampler decides the same way, on the study's COMPLETE trials). The count
 is read from the study's storage when a trial starts, so a resumed study hands over at the
 same count, whichever run reaches it. Each trial's sampler is noted in the trial's system
-attributes (``SAMPLER_ATTR``: the sampler's class name).
+attributes (``SAMPLER_ATTR``: the name given to it).
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ SAMPLER_ATTR = "handover:sampler"  # system attribute: which sampler suggested t
 class HandoverSampler(BaseSampler):
     """``first`` until the study has ``handover`` COMPLETE trials, ``then`` afterwards."""
 
-    def __init__(self, first: BaseSampler, then: BaseSampler, *, handover: int) -> None:
+    def __init__(
+        self,
+        first: BaseSampler,
+        then: BaseSampler,
+        *,
+        handover: int,
+        names: tuple[str, str] = ("first", "then"),
+    ) -> None:
         self.first, self.then, self.handover = first, then, handover
+        self._names = {id(first): names[0], id(then): names[1]}
         self._chosen: dict[int, BaseSampler] = {}  # trial number -> its sampler
 
     def sampler_for(self, study: optuna.Study) -> BaseSampler:
@@ -43,7 +51,9 @@ class HandoverSampler(BaseSampler):
         sampler = self._chosen[trial.number] = self.sampler_for(study)
         # Optuna offers a sampler no public way to annotate a trial; its own samplers
         # (GPSampler, AutoSampler) write through the study's storage like this (optuna<6).
-        study._storage.set_trial_system_attr(trial._trial_id, SAMPLER_ATTR, type(sampler).__name__)
+        study._storage.set_trial_system_attr(
+            trial._trial_id, SAMPLER_ATTR, self._names[id(sampler)]
+        )
         sampler.before_trial(study, trial)
 
     def infer_relative_search_space(

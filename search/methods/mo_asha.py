@@ -100,11 +100,15 @@ class MultiObjectiveRungs:
         if trial_id in decisions:
             return decisions[trial_id]
         results[trial_id] = (-float(accuracy), float(latency_ms))
-        points = np.array(list(results.values()), dtype=float)
-        ahead = _ranked_ahead(points, len(points) - 1)
-        keep = ahead * self.schedule.reduction_factor < len(points)
+        keep = self.continues(np.array(list(results.values()), dtype=float))
         decisions[trial_id] = keep
         return keep
+
+    def continues(self, losses: np.ndarray) -> bool:
+        """Whether the last row of a rung's results (rows of minimised losses, the new one
+        last) ranks in the top 1/eta of them: fewer than n/eta rows ahead of it."""
+        ahead = _ranked_ahead(losses, len(losses) - 1)
+        return ahead * self.schedule.reduction_factor < len(losses)
 
 
 def _ranked_ahead(losses: np.ndarray, index: int) -> int:
@@ -114,7 +118,7 @@ def _ranked_ahead(losses: np.ndarray, index: int) -> int:
     if not finite[index]:
         return int(finite.sum())
     layers = np.full(len(losses), math.inf)
-    layers[finite] = _layers(losses[finite])
+    layers[finite] = nondominated_layers(losses[finite])
     layer = layers[index]
     members = np.flatnonzero(layers == layer)
     crowding = _crowding(losses[members])
@@ -122,7 +126,7 @@ def _ranked_ahead(losses: np.ndarray, index: int) -> int:
     return int((layers < layer).sum() + (crowding > own).sum())
 
 
-def _layers(losses: np.ndarray) -> np.ndarray:
+def nondominated_layers(losses: np.ndarray) -> np.ndarray:
     """Non-dominated layer of each row (0 = not dominated by any row)."""
     no_worse = (losses[:, None, :] <= losses[None, :, :]).all(axis=2)
     better = (losses[:, None, :] < losses[None, :, :]).any(axis=2)

@@ -30,11 +30,16 @@ def make_sampler(
     gp-tpe hands over from GP to TPE (COMPLETE trials in the study)."""
     import optuna  # here, so that settings (which name the default) need no optuna
 
+    from search.methods.rung_startup import RungStartupSampler
+
     if name == "gp-tpe":
         from search.methods.handover import HandoverSampler
 
         return HandoverSampler(
-            make_sampler("gp", seed), make_sampler("tpe", seed), handover=gp_trials
+            make_sampler("gp", seed),
+            make_sampler("tpe", seed),
+            handover=gp_trials,
+            names=("gp", "tpe"),
         )
     if name == "tpe":
         # Multivariate TPE models the parameters jointly; the constant liar keeps trials
@@ -48,7 +53,10 @@ def make_sampler(
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=20)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+        # The start-up counts trials that reached a rung, PRUNED by mo-asha included
+        # (search.methods.rung_startup); the GP itself models from the first suggestion after.
+        model = optuna.samplers.GPSampler(seed=seed, n_startup_trials=0)
+        return RungStartupSampler(model, STARTUP_TRIALS, seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")

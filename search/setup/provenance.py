@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from search.setup.settings import StudySettings
+from studies import schema
 
 PACKAGES = ("threshnet-search", "torch", "torchvision", "optuna", "ray", "numpy")
 
@@ -67,5 +68,7 @@ def new_manifest(name: str, settings: StudySettings, storage: str | None) -> dic
         "driver_devices": driver_devices(),
         "note": "val_acc is proxy validation accuracy on a split of the training set; "
         "the test set is never read during a search",
+        # the reference network's time per device kind (search.driver.latency_scale)
+        schema.LATENCY_SCALE_KEY: {},
         "runs": [],
     }

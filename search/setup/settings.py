@@ -14,6 +14,7 @@ from typing import Any
 
 from search.methods.mo_asha import RungSchedule
 from search.methods.samplers import DEFAULT_SAMPLER, GP_TRIALS
+from search.methods.surrogates import Simulation
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
 from threshnet.latency import LatencySettings
@@ -40,6 +41,10 @@ class LatencyProtocol:
     # What runs the timed passes: "eager" (PyTorch) or "onnxruntime" (the network's ONNX
     # export in ONNX Runtime, threshnet.onnx_runtime); a manifest without it was eager
     backend: str = "eager"
+    # What a pass's time is (threshnet.steady_latency.CLOCKS): "cpu", the thread's CPU
+    # time where a CPU times on one thread (wall time elsewhere), or "wall"; a manifest
+    # from before the choice (version 3) timed by wall time
+    clock: str = "cpu"
 
     @property
     def repeats_per_round(self) -> int:
@@ -70,6 +75,8 @@ class StudySettings:
     enqueue_presets: bool = True
     scheduler: str = "fifo"
     reduction_factor: float = 3.0  # mo-asha: the top 1/this of a rung go on
+    # --simulate: trials sleep and return a surrogate's objectives (no data, no torch)
+    simulation: Simulation | None = None
 
     @property
     def rungs(self) -> tuple[int, ...]:
@@ -79,7 +86,13 @@ class StudySettings:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the manifest's ``settings``); the objectives are recorded too."""
         data = {field.name: getattr(self, field.name) for field in fields(self)}
-        data.update({name: to_dict(data[name]) for name, (_, to_dict) in _SECTIONS.items()})
+        data.update(
+            {
+                name: to_dict(data[name])
+                for name, (_, to_dict) in _SECTIONS.items()
+                if data[name] is not None
+            }
+        )
         data["objectives"] = dict(zip(OBJECTIVES, DIRECTIONS, strict=True))
         return data
 
@@ -89,7 +102,7 @@ class StudySettings:
         key that is unknown or missing."""
         values = dataclass_kwargs(cls, data, "settings", ignore=frozenset({"objectives"}))
         for name, (from_dict, _) in _SECTIONS.items():
-            if name in values:
+            if values.get(name) is not None:
                 values[name] = from_dict(values[name])
         return cls(**values)
 
@@ -104,6 +117,7 @@ _SECTIONS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], dict[str, Any]]
     "train": (TrainSettings.from_dict, TrainSettings.to_dict),
     "latency": (_plain_section(LatencyProtocol, "latency"), asdict),
     "caps": (_plain_section(CostCaps, "caps"), asdict),
+    "simulation": (_plain_section(Simulation, "simulation"), asdict),
 }
 
 

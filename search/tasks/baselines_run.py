@@ -3,7 +3,7 @@
 Each baseline (threshnet.baselines) runs as one Ray task sized like a trial, after the
 run's trials have ended (so it times its latency on an idle device, as the final latency
 pass does): the objective latency by the trials' own protocol (rounds against the
-reference network, search.worker.trial.measure_objective_latency), then the same proxy training
+reference network, search.worker.latency.measure_objective_latency), then the same proxy training
 on the same data, split and seed rule. The rows go to ``baselines.csv``; baselines are
 never Optuna trials, so no sampler sees them.
 """
@@ -19,14 +19,10 @@ import pandas as pd
 import torch
 
 from search.tasks.ray_tasks import each_as_it_ends
+from search.worker.context import TrialContext
 from search.worker.gate import DeviceGate, device_key
-from search.worker.trial import (
-    TrialContext,
-    error_line,
-    latency_device,
-    measure_objective_latency,
-    trial_device,
-)
+from search.worker.latency import latency_device, measure_objective_latency
+from search.worker.trial import error_line, trial_device
 from search.worker.warm_data import proxy_data
 from studies import schema
 from threshnet.baselines import BASELINES, SOURCES, build_baseline

@@ -24,8 +24,9 @@ from search.setup.proxy_data import prepare_data, split_training_data
 from search.setup.settings import RunResources, StudySettings
 from search.tasks.cluster import ray_session, trial_resources
 from search.tasks.ray_tasks import each_as_it_ends
+from search.worker.fields import node_name
 from search.worker.gate import DeviceGate, device_key
-from search.worker.trial import error_line, node_name, trial_device
+from search.worker.trial import error_line, trial_device
 from search.worker.warm_data import proxy_data
 from threshnet.cli import UserError
 from threshnet.config import ThreshNetConfig

@@ -16,199 +16,33 @@ raises for a failure of its own (exception, CUDA out-of-memory, NaN loss): it re
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gc
 import itertools
-import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import nn
 
 from search.setup.settings import StudySettings
+from search.worker.context import TrialContext
+from search.worker.fields import NUMBER_KEY, config_record, node_name
 from search.worker.gate import DeviceGate, device_key
+from search.worker.latency import latency_device, measure_batch_latency, measure_objective_latency
 from search.worker.warm_data import proxy_data
 from space import params_to_config
-from threshnet.config import ThreshNetConfig
-from threshnet.costs import ArchitectureCosts, static_costs
-from threshnet.latency import LatencyResult, LatencySettings, device_name, measure_latency
+from threshnet.costs import static_costs
+from threshnet.latency import device_name
 from threshnet.model import build_model
-from threshnet.presets import preset_name
-from threshnet.steady_latency import measure_steady_latency, reference_config, timed_network
-from threshnet.training.data import CacheEntry
 from threshnet.training.proxy import ProxyResult, run_proxy
 
-if TYPE_CHECKING:
-    from threshnet.steady_latency import Network
-
-NUMBER_KEY = "optuna_number"  # constant the define-by-run function adds to each config
 _trials_in_this_process = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """What every trial needs besides its parameters (sent to the workers)."""
-
-    settings: StudySettings
-    cache_dir: str | None
-    train_cache: CacheEntry | None
-    cpus_per_trial: float
-
-
-def node_name() -> str:
-    """Host name, plus the Ray node id when running inside Ray (one host can run several
-    Ray nodes)."""
-    host = socket.gethostname()
-    try:
-        import ray
-    except ImportError:
-        return host
-    if not ray.is_initialized():
-        return host
-    return f"{host}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def latency_device(context: TrialContext, trial_device: torch.device) -> torch.device:
-    wanted = context.settings.latency.device
-    if wanted == "trial":
-        return trial_device
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--latency-device cuda, but this trial's worker has no GPU")
-    return torch.device(wanted)
-
-
-def _latency_settings(
-    context: TrialContext, device: torch.device, threads: int, batch: int, repeats: int
-) -> LatencySettings:
-    return LatencySettings(
-        batch_size=batch,
-        warmup=context.settings.latency.warmup,
-        repeats=repeats,
-        threads=threads if device.type == "cpu" else None,
-    )
-
-
-def measure_objective_latency(
-    model: nn.Module, context: TrialContext, device: torch.device, threads: int
-) -> dict[str, Any]:
-    """The objective: batch-1 latency in rounds interleaved with the reference network,
-    both run by the study's latency backend (the record's latency fields)."""
-    protocol = context.settings.latency
-    settings = _latency_settings(context, device, threads, 1, protocol.repeats_per_round)
-    input_size = protocol.input_size or context.settings.train.input_size
-    if protocol.rounds == 0:  # a study made before rounds: measure as its trials were
-        single = _measure_one_run(model, device, input_size, settings)
-        return {**_latency_fields(single), "latency_ms": single.median_ms}
-    # exported (onnxruntime) before the gate is taken: it takes seconds
-    candidate = timed_network(
-        model, protocol.backend, input_size=input_size, device=device, threads=threads
-    )
-    if protocol.backend == "eager":
-        reference = build_model(reference_config())
-    else:
-        reference = _onnx_reference(input_size, device, threads)
-    with _alone_on(device):
-        steady = measure_steady_latency(
-            candidate,
-            reference,
-            input_size=input_size,
-            device=device,
-            settings=settings,
-            rounds=protocol.rounds,
-        )
-    return {
-        **_latency_fields(steady.candidate),
-        "latency_ms": steady.latency_ms,
-        "latency_ref_ms": steady.reference_ms,
-        "latency_ratio": steady.ratio,
-        "latency_cv": steady.ratio_cv,
-        "latency_rounds": steady.rounds,
-        "latency_unsteady": int(steady.unsteady),
-    }
-
-
-@functools.cache
-def _onnx_reference(input_size: int, device: torch.device, threads: int) -> Network:
-    """The reference network's ONNX Runtime session, exported once by a warm worker."""
-    return timed_network(
-        build_model(reference_config()),
-        "onnxruntime",
-        input_size=input_size,
-        device=device,
-        threads=threads,
-    )
-
-
-def _latency_fields(result: LatencyResult) -> dict[str, Any]:
-    """The record fields of a latency result's spread and of what it was measured on."""
-    return {
-        "latency_p10_ms": result.p10_ms,
-        "latency_p90_ms": result.p90_ms,
-        "latency_stdev_ms": result.stdev_ms,
-        "latency_repeats": result.repeats,
-        "latency_input_size": result.input_size,
-        "latency_device": result.device,
-        "latency_device_name": result.device_name,
-        "latency_dtype": result.dtype,
-        "latency_threads": result.threads,
-    }
-
-
-def _measure_one_run(
-    model: nn.Module, device: torch.device, input_size: int, settings: LatencySettings
-) -> LatencyResult:
-    """One run of repeats of ``model`` with its device to itself."""
-    with _alone_on(device):
-        return measure_latency(model, input_size=input_size, device=device, settings=settings)
-
-
-@contextlib.contextmanager
-def _alone_on(device: torch.device) -> Iterator[None]:
-    """Hold ``device``'s gate exclusively: no other trial computes on it meanwhile."""
-    gate = DeviceGate(device_key(device))
-    try:
-        with gate.exclusive():
-            yield
-    finally:
-        gate.close()
-
-
-def measure_batch_latency(
-    model: nn.Module, context: TrialContext, device: torch.device, threads: int
-) -> dict[str, Any]:
-    """The batch latency (a secondary figure: one run of repeats)."""
-    protocol = context.settings.latency
-    assert protocol.batch_size is not None
-    settings = _latency_settings(context, device, threads, protocol.batch_size, protocol.repeats)
-    input_size = protocol.input_size or context.settings.train.input_size
-    batched = _measure_one_run(model, device, input_size, settings)
-    return {
-        "batch_latency_ms": batched.median_ms,
-        "batch_per_image_ms": batched.per_image_ms,
-        "latency_batch_size": protocol.batch_size,
-    }
-
-
-def config_record(config: ThreshNetConfig, costs: ArchitectureCosts) -> dict[str, Any]:
-    """The record fields that describe a config: preset name, depth, parameters and MACs
-    (``costs``) and the config itself as one line of JSON."""
-    return {
-        "preset": preset_name(config) or "",
-        "depth": config.depth,
-        "params": costs.params,
-        "macs": costs.macs,
-        "config_json": config.to_json().replace("\n", ""),
-    }
 
 
 def _rung_reports(

@@ -1,0 +1,256 @@
+"""The driver at scale, with simulated trials (``search.run --simulate``; BENCHMARKS.md, "Scale").
+
+Two ways to run many trials without a GPU:
+
+- ``ray``: the real command as a subprocess (Ray Tune, the sampler, the journal, trials.csv,
+  the progress line), trials sleeping ``--seconds`` on fractional CPUs. Reports the driver's
+  throughput (ended trials per second, from the first trial's start to the last one's end),
+  the busy fraction (time trials ran / (trials in flight x that span)), and the driver's
+  RSS at 1,000 finished trials and at the end; ``--resume K`` then resumes the study for K
+  more trials and reports the seconds from the command's start to its first new trial's
+  start, and ``python -m studies.report`` on the study.
+- ``loop``: the driver's own loop without Ray: the searcher the tuner builds
+  (search.driver.tuner.make_searcher: sampler, storage, trials.csv, progress) driven by a
+  discrete-event loop on a simulated clock, the real driver time spent on each suggestion
+  and record added to that clock. Hundreds to thousands in flight cost seconds of trial
+  time; the wall time is the driver's own.
+
+    python bench/driver_scale.py ray --in-flight 16 32 64 --trials 1000 --sampler tpe
+    python bench/driver_scale.py ray --in-flight 64 --trials 192 --seconds 20 --spread 0
+    python bench/driver_scale.py loop --in-flight 256 1000 --trials 1000 10000 --sampler random
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import heapq
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.driver.bookkeeping import queue_presets
+from search.driver.progress import Progress
+from search.driver.records import TrialsTable
+from search.driver.tuner import TuneRun, make_searcher, simulated_context
+from search.methods.samplers import SAMPLERS
+from search.methods.surrogates import Simulation
+from search.setup.provenance import new_manifest
+from search.setup.settings import DEFAULT_SETTINGS
+from search.setup.study import StudyDirectory
+from search.worker.simulated import simulate_trial
+from space import param_names
+from studies import schema
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, "rb") as handle:
+        return max(0, sum(1 for _ in handle) - 1)
+
+
+def _search(
+    out: Path, name: str, args: argparse.Namespace, in_flight: int, trials: int
+) -> list[str]:
+    return [
+        sys.executable, "-m", "search.run", "--out", str(out), "--name", name, "-q",
+        "--simulate", "--simulate-seconds", f"{args.seconds},{args.spread}",
+        "--sampler", args.sampler, "--trials", str(trials), "--num-cpus", str(args.num_cpus),
+        "--cpus-per-trial", f"{args.num_cpus / (in_flight + 1):.4f}",
+        "--max-concurrent", str(in_flight),
+    ]  # fmt: skip
+
+
+def _watch(command: list[str], table: Path) -> tuple[float, list[tuple[int, float]]]:
+    """Run ``command``; its seconds and (table rows, driver RSS MB) every 2 s."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL)
+    driver = psutil.Process(process.pid)
+    samples: list[tuple[int, float]] = []
+    while process.poll() is None:
+        try:
+            samples.append((_rows(table), driver.memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(2)
+    if process.wait() != 0:
+        raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
+    return time.perf_counter() - started, samples
+
+
+def _span(root: Path, since: dt.datetime | None = None) -> dict[str, float]:
+    """Throughput and busy fraction of the trials that started after ``since``."""
+    study = optuna.load_study(study_name=root.name, storage=schema.open_storage(root, None))
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.datetime_complete is not None and (since is None or t.datetime_start >= since)
+    ]
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    span = (last - first).total_seconds()
+    busy = sum(schema.trial_record(t).get("trial_seconds", 0.0) for t in trials)
+    return {"ended": len(trials), "span_s": span, "per_s": len(trials) / span, "busy": busy}
+
+
+def _ray(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    for repeat in range(args.repeats):
+        for in_flight in args.in_flight:
+            out = Path(tempfile.mkdtemp(prefix="driver-scale-", dir=args.out))
+            name = f"ray-{in_flight}-{repeat}"
+            root = out / name
+            command = _search(out, name, args, in_flight, args.trials)
+            wall, samples = _watch(command, root / schema.TRIALS_FILE)
+            span = _span(root)
+            at_1000 = next((rss for rows, rss in samples if rows >= 1000), None)
+            row = {
+                "arm": "ray", "sampler": args.sampler, "in_flight": in_flight,
+                "trials": args.trials, "seconds": args.seconds, "spread": args.spread,
+                "wall_s": wall, "per_s": span["per_s"],
+                "busy_fraction": span["busy"] / (in_flight * span["span_s"]),
+                "rss_mb_at_1000": at_1000, "rss_mb_end": samples[-1][1] if samples else None,
+            }  # fmt: skip
+            if args.resume:
+                row.update(_resume(out, name, args, in_flight))
+            yield row
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
+
+
+def _resume(out: Path, name: str, args: argparse.Namespace, in_flight: int) -> dict[str, Any]:
+    """Seconds from a resuming command's start to its first new trial's start; the report's."""
+    launched = dt.datetime.now()
+    command = _search(out, name, args, in_flight, args.trials + args.resume)
+    _watch(command, out / name / schema.TRIALS_FILE)
+    study = optuna.load_study(study_name=name, storage=schema.open_storage(out / name, None))
+    first_new = min(
+        t.datetime_start
+        for t in study.get_trials(deepcopy=False)
+        if t.datetime_start is not None and t.datetime_start >= launched
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "studies.report", str(out / name)],
+        env=_env(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return {
+        "resume_to_first_trial_s": (first_new - launched).total_seconds(),
+        "report_s": time.perf_counter() - started,
+    }
+
+
+def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[str, Any]:
+    """The searcher on a simulated clock: driver time (real) plus trial time (drawn)."""
+    simulation = Simulation(seconds=args.seconds, spread=args.spread)
+    settings = dataclasses.replace(DEFAULT_SETTINGS, simulation=simulation, sampler=args.sampler)
+    directory = StudyDirectory(tempfile.mkdtemp(prefix="driver-loop-", dir=args.out))
+    directory.create()
+    directory.write_manifest(new_manifest("loop", settings, None))
+    storage = directory.storage()
+    queue_presets(directory.load_study(storage, "loop"), settings.space)
+    table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
+    run = TuneRun("loop", storage, table, str(directory.root), 1, trials, 0.0, 0.0)
+    context = simulated_context(settings)
+    clock = 0.0  # simulated seconds
+    busy = 0.0
+    events: list[tuple[float, int, str, dict[str, Any]]] = []
+    rss_at_1000 = None
+    started = time.perf_counter()
+    with open(os.devnull, "w") as sink, redirect_stdout(sink):
+        searcher = make_searcher(run, settings, Progress(target=trials, full_epochs=4))
+        for number in range(10**9):
+            while len(events) < in_flight:
+                spent = time.perf_counter()
+                config = searcher.suggest(f"t{number}")
+                clock += time.perf_counter() - spent
+                if not isinstance(config, dict):
+                    break
+                trial = simulate_trial(config, context)
+                busy += trial.seconds
+                heapq.heappush(events, (clock + trial.seconds, number, f"t{number}", trial.record))
+                number += 1
+            if not events:
+                break
+            ends, _, trial_id, record = heapq.heappop(events)
+            clock = max(clock, ends)
+            spent = time.perf_counter()
+            searcher.on_trial_complete(trial_id, record)
+            clock += time.perf_counter() - spent
+            if rss_at_1000 is None and searcher.finished >= 1000:
+                rss_at_1000 = _rss_mb()
+    wall = time.perf_counter() - started
+    shutil.rmtree(directory.root, ignore_errors=True)
+    return {
+        "arm": "loop", "sampler": args.sampler, "in_flight": in_flight, "trials": trials,
+        "seconds": args.seconds, "spread": args.spread, "wall_s": wall,
+        "driver_ms_per_trial": 1000 * wall / trials, "simulated_s": clock,
+        "per_s": trials / clock, "busy_fraction": busy / (in_flight * clock),
+        "rss_mb_at_1000": rss_at_1000, "rss_mb_end": _rss_mb(),
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _loop(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for _ in range(args.repeats):
+        for trials in args.trials_list:
+            for in_flight in args.in_flight:
+                yield _loop_once(args, in_flight, trials)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("arm", choices=("ray", "loop"))
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--trials", type=int, nargs="+", default=[1000])
+    parser.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    parser.add_argument("--seconds", type=float, default=0.5, help="mean trial duration")
+    parser.add_argument("--spread", type=float, default=0.25, help="uniform +- this")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--num-cpus", type=int, default=2, help="of the local Ray")
+    parser.add_argument("--resume", type=int, default=0, help="ray: then K more trials")
+    parser.add_argument("--keep", action="store_true", help="ray: keep the study directories")
+    parser.add_argument("--out", default=None, help="parent of the temporary studies")
+    parser.add_argument("--json", help="also append each row to this JSON-lines file")
+    args = parser.parse_args()
+    args.trials_list = args.trials
+    args.trials = args.trials[0]
+    print(f"# driver scale: {args.arm}, optuna {optuna.__version__}, {os.cpu_count()} CPUs")
+    for row in (_ray if args.arm == "ray" else _loop)(args):
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if args.json:
+            with open(args.json, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Fix a study's latency scale when a run starts: one Ray task shaped like a trial.
+
+Before any trial runs (so the device is idle), a task with a trial's resources learns its
+device kind (threshnet.latency_scale.device_kind) and, when the study has no reference
+time for that kind yet, times the reference network by the study's protocol. A resumed
+study, and every node of a kind already timed, reuses the stored time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from search.worker.context import TrialContext
+from search.worker.latency import latency_device, measure_study_reference, worker_device_kind
+from search.worker.trial import trial_device
+
+START_SOURCE = "the idle device when the study started"
+
+
+def _reference_time_on_worker(
+    context: TrialContext, known: frozenset[str]
+) -> tuple[str, dict[str, Any] | None]:
+    """(this worker's device kind, its reference time, or None when ``known``)."""
+    device = latency_device(context, trial_device())
+    threads = max(1, int(context.cpus_per_trial))
+    torch.set_num_threads(threads)
+    kind = worker_device_kind(context, device, threads)
+    if kind in known:
+        return kind, None
+    return kind, measure_study_reference(context, device, threads, START_SOURCE).to_dict()
+
+
+def time_reference_on_cluster(
+    context: TrialContext, gpus_per_trial: float, known: frozenset[str]
+) -> tuple[str, dict[str, Any] | None]:
+    """Run the task on the cluster (Ray already initialised)."""
+    import ray
+
+    task = ray.remote(num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(
+        _reference_time_on_worker
+    )
+    return ray.get(task.remote(context, known))
