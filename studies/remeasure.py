@@ -55,6 +55,10 @@ DEFAULT_ROUNDS = 5
 DEFAULT_FRONTS = 2
 MAX_WIDENINGS = 3  # times the re-timed set grows to cover a front that moved
 MAX_ATTEMPTS = 3  # whole re-timings of a trial that stayed unsteady
+# A round's figure is its fastest pass: the pass re-times only the front and the presets,
+# so it affords more passes a round than a search trial (--smoke: 3), which makes that
+# minimum, and the CV its rule reads, steadier (BENCHMARKS.md, "Latency stability")
+MIN_REPEATS_PER_ROUND = 10
 
 
 def front_candidates(study: Study, fronts: int = DEFAULT_FRONTS) -> pd.DataFrame:
@@ -73,11 +77,12 @@ def front_candidates(study: Study, fronts: int = DEFAULT_FRONTS) -> pd.DataFrame
 
 
 def _settings(study: Study, threads: int | None, device: torch.device) -> LatencySettings:
+    """The study's protocol, with at least ``MIN_REPEATS_PER_ROUND`` passes a round."""
     protocol = study.settings["latency"]
     rounds = max(1, int(protocol.get("rounds", DEFAULT_ROUNDS)))
     return LatencySettings(
         warmup=int(protocol["warmup"]),
-        repeats=max(3, -(-int(protocol["repeats"]) // rounds)),
+        repeats=max(MIN_REPEATS_PER_ROUND, -(-int(protocol["repeats"]) // rounds)),
         threads=threads if device.type == "cpu" else None,
     )
 

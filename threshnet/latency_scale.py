@@ -7,18 +7,24 @@ as ratio x one reference time, measured once per device kind (``device_kind``: t
 backend, the device's name and, on a CPU, the thread count) on the idle device when the
 study starts (the median of ``SCALE_MEASUREMENTS`` steady measurements) and kept in the
 manifest: a resumed study, and every node of the same kind, uses the same one. Raw
-milliseconds stay in each trial's record beside it.
+milliseconds stay in each trial's record beside it. A time measured while the machine
+was calm is also kept in the cache directory (``CALM_TIMES_FILE``), and a study that
+starts on an oversubscribed machine takes that one (``study_reference``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import statistics
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from threshnet.fileio import atomic_write_text
 from threshnet.latency import LatencySettings
 from threshnet.machine_load import measure_when_calm
 from threshnet.steady_latency import SteadyLatency, measure_steady_latency
@@ -97,3 +103,48 @@ def measure_reference_time(
         measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         clock=results[0].clock,
     )
+
+
+CALM_TIMES_FILE = "latency-reference.json"  # in the cache directory: calm times per kind
+
+
+def _calm_key(kind: str) -> str:
+    return f"{kind} | torch {torch.__version__}"
+
+
+def calm_reference(cache_dir: Path, kind: str) -> dict[str, Any] | None:
+    """The reference time this machine last measured for ``kind`` while calm (this
+    torch version), or None."""
+    try:
+        times = json.loads((cache_dir / CALM_TIMES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = times.get(_calm_key(kind)) if isinstance(times, dict) else None
+    return found if isinstance(found, dict) and "ms" in found else None
+
+
+def remember_calm_reference(cache_dir: Path, kind: str, reference: ReferenceTime) -> None:
+    """Keep a reference time measured while the machine was calm, for later studies."""
+    path = cache_dir / CALM_TIMES_FILE
+    try:
+        times = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        times = {}
+    times = times if isinstance(times, dict) else {}
+    times[_calm_key(kind)] = reference.to_dict()
+    with contextlib.suppress(OSError):  # a cache: a study goes on without it
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(times, indent=1) + "\n")
+
+
+def study_reference(measured: ReferenceTime, calm: dict[str, Any] | None) -> dict[str, Any]:
+    """What a study keeps as its reference time: the one measured now, unless the machine
+    was oversubscribed meanwhile and a calm measurement of the same kind is known (under
+    load even one thread's CPU time runs long: BENCHMARKS.md, "Latency stability")."""
+    if not measured.oversubscribed or calm is None:
+        return measured.to_dict()
+    return {
+        **calm,
+        "source": f"this machine when calm ({calm.get('measured_at', '?')}); timed "
+        f"{measured.ms:.3f} ms at the study's start, with {measured.load}",
+    }

@@ -30,8 +30,8 @@ from typing import TypeVar
 PRESSURE_FILE = Path("/proc/pressure/cpu")
 STAT_FILE = Path("/proc/stat")
 # The share of a window with a task waiting for a CPU above which it counts as
-# oversubscribed: an idle 2-core VM reads 0-2 %, one busy process per core 1-5 %, and
-# one more busy process than cores 40-100 % (BENCHMARKS.md, "Latency stability").
+# oversubscribed: measured on a 2-core VM, 0 % idle, 1 % with one busy process, 50 % with
+# one runnable thread more than cores, 100 % beyond (BENCHMARKS.md, "Latency stability").
 PRESSURE_LIMIT = 0.10
 STEAL_LIMIT = 0.05  # the share of CPU time taken by other VMs
 MEASURE_ATTEMPTS = 3  # a measurement in an oversubscribed window is taken again up to twice

@@ -17,12 +17,10 @@ by other threads cannot split one trial between the two samplers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
+
+from search.methods.routed_sampler import RoutedSampler
 
 REACHED_A_RUNG = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -33,7 +31,7 @@ def reached_a_rung(study: optuna.Study) -> tuple[int, int]:
     return len(trials), sum(t.state == TrialState.COMPLETE for t in trials)
 
 
-class RungStartupSampler(optuna.samplers.BaseSampler):
+class RungStartupSampler(RoutedSampler):
     """Random until ``n_startup_trials`` trials reached a rung, then ``model`` (which should
     have no start-up of its own: ``n_startup_trials=0``)."""
 
@@ -43,46 +41,10 @@ class RungStartupSampler(optuna.samplers.BaseSampler):
         self._model = model
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._n_startup_trials = n_startup_trials
-        self._at_random: set[int] = set()  # numbers of the trials in flight sampled at random
+        super().__init__((self._random, model))
 
-    def _sampler(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
-        return self._random if trial.number in self._at_random else self._model
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def choose(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         reached, complete = reached_a_rung(study)
         if reached < self._n_startup_trials or complete == 0:
-            self._at_random.add(trial.number)
-        self._sampler(trial).before_trial(study, trial)
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return self._sampler(trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return self._sampler(trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._sampler(trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self._sampler(trial).after_trial(study, trial, state, values)
-        self._at_random.discard(trial.number)
-
-    def reseed_rng(self) -> None:
-        self._random.reseed_rng()
-        self._model.reseed_rng()
+            return self._random
+        return self._model

@@ -2,12 +2,14 @@
 
 Before any trial runs (so the device is idle), a task with a trial's resources learns its
 device kind (threshnet.latency_scale.device_kind) and, when the study has no reference
-time for that kind yet, times the reference network by the study's protocol. A resumed
-study, and every node of a kind already timed, reuses the stored time.
+time for that kind yet, times the reference network by the study's protocol (taking this
+machine's calm time instead when it is oversubscribed now: threshnet.latency_scale). A
+resumed study, and every node of a kind already timed, reuses the stored time.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +17,8 @@ import torch
 from search.worker.context import TrialContext
 from search.worker.latency import latency_device, measure_study_reference, worker_device_kind
 from search.worker.trial import trial_device
+from threshnet.latency_scale import calm_reference, remember_calm_reference, study_reference
+from threshnet.training.data import default_cache_dir
 
 START_SOURCE = "the idle device when the study started"
 
@@ -29,7 +33,11 @@ def _reference_time_on_worker(
     kind = worker_device_kind(context, device, threads)
     if kind in known:
         return kind, None
-    return kind, measure_study_reference(context, device, threads, START_SOURCE).to_dict()
+    measured = measure_study_reference(context, device, threads, START_SOURCE)
+    cache = Path(context.cache_dir) if context.cache_dir else default_cache_dir()
+    if not measured.oversubscribed:
+        remember_calm_reference(cache, kind, measured)
+    return kind, study_reference(measured, calm_reference(cache, kind))
 
 
 def time_reference_on_cluster(
