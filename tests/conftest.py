@@ -8,10 +8,11 @@ import subprocess
 import sys
 import tarfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from PIL import Image
@@ -67,6 +68,14 @@ def make_archive(folder: Path, archive: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _optuna_verbosity_restored() -> Iterator[None]:
+    """Tests that quiet Optuna's logger leave it as they found it (other tests read it)."""
+    level = optuna.logging.get_verbosity()
+    yield
+    optuna.logging.set_verbosity(level)
 
 
 @pytest.fixture
