@@ -47,6 +47,32 @@ def test_sigterm_stops_a_command_like_ctrl_c_with_exit_status_143() -> None:
     assert stderr.strip().splitlines() == ["prog: stopped by SIGTERM (finished work is kept)"]
 
 
+def test_an_error_after_a_sigterm_is_the_stop_not_a_crash() -> None:
+    """A cluster's SIGTERM reaches the workers too: what the main thread was waiting on
+    then fails (a Ray task's worker died), which is the stop's fallout, exit status 143."""
+    process = _start(
+        """
+        import time
+        from threshnet.cli import run_cli, stop_on_sigterm
+
+        def main(argv):
+            print("ready", flush=True)
+            try:
+                time.sleep(60)
+            except KeyboardInterrupt:
+                raise RuntimeError("the task's worker died") from None
+            return 0
+
+        stop_on_sigterm()
+        raise SystemExit(run_cli("prog", main, None))
+        """
+    )
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == EXIT_TERMINATED
+    assert stderr.strip().splitlines() == ["prog: stopped by SIGTERM (finished work is kept)"]
+
+
 def test_the_sigterm_watch_runs_while_the_main_thread_is_held_in_c_code() -> None:
     # The main thread waits on a lock no one releases and holds SIGTERM off, so the signal
     # reaches the process through another thread and Python's handler never runs: as when

@@ -132,6 +132,9 @@ def run_cli(
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
+        if sigterm_received():  # the stop's own fallout: workers the same signal ended
+            print(f"{prog}: stopped by SIGTERM (finished work is kept)", file=sys.stderr)
+            return EXIT_TERMINATED
         full = _disk_full(error)
         if full is None:
             raise
