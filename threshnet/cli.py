@@ -69,6 +69,7 @@ def _disk_full(error: BaseException | None) -> OSError | None:
 
 _sigterm = threading.Event()
 _sigterm_watch: list[Callable[[], None]] = []  # what the watch thread runs at the first SIGTERM
+_sigterm_handler: list[Callable[[int, Any], None]] = []  # the one stop_on_sigterm installed
 _wakeup: list[int] = []  # the write end of the signal wake-up pipe
 
 
@@ -108,6 +109,16 @@ def stop_on_sigterm(on_signal: Callable[[], None] | None = None) -> None:
         signal.raise_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    _sigterm_handler[:] = [on_sigterm]
+
+
+def keep_sigterm_handler() -> None:
+    """Install ``stop_on_sigterm``'s handler again (main thread only). A library's C code
+    can replace it below Python, where ``signal.getsignal`` does not see it: Ray's core
+    worker installs a crash handler for SIGTERM that aborts the process (exit -6), at
+    times after ``ray.init`` has returned."""
+    if _sigterm_handler and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_handler[0])
 
 
 def sigterm_received() -> bool:

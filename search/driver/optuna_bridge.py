@@ -42,7 +42,7 @@ from search.methods.feasibility import (
 from search.worker.fields import NUMBER_KEY, config_record
 from space import LATENCY_CONSTRAINT, CostCaps, SearchSpace, params_to_config, sample_params
 from studies.schema import INTERRUPTED, RECORD_ATTR, RECORD_FIELDS
-from threshnet.cli import UserError
+from threshnet.cli import UserError, keep_sigterm_handler
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -126,6 +126,7 @@ class RecordingOptunaSearch(OptunaSearch):
         self._progress.trial_ended(line, record, running)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        keep_sigterm_handler()  # Tune's loop runs here: ours, not Ray's crash handler
         if self.abort is not None:
             return None
         if self._target is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from threshnet.cli import keep_sigterm_handler
+
 Item = TypeVar("Item")
 SIGNAL_POLL_SECONDS = 0.5
 
@@ -42,6 +44,7 @@ def each_as_it_ends(
             # unbounded one would hold them off until a task ends (minutes).
             done_now: list[Any] = []
             while not done_now:
+                keep_sigterm_handler()  # ours, not Ray's crash handler (threshnet.cli)
                 done_now, _ = ray.wait(list(running), num_returns=1, timeout=SIGNAL_POLL_SECONDS)
             done = done_now[0]
         except KeyboardInterrupt:
