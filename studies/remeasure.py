@@ -171,15 +171,11 @@ def remeasure(
         )
         return steady.latency_ms, steady.reference_ms
 
-    def time_rounds(numbers: list[int]) -> tuple[dict[int, list[tuple[float, float]]], str]:
+    def time_rounds(
+        numbers: list[int], models: dict[int, Network]
+    ) -> tuple[dict[int, list[tuple[float, float]]], str]:
         """Rounds of every trial in ``numbers``, each round in a new order, then their
         outlier rounds again; and the machine's load meanwhile."""
-        models = {
-            number: timed(
-                build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
-            )
-            for number in numbers
-        }
         measured: dict[int, list[tuple[float, float]]] = {number: [] for number in numbers}
         window = LoadWindow()
         for _ in range(rounds):
@@ -199,8 +195,14 @@ def remeasure(
 
     def measure(numbers: list[int]) -> None:
         todo = list(numbers)
+        models = {  # built (and exported, for ONNX Runtime) once for every attempt
+            number: timed(
+                build_model(ThreshNetConfig.from_json(eligible.loc[number, "config_json"]))
+            )
+            for number in numbers
+        }
         for attempt in range(1, attempts + 1):
-            measured, load = time_rounds(todo)
+            measured, load = time_rounds(todo, models)
             for number, values in measured.items():
                 combined = round_statistics(values)
                 steady = combined.ratio_cv <= REPLACE_CV

@@ -22,7 +22,7 @@ from search.tasks.ray_tasks import each_as_it_ends
 from search.worker.context import TrialContext
 from search.worker.gate import DeviceGate, device_key
 from search.worker.latency import latency_device, measure_objective_latency
-from search.worker.trial import error_line, trial_device
+from search.worker.trial import error_line, trial_device, trial_threads
 from search.worker.warm_data import proxy_data
 from studies import schema
 from threshnet.baselines import BASELINES, SOURCES, build_baseline
@@ -35,8 +35,7 @@ def _measure_on_worker(name: str, context: TrialContext) -> dict[str, Any]:
     """Time, then train, one baseline; a row with ``status`` ok or failed."""
     settings = context.settings
     device = trial_device()
-    threads = max(1, int(context.cpus_per_trial))
-    torch.set_num_threads(threads)
+    threads = trial_threads(context)
     row: dict[str, Any] = {
         "name": name,
         "source": SOURCES[name],

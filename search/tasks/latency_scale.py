@@ -12,11 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from search.worker.context import TrialContext
 from search.worker.latency import latency_device, measure_study_reference, worker_device_kind
-from search.worker.trial import trial_device
+from search.worker.trial import trial_device, trial_threads
 from threshnet.latency_scale import calm_reference, remember_calm_reference, study_reference
 from threshnet.training.data import default_cache_dir
 
@@ -28,8 +26,7 @@ def _reference_time_on_worker(
 ) -> tuple[str, dict[str, Any] | None]:
     """(this worker's device kind, its reference time, or None when ``known``)."""
     device = latency_device(context, trial_device())
-    threads = max(1, int(context.cpus_per_trial))
-    torch.set_num_threads(threads)
+    threads = trial_threads(context)
     kind = worker_device_kind(context, device, threads)
     if kind in known:
         return kind, None
@@ -37,6 +34,7 @@ def _reference_time_on_worker(
     cache = Path(context.cache_dir) if context.cache_dir else default_cache_dir()
     if not measured.oversubscribed:
         remember_calm_reference(cache, kind, measured)
+        return kind, measured.to_dict()
     return kind, study_reference(measured, calm_reference(cache, kind))
 
 

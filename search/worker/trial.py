@@ -40,6 +40,13 @@ from threshnet.training.proxy import ProxyResult, run_proxy
 _trials_in_this_process = itertools.count(1)
 
 
+def trial_threads(context: TrialContext) -> int:
+    """The trial's CPU count as torch's intra-op threads (at least one), set; the count."""
+    threads = max(1, int(context.cpus_per_trial))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this worker (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -96,8 +103,7 @@ def evaluate_trial(
     settings = context.settings
     number = int(params.get(NUMBER_KEY, -1))
     device = trial_device()
-    threads = max(1, int(context.cpus_per_trial))
-    torch.set_num_threads(threads)
+    threads = trial_threads(context)
     record: dict[str, Any] = {
         "status": "failed",
         "error": "",
