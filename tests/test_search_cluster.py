@@ -75,6 +75,7 @@ def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill
         "15000000",
         # trials long enough that the second node's worker starts in time
         *("--epochs", "3", "--batch-size", "16"),
+        "--no-final-pass",  # the smoke study tests the final pass
     ]
     try:
         driver = subprocess.Popen(
