@@ -1,4 +1,5 @@
-"""The study's reference time: a calm one is kept per machine and preferred under load."""
+"""The study's reference time: the fastest calm one is kept per machine and preferred when
+the one timed at a study's start is not calm or runs well slower."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from threshnet.latency_scale import (
     ReferenceTime,
     calm_reference,
     device_kind,
+    is_calm,
     remember_calm_reference,
     study_reference,
 )
@@ -18,10 +20,10 @@ from threshnet.latency_scale import (
 KIND = device_kind("eager", torch.device("cpu"), "Some CPU", 1)
 
 
-def _reference(ms: float, *, oversubscribed: bool) -> ReferenceTime:
+def _reference(ms: float, *, oversubscribed: bool, cv: float = 0.01) -> ReferenceTime:
     return ReferenceTime(
         ms=ms,
-        cv=0.01,
+        cv=cv,
         measurements=5,
         rounds=5,
         load="load 3.2 on 2 CPUs, CPU pressure 51%, steal 0%" if oversubscribed else "calm",
@@ -58,3 +60,29 @@ def test_a_damaged_cache_is_no_reference_and_is_replaced(tmp_path: Path) -> None
     assert calm_reference(tmp_path, KIND) is None
     remember_calm_reference(tmp_path, KIND, _reference(5.0, oversubscribed=False))
     assert calm_reference(tmp_path, KIND)["ms"] == 5.0
+
+
+def test_an_unsteady_or_slow_time_is_not_the_studys_nor_remembered(tmp_path: Path) -> None:
+    idle = _reference(4.56, oversubscribed=False, cv=0.024)
+    remember_calm_reference(tmp_path, KIND, idle)
+    # measured on this VM with one busy process: the load monitor saw nothing (pressure 3 %)
+    beside_one = _reference(5.40, oversubscribed=False, cv=0.186)
+    assert not is_calm(beside_one)
+    kept = study_reference(beside_one, calm_reference(tmp_path, KIND))
+    assert kept["ms"] == 4.56
+    assert "CV 18.6% over its 5 measurements" in kept["source"]
+    remember_calm_reference(tmp_path, KIND, beside_one)
+    assert calm_reference(tmp_path, KIND)["ms"] == 4.56  # not written over
+
+    steady_but_slow = _reference(5.20, oversubscribed=False)  # 14 % slower
+    kept = study_reference(steady_but_slow, calm_reference(tmp_path, KIND))
+    assert kept["ms"] == 4.56 and "14% slower than calm" in kept["source"]
+    remember_calm_reference(tmp_path, KIND, steady_but_slow)
+    assert calm_reference(tmp_path, KIND)["ms"] == 4.56  # the fastest calm time is kept
+
+    close = _reference(4.90, oversubscribed=False)  # within 10 %: the study's own
+    assert study_reference(close, calm_reference(tmp_path, KIND)) == close.to_dict()
+    faster = _reference(4.40, oversubscribed=False)
+    assert study_reference(faster, calm_reference(tmp_path, KIND)) == faster.to_dict()
+    remember_calm_reference(tmp_path, KIND, faster)
+    assert calm_reference(tmp_path, KIND)["ms"] == 4.40

@@ -3,7 +3,8 @@
 Before any trial runs (so the device is idle), a task with a trial's resources learns its
 device kind (threshnet.latency_scale.device_kind) and, when the study has no reference
 time for that kind yet, times the reference network by the study's protocol (taking this
-machine's calm time instead when it is oversubscribed now: threshnet.latency_scale). A
+machine's calm time instead when the one now is not calm or runs well slower:
+threshnet.latency_scale.study_reference). A
 resumed study, and every node of a kind already timed, reuses the stored time.
 """
 
@@ -32,10 +33,9 @@ def _reference_time_on_worker(
         return kind, None
     measured = measure_study_reference(context, device, threads, START_SOURCE)
     cache = Path(context.cache_dir) if context.cache_dir else default_cache_dir()
-    if not measured.oversubscribed:
-        remember_calm_reference(cache, kind, measured)
-        return kind, measured.to_dict()
-    return kind, study_reference(measured, calm_reference(cache, kind))
+    calm = calm_reference(cache, kind)
+    remember_calm_reference(cache, kind, measured)
+    return kind, study_reference(measured, calm)
 
 
 def time_reference_on_cluster(
