@@ -13,11 +13,14 @@ Two ways to run many trials without a GPU:
   (search.driver.tuner.make_searcher: sampler, storage, trials.csv, progress) driven by a
   discrete-event loop on a simulated clock, the real driver time spent on each suggestion
   and record added to that clock. Hundreds to thousands in flight cost seconds of trial
-  time; the wall time is the driver's own.
+  time; the wall time is the driver's own. Reports the driver's RSS at 1,000 finished
+  trials and at the end; ``--resume K`` then has the real command (Ray,
+  ``--resume-in-flight`` trials at once) take the study up for K more trials, as above.
 
     python bench/driver_scale.py ray --in-flight 16 32 64 --trials 1000 --sampler tpe
     python bench/driver_scale.py ray --in-flight 64 --trials 192 --seconds 20 --spread 0
     python bench/driver_scale.py loop --in-flight 256 1000 --trials 1000 10000 --sampler random
+    python bench/driver_scale.py loop --in-flight 256 --trials 10000 --sampler random --resume 16
 """
 
 from __future__ import annotations
@@ -134,17 +137,20 @@ def _ray(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
                 "rss_mb_at_1000": at_1000, "rss_mb_end": samples[-1][1] if samples else None,
             }  # fmt: skip
             if args.resume:
-                row.update(_resume(out, name, args, in_flight))
+                row.update(_resume(out, name, args, in_flight, args.trials))
             yield row
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
 
 
-def _resume(out: Path, name: str, args: argparse.Namespace, in_flight: int) -> dict[str, Any]:
-    """Seconds from a resuming command's start to its first new trial's start; the report's."""
+def _resume(
+    out: Path, name: str, args: argparse.Namespace, in_flight: int, trials: int
+) -> dict[str, Any]:
+    """Seconds from a resuming command's start to its first new trial's start, its RSS at
+    the end, and ``studies.report``'s seconds on the study."""
     launched = dt.datetime.now()
-    command = _search(out, name, args, in_flight, args.trials + args.resume)
-    _watch(command, out / name / schema.TRIALS_FILE)
+    command = _search(out, name, args, in_flight, trials + args.resume)
+    _, samples = _watch(command, out / name / schema.TRIALS_FILE)
     study = optuna.load_study(study_name=name, storage=schema.open_storage(out / name, None))
     first_new = min(
         t.datetime_start
@@ -160,6 +166,7 @@ def _resume(out: Path, name: str, args: argparse.Namespace, in_flight: int) -> d
     )
     return {
         "resume_to_first_trial_s": (first_new - launched).total_seconds(),
+        "resume_rss_mb_end": samples[-1][1] if samples else None,
         "report_s": time.perf_counter() - started,
     }
 
@@ -168,13 +175,15 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     """The searcher on a simulated clock: driver time (real) plus trial time (drawn)."""
     simulation = Simulation(seconds=args.seconds, spread=args.spread)
     settings = dataclasses.replace(DEFAULT_SETTINGS, simulation=simulation, sampler=args.sampler)
-    directory = StudyDirectory(tempfile.mkdtemp(prefix="driver-loop-", dir=args.out))
+    out = Path(tempfile.mkdtemp(prefix="driver-loop-", dir=args.out))
+    name = f"loop-{in_flight}-{trials}"  # a study search.run --out OUT --name NAME resumes
+    directory = StudyDirectory(out / name)
     directory.create()
-    directory.write_manifest(new_manifest("loop", settings, None))
+    directory.write_manifest(new_manifest(name, settings, None))
     storage = directory.storage()
-    queue_presets(directory.load_study(storage, "loop"), settings.space)
+    queue_presets(directory.load_study(storage, name), settings.space)
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
-    run = TuneRun("loop", storage, table, str(directory.root), 1, trials, 0.0, 0.0)
+    run = TuneRun(name, storage, table, str(directory.root), 1, trials, 0.0, 0.0)
     context = simulated_context(settings)
     clock = 0.0  # simulated seconds
     busy = 0.0
@@ -204,8 +213,7 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
             if rss_at_1000 is None and searcher.finished >= 1000:
                 rss_at_1000 = _rss_mb()
     wall = time.perf_counter() - started
-    shutil.rmtree(directory.root, ignore_errors=True)
-    return {
+    row = {
         "arm": "loop", "sampler": args.sampler, "in_flight": in_flight, "trials": trials,
         "seconds": args.seconds, "spread": args.spread, "wall_s": wall,
         "driver_ms_per_trial": 1000 * wall / trials, "simulated_s": clock,
@@ -213,6 +221,11 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
         "rss_mb_at_1000": rss_at_1000, "rss_mb_end": _rss_mb(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
+    if args.resume:  # the real command (Ray) takes the loop's study up
+        row.update(_resume(out, name, args, args.resume_in_flight, trials))
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return row
 
 
 def _rss_mb() -> float:
@@ -237,8 +250,13 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=0.25, help="uniform +- this")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--num-cpus", type=int, default=2, help="of the local Ray")
-    parser.add_argument("--resume", type=int, default=0, help="ray: then K more trials")
-    parser.add_argument("--keep", action="store_true", help="ray: keep the study directories")
+    parser.add_argument(
+        "--resume", type=int, default=0, help="then K more trials by the real command (Ray)"
+    )
+    parser.add_argument(
+        "--resume-in-flight", type=int, default=8, help="loop: trials in flight when resuming"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the study directories")
     parser.add_argument("--out", default=None, help="parent of the temporary studies")
     parser.add_argument("--json", help="also append each row to this JSON-lines file")
     args = parser.parse_args()

@@ -13,13 +13,14 @@ Prints, per arm, clock and preset: the scaled figure's median, CV over the measu
 error against the idle arm; how often the ranking 28 < 79 < 95 held; how many
 measurements threshnet.machine_load called oversubscribed. Then one JSON line.
 
-``--study-arm N`` also runs the same small study (``search.run --smoke`` on generated
-images, so training is seconds and latency is what is compared) on the idle machine and
-with N busy processes, and compares the final figures (after the final latency pass) of
-the front candidates and presets the two share.
+``--study-arm N [N ...]`` also runs the same small study (``search.run --smoke`` on
+generated images, so training is seconds and latency is what is compared) on the idle
+machine, then with each N busy processes, and compares each loaded study's final figures
+(after the final latency pass) with the idle study's, for the front candidates and
+presets they share.
 
     python bench/latency_stability.py --measurements 10 --busy 0 1 2 4 8
-    python bench/latency_stability.py --measurements 0 --study-arm 2
+    python bench/latency_stability.py --measurements 0 --study-arm 1 2 4 8
 """
 
 from __future__ import annotations
@@ -152,20 +153,31 @@ def run_study(out: Path, data: Path, processes: int) -> pd.DataFrame:
     return eligible_trials(load_study(out / name))
 
 
-def study_arm(processes: int) -> dict[str, object]:
-    """The same small study idle and with ``processes`` busy: the final figures compared."""
+def study_arms(loads: list[int]) -> list[dict[str, object]]:
+    """The same small study idle and with each of ``loads`` busy processes: every loaded
+    study's final figures compared with the idle one's (run once, first)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import write_image_folder  # the tests' generated ImageFolder
 
+    arms = []
     with tempfile.TemporaryDirectory() as scratch:
         data = write_image_folder(Path(scratch) / "data", per_class=34, splits=("train",))
         idle = run_study(Path(scratch) / "runs", data, 0).set_index("config_json")
-        loaded = run_study(Path(scratch) / "runs", data, processes).set_index("config_json")
+        for processes in loads:
+            loaded = run_study(Path(scratch) / "runs", data, processes).set_index("config_json")
+            arms.append(compare_studies(idle, loaded, processes))
+    return arms
+
+
+def compare_studies(idle: pd.DataFrame, loaded: pd.DataFrame, processes: int) -> dict[str, object]:
+    """Per config both studies share: the loaded study's figure against the idle one's."""
     shared = idle.index.intersection(loaded.index)
     rows = [
         {
             "preset": idle.loc[key, "preset"] or f"trial {idle.loc[key, 'number']}",
             "idle_ms": float(idle.loc[key, "latency_ms"]),
+            "idle_source": idle.loc[key, "latency_source"],
+            "idle_flagged": bool(idle.loc[key, "latency_flagged"]),
             "loaded_ms": float(loaded.loc[key, "latency_ms"]),
             "error": float(loaded.loc[key, "latency_ms"] / idle.loc[key, "latency_ms"] - 1),
             "loaded_source": loaded.loc[key, "latency_source"],
@@ -175,10 +187,12 @@ def study_arm(processes: int) -> dict[str, object]:
     ]
     for row in rows:
         print(
-            f"study arm, busy {processes}: {row['preset']}: idle {row['idle_ms']:.3f} ms, "
+            f"study arm, busy {processes}: {row['preset']}: idle {row['idle_ms']:.3f} ms "
+            f"({row['idle_source']}" + (", flagged" if row["idle_flagged"] else "") + "), "
             f"loaded {row['loaded_ms']:.3f} ms ({row['error']:+.1%}, {row['loaded_source']}"
             + (", flagged" if row["loaded_flagged"] else "")
-            + ")"
+            + ")",
+            flush=True,
         )
     return {"busy": processes, "rows": rows}
 
@@ -187,7 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--measurements", type=int, default=10, help="0 skips the arms")
     parser.add_argument("--busy", type=int, nargs="+", default=[0, 1, 2, 4, 8])
-    parser.add_argument("--study-arm", type=int, metavar="N", help="busy processes")
+    parser.add_argument(
+        "--study-arm", type=int, nargs="+", metavar="N", help="busy processes, one arm each"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     result: dict[str, object] = {
@@ -208,8 +224,8 @@ def main() -> None:
                 f"{row['median_pressure']:.0%}"
             )
         result["arms"] = table
-    if args.study_arm is not None:
-        result["study_arm"] = study_arm(args.study_arm)
+    if args.study_arm:
+        result["study_arms"] = study_arms(args.study_arm)
     result["seconds"] = time.perf_counter() - started
     print(json.dumps(result))
 
