@@ -3,6 +3,7 @@ the one timed at a study's start is not calm or runs well slower."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -86,3 +87,14 @@ def test_an_unsteady_or_slow_time_is_not_the_studys_nor_remembered(tmp_path: Pat
     assert study_reference(faster, calm_reference(tmp_path, KIND)) == faster.to_dict()
     remember_calm_reference(tmp_path, KIND, faster)
     assert calm_reference(tmp_path, KIND)["ms"] == 4.40
+
+
+def test_a_kept_time_that_was_not_calm_is_no_reference(tmp_path: Path) -> None:
+    # an earlier version kept any time measured without load, however spread
+    unsteady = _reference(5.40, oversubscribed=False, cv=0.186)
+    (tmp_path / CALM_TIMES_FILE).write_text(
+        json.dumps({f"{KIND} | torch {torch.__version__}": unsteady.to_dict()})
+    )
+    assert calm_reference(tmp_path, KIND) is None
+    remember_calm_reference(tmp_path, KIND, _reference(5.9, oversubscribed=False))
+    assert calm_reference(tmp_path, KIND)["ms"] == 5.9

@@ -137,6 +137,8 @@ def calm_reference(cache_dir: Path, kind: str) -> dict[str, Any] | None:
     found = times.get(_calm_key(kind)) if isinstance(times, dict) else None
     if not isinstance(found, dict) or not isinstance(found.get("ms"), int | float):
         return None
+    if found.get("oversubscribed", True) or found.get("cv", 1.0) > CALM_CV:
+        return None  # kept by an earlier rule that called any time without load calm
     return found
 
 
