@@ -192,7 +192,8 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     started = time.perf_counter()
     with open(os.devnull, "w") as sink, redirect_stdout(sink):
         searcher = make_searcher(run, settings, Progress(target=trials, full_epochs=4))
-        for number in range(10**9):
+        number = 0  # the next trial's id: each one once, as Ray Tune gives them
+        while True:
             while len(events) < in_flight:
                 spent = time.perf_counter()
                 config = searcher.suggest(f"t{number}")
