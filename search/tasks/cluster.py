@@ -93,13 +93,6 @@ def _init(resources: RunResources, level: int, verbose: bool) -> None:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
             logging.ERROR
         )
-    # Ray starts its workers at nice 15 (its config `worker_niceness`, set by this
-    # environment variable as Ray's own job manager does; ray is pinned below 2.61), so
-    # that its daemons stay responsive: beside other work that starves the trials, which
-    # are this command's work (measured: a final latency pass got 3.6 % of a CPU beside
-    # two busy processes at nice 0). They run at the driver's priority unless the user
-    # sets RAY_worker_niceness; a cluster's workers keep what its `ray start` gave them.
-    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))
     ray.init(
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
