@@ -3,6 +3,7 @@ at once even while the main thread is held in a library's C code."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -98,3 +99,17 @@ def test_the_sigterm_watch_runs_while_the_main_thread_is_held_in_c_code() -> Non
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == EXIT_TERMINATED
     assert stdout.strip() == "watch ran"
+
+
+def test_rays_failure_signal_handler_is_off_before_ray_is_imported() -> None:
+    # Ray's C++ handler took SIGTERM from ours and aborted a stopped command (exit -6)
+    probe = (
+        "import search.run, ray._private.ray_constants as constants; "
+        "print(constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
