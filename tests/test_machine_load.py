@@ -10,11 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from threshnet.machine_load import (
+    MEASURE_ATTEMPTS,
     PRESSURE_FILE,
     PRESSURE_LIMIT,
     STEAL_LIMIT,
     LoadReading,
     LoadWindow,
+    attempts_on,
     measure_when_calm,
     usable_cpus,
 )
@@ -71,6 +73,12 @@ def test_a_timing_taken_while_oversubscribed_is_taken_again_a_bounded_number_of_
     assert reading.oversubscribed and reading.pressure is not None
     assert reading.pressure > PRESSURE_LIMIT
     assert attempts == 3 and result == 3 and len(runs) == 3
+
+
+def test_only_a_cpu_timing_is_taken_again_for_the_cpus_load() -> None:
+    # one rule for a trial's timing and the study's reference time
+    assert attempts_on("cpu") == MEASURE_ATTEMPTS > 1
+    assert attempts_on("cuda") == 1 and attempts_on("mps") == 1
 
 
 def test_a_window_reads_shares_between_zero_and_one() -> None:

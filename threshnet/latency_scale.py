@@ -27,7 +27,7 @@ import torch
 
 from threshnet.fileio import atomic_write_text
 from threshnet.latency import LatencySettings
-from threshnet.machine_load import measure_when_calm
+from threshnet.machine_load import attempts_on, measure_when_calm
 from threshnet.steady_latency import SteadyLatency, measure_steady_latency
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def measure_reference_time(
             for _ in range(measurements)
         ]
 
-    results, reading, _ = measure_when_calm(measure_all)
+    results, reading, _ = measure_when_calm(measure_all, attempts=attempts_on(device.type))
     times = [result.reference_ms for result in results]
     return ReferenceTime(
         ms=statistics.median(times),

@@ -144,6 +144,12 @@ class LoadWindow:
         )
 
 
+def attempts_on(device_type: str) -> int:
+    """How many times a timing on ``device_type`` is taken at most: the load read here is
+    the CPUs', so only a CPU's timing is taken again while they are oversubscribed."""
+    return MEASURE_ATTEMPTS if device_type == "cpu" else 1
+
+
 def measure_when_calm(
     measure: Callable[[], Result],
     *,
@@ -151,8 +157,8 @@ def measure_when_calm(
     wait_seconds: float = RETRY_WAIT_SECONDS,
 ) -> tuple[Result, LoadReading, int]:
     """Run ``measure``; while its window was oversubscribed, wait and run it again (at
-    most ``attempts`` runs in all). Returns the last result, its window's reading and the
-    number of runs."""
+    most ``attempts`` runs in all: ``attempts_on`` the device). Returns the last result,
+    its window's reading and the number of runs."""
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     attempt = 1

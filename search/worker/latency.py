@@ -24,7 +24,7 @@ from search.worker.gate import DeviceGate, device_key
 from threshnet.gpu_state import gpu_state
 from threshnet.latency import LatencyResult, LatencySettings, device_name, measure_latency
 from threshnet.latency_scale import ReferenceTime, device_kind, measure_reference_time
-from threshnet.machine_load import MEASURE_ATTEMPTS, measure_when_calm
+from threshnet.machine_load import attempts_on, measure_when_calm
 from threshnet.model import build_model
 from threshnet.steady_latency import measure_steady_latency, reference_config, timed_network
 
@@ -136,7 +136,7 @@ def measure_objective_latency(
                 rounds=protocol.rounds,
                 clock=protocol.clock,
             ),
-            attempts=MEASURE_ATTEMPTS if device.type == "cpu" else 1,  # the load is the CPU's
+            attempts=attempts_on(device.type),
         )
         after = gpu_state(device, "after")
     record: dict[str, Any] = {
