@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from search.driver.latency_scale import scale_line
 from threshnet.latency_scale import (
     CALM_TIMES_FILE,
     ReferenceTime,
@@ -98,3 +99,14 @@ def test_a_kept_time_that_was_not_calm_is_no_reference(tmp_path: Path) -> None:
     assert calm_reference(tmp_path, KIND) is None
     remember_calm_reference(tmp_path, KIND, _reference(5.9, oversubscribed=False))
     assert calm_reference(tmp_path, KIND)["ms"] == 5.9
+
+
+def test_the_runs_line_says_where_its_reference_time_came_from() -> None:
+    measured = _reference(4.56, oversubscribed=False).to_dict()
+    assert scale_line(KIND, measured, measured_now=True).endswith("(measured now)")
+    unsteady = _reference(6.50, oversubscribed=False, cv=0.12)
+    calm = study_reference(unsteady, _reference(4.56, oversubscribed=False).to_dict())
+    line = scale_line(KIND, calm, measured_now=True)
+    assert "takes 4.560 ms" in line and "(from this machine when calm (" in line
+    assert "timed 6.500 ms at the study's start (CV 12.0%" in line
+    assert "(fixed before (" in scale_line(KIND, calm, measured_now=False)

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from search.setup.study import StudyDirectory
-from search.tasks.latency_scale import time_reference_on_cluster
+from search.tasks.latency_scale import START_SOURCE, time_reference_on_cluster
 from search.worker.context import TrialContext
 from studies.schema import LATENCY_SCALE_KEY as SCALE_KEY
 
@@ -42,8 +42,18 @@ def fix_latency_scale(
     if measured is not None:
         manifest[SCALE_KEY][kind] = measured
         directory.write_manifest(manifest)
-    entry = manifest[SCALE_KEY][kind]
-    how = "measured now" if measured is not None else f"fixed before ({entry['source']})"
+    return scale_line(kind, manifest[SCALE_KEY][kind], measured_now=measured is not None)
+
+
+def scale_line(kind: str, entry: dict[str, Any], *, measured_now: bool) -> str:
+    """The run's line about its reference time ``entry`` for ``kind``: measured now, taken
+    from the machine's calm time instead, or fixed by an earlier run."""
+    if not measured_now:
+        how = f"fixed before ({entry['source']})"
+    elif entry["source"] == START_SOURCE:
+        how = "measured now"
+    else:  # the time measured now was not calm: threshnet.latency_scale.study_reference
+        how = f"from {entry['source']}"
     return (
         f"latency scale: the reference network (ThreshNet28) takes {entry['ms']:.3f} ms on "
         f"{kind}; every latency is its ratio to it x that time ({how})"
