@@ -180,3 +180,11 @@ def cli_error(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1, error
     return error
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the shared smoke study is slow: the study is a real search (60-90 s on
+    2 cores), which the fast suite (`-m "not slow"`) would otherwise pay for."""
+    for item in items:
+        if "smoke_study" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
