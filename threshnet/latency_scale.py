@@ -124,22 +124,34 @@ def _calm_key(kind: str) -> str:
 def is_calm(reference: ReferenceTime) -> bool:
     """Whether ``reference`` was timed on a calm machine: no oversubscription, and its
     measurements agree (``CALM_CV``)."""
-    return not reference.oversubscribed and reference.cv <= CALM_CV
+    return _calm(reference.to_dict())
+
+
+def _calm(entry: dict[str, Any]) -> bool:
+    # a kept entry lacking either field comes from no rule of today's: not calm
+    return not entry.get("oversubscribed", True) and entry.get("cv", 1.0) <= CALM_CV
+
+
+def _calm_times(cache_dir: Path) -> dict[str, Any]:
+    """The cache file's entries (empty when it is missing or damaged)."""
+    try:
+        times = json.loads((cache_dir / CALM_TIMES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return times if isinstance(times, dict) else {}
+
+
+def _calm_entry(times: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    found = times.get(_calm_key(kind))
+    if not isinstance(found, dict) or not isinstance(found.get("ms"), int | float):
+        return None
+    return found if _calm(found) else None  # an earlier rule kept any time without load
 
 
 def calm_reference(cache_dir: Path, kind: str) -> dict[str, Any] | None:
     """The fastest reference time this machine measured for ``kind`` while calm (this
     torch version), or None."""
-    try:
-        times = json.loads((cache_dir / CALM_TIMES_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    found = times.get(_calm_key(kind)) if isinstance(times, dict) else None
-    if not isinstance(found, dict) or not isinstance(found.get("ms"), int | float):
-        return None
-    if found.get("oversubscribed", True) or found.get("cv", 1.0) > CALM_CV:
-        return None  # kept by an earlier rule that called any time without load calm
-    return found
+    return _calm_entry(_calm_times(cache_dir), kind)
 
 
 def remember_calm_reference(cache_dir: Path, kind: str, reference: ReferenceTime) -> None:
@@ -148,19 +160,14 @@ def remember_calm_reference(cache_dir: Path, kind: str, reference: ReferenceTime
     machine's own."""
     if not is_calm(reference):
         return
-    path = cache_dir / CALM_TIMES_FILE
-    try:
-        times = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        times = {}
-    times = times if isinstance(times, dict) else {}
-    kept = calm_reference(cache_dir, kind)
+    times = _calm_times(cache_dir)
+    kept = _calm_entry(times, kind)
     if kept is not None and kept["ms"] <= reference.ms:
         return
     times[_calm_key(kind)] = reference.to_dict()
     with contextlib.suppress(OSError):  # a cache: a study goes on without it
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(times, indent=1) + "\n")
+        atomic_write_text(cache_dir / CALM_TIMES_FILE, json.dumps(times, indent=1) + "\n")
 
 
 def study_reference(measured: ReferenceTime, calm: dict[str, Any] | None) -> dict[str, Any]:
