@@ -78,6 +78,9 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_steal": float,
     "latency_oversubscribed": int,
     "latency_attempts": int,
+    # seconds the timing waited for the device's gate: for other trials' (or another
+    # program's) computing on the device to pause (search.worker.gate)
+    "latency_gate_wait_s": float,
     "latency_warmup_passes": int,  # of both networks; on a GPU, until the passes held still
     # On a GPU (with NVML): its SM clock, temperature and power draw around the timing
     **{

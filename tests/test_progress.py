@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -11,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.driver.progress import NORMAL, QUIET, Progress
+from search.worker.gate import DeviceGate, default_lock_dir
 from studies.pareto import default_reference, hypervolume, pareto_mask
 from studies.schema import RECORD_ATTR
 
@@ -113,3 +120,32 @@ def test_the_status_line_says_when_latencies_were_timed_on_an_oversubscribed_mac
     first, second = capsys.readouterr().out.splitlines()[1::2]
     assert "timed so" not in first
     assert second.endswith("1 latency timed so]") and "| oversubscribed: " in second
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
+def test_the_status_line_says_when_another_program_computes_on_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the gates' directory
+    gate = DeviceGate("cpu")  # makes the gate's files, as a trial does
+    lock = default_lock_dir() / "cpu.lock"
+    other = subprocess.run(  # not a Ray worker of this run: another study's training
+        ["sh", "-c", f"flock -s -o {lock} sleep 30 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    holder = int(other.stdout.split()[0])
+    try:
+        for _ in range(100):
+            if Progress(target=3, full_epochs=2, local=True).status(0).find("shared") > 0:
+                break
+            time.sleep(0.05)
+        line = Progress(target=3, full_epochs=2, local=True).status(0)
+        assert f"| device shared: pid {holder} (flock " in line
+        assert line.endswith("computes on cpu (timings wait for it)]")
+        # on a cluster the driver cannot tell its own workers from another program's
+        assert "shared" not in Progress(target=3, full_epochs=2, local=False).status(0)
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        gate.close()

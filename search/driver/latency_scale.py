@@ -11,6 +11,7 @@ time becomes the kind's, and later records of that kind are put on it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from search.setup.study import StudyDirectory
@@ -32,13 +33,17 @@ def fix_latency_scale(
     manifest: dict[str, Any],
     context: TrialContext,
     gpus_per_trial: float,
+    *,
+    say: Callable[[str], None],
+    local: bool,
 ) -> str | None:
     """Time the reference network where the study lacks it for the trials' device kind
-    (written into the manifest); a line saying which reference time the run uses."""
+    (written into the manifest); a line saying which reference time the run uses. While
+    it waits for the device, ``say`` is told for whom (``local``: a local Ray's)."""
     if manifest.get(SCALE_KEY) is None or context.settings.latency.rounds == 0:
         return None
     known = frozenset(manifest[SCALE_KEY])
-    kind, measured = time_reference_on_cluster(context, gpus_per_trial, known)
+    kind, measured = time_reference_on_cluster(context, gpus_per_trial, known, say=say, local=local)
     if measured is not None:
         manifest[SCALE_KEY][kind] = measured
         directory.write_manifest(manifest)

@@ -4,12 +4,16 @@ The status line says how far the run is (finished of wanted, running, failed, st
 elapsed, an ETA from this run's pace) and what the study has found (the Pareto front's
 size and hypervolume, with the report's reference point), and when the machine is
 oversubscribed: the driver's own since the last line (threshnet.machine_load), and how
-many trials' latencies were timed so (their workers' readings). On a terminal it stays as the
+many trials' latencies were timed so (their workers' readings); and, on a local Ray, when
+another program computes on this machine's devices, which the trials' timings wait for
+(search.tasks.gate_waits). On a terminal it stays as the
 last line, rewritten in place; in a log (not a terminal) it follows each trial's line.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -19,10 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.driver.bookkeeping import FINISHED
 from search.setup.settings import NORMAL, QUIET
+from search.tasks.gate_waits import sharing_note
+from search.worker.gate import gate_users
 from studies.pareto import RunningFront
 from studies.schema import trial_record
 from threshnet.cli import format_duration
 from threshnet.machine_load import LoadWindow
+
+SHARING_EVERY_S = 5.0
 
 
 class Progress:
@@ -35,9 +43,14 @@ class Progress:
         full_epochs: int,
         verbosity: int = NORMAL,
         earlier: Iterable[FrozenTrial] = (),
+        local: bool = False,
     ):
-        """``earlier``: the study's trials before this run (a resumed study's front)."""
+        """``earlier``: the study's trials before this run (a resumed study's front);
+        ``local``: the trials run on a Ray this process started (its devices are this
+        machine's, and its workers run under this process)."""
         self._target = target  # finished trials this run is for
+        self._local = local
+        self._sharing = (-math.inf, "")  # (when looked up, the note)
         self._full_epochs = full_epochs
         self._verbosity = verbosity
         # sys.stdout is looked up at each write: Ray Tune pickles the searcher holding this
@@ -85,8 +98,18 @@ class Progress:
             f"[{finished}/{self._target} finished, {running} running, "
             f"{self._counts['failed']} failed{stopped} | "
             f"{format_duration(elapsed)} elapsed, {eta} | "
-            f"{front}{self._load_note()}]"
+            f"{front}{self._load_note()}{self._sharing_note()}]"
         )
+
+    def _sharing_note(self) -> str:
+        """ " | device shared: ..." while another program computes on this machine's devices
+        (looked up at most every SHARING_EVERY_S: it reads the process table)."""
+        if not self._local:
+            return ""
+        now = time.monotonic()
+        if now - self._sharing[0] >= SHARING_EVERY_S:
+            self._sharing = (now, sharing_note(gate_users(), os.getpid()))
+        return self._sharing[1]
 
     def _load_note(self) -> str:
         """ " | oversubscribed: ..." while the machine is, or latencies were timed so."""

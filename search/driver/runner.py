@@ -148,7 +148,7 @@ def run_study(
         directory.write_manifest(manifest)
         context = TrialContext(settings, resources.cache_dir, train_cache, cpus_per_trial)
         if remaining > 0 and settings.simulation is None:  # a surrogate's latencies: no scale
-            _say(_fix_scale(directory, manifest, context, gpus_per_trial), resources)
+            _say(_fix_scale(directory, manifest, context, gpus_per_trial, resources), resources)
         latency_scale = scale_times(manifest)
         context = dataclasses.replace(context, latency_scale=latency_scale)
         run = TuneRun(
@@ -212,11 +212,19 @@ def _fix_scale(
     manifest: dict[str, Any],
     context: TrialContext,
     gpus_per_trial: float,
+    resources: RunResources,
 ) -> str | None:
     """Fix the study's latency scale; a line saying what happened (when the reference
     could not be timed, the trials time it on their workers: the run goes on)."""
     try:
-        return fix_latency_scale(directory, manifest, context, gpus_per_trial)
+        return fix_latency_scale(
+            directory,
+            manifest,
+            context,
+            gpus_per_trial,
+            say=lambda line: _say(line, resources),
+            local=resources.address is None,
+        )
     except Exception as error:
         reason = _first_line(error)
         return (

@@ -155,6 +155,7 @@ def run_trials(
         full_epochs=settings.train.epochs,
         verbosity=resources.verbosity,
         earlier=study.get_trials(deepcopy=False),
+        local=resources.address is None,
     )
     searcher = make_searcher(run, settings, progress)
     trainable = tune.with_resources(

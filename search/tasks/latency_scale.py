@@ -10,9 +10,11 @@ resumed study, and every node of a kind already timed, reuses the stored time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from search.tasks.gate_waits import get_saying_gate_waits
 from search.worker.context import TrialContext
 from search.worker.latency import latency_device, measure_study_reference, worker_device_kind
 from search.worker.trial import trial_device, trial_threads
@@ -39,12 +41,23 @@ def _reference_time_on_worker(
 
 
 def time_reference_on_cluster(
-    context: TrialContext, gpus_per_trial: float, known: frozenset[str]
+    context: TrialContext,
+    gpus_per_trial: float,
+    known: frozenset[str],
+    *,
+    say: Callable[[str], None],
+    local: bool,
 ) -> tuple[str, dict[str, Any] | None]:
-    """Run the task on the cluster (Ray already initialised)."""
+    """Run the task on the cluster (Ray already initialised; ``local``: started by this
+    process, so that ``say`` can tell what the timing waits for on this node)."""
     import ray
 
     task = ray.remote(num_cpus=context.cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(
         _reference_time_on_worker
     )
-    return ray.get(task.remote(context, known))
+    return get_saying_gate_waits(
+        task.remote(context, known),
+        what="latency scale: timing the reference network",
+        say=say,
+        local=local,
+    )

@@ -124,7 +124,7 @@ def measure_objective_latency(
         model, protocol.backend, input_size=input_size, device=device, threads=threads
     )
     reference = _reference(context, device, threads)
-    with _alone_on(device):
+    with _alone_on(device) as gate:
         before = gpu_state(device, "before")
         steady, load, attempts = measure_when_calm(
             lambda: measure_steady_latency(
@@ -153,6 +153,7 @@ def measure_objective_latency(
         "latency_rounds": steady.rounds,
         "latency_unsteady": int(steady.unsteady),
         "latency_attempts": attempts,
+        "latency_gate_wait_s": gate.waited_s,
         "latency_clock": steady.clock,
     }
     if steady.cpu is not None:
@@ -186,12 +187,13 @@ def _latency_fields(result: LatencyResult) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _alone_on(device: torch.device) -> Iterator[None]:
-    """Hold ``device``'s gate exclusively: no other trial computes on it meanwhile."""
+def _alone_on(device: torch.device) -> Iterator[DeviceGate]:
+    """Hold ``device``'s gate exclusively: no other trial computes on it meanwhile (the
+    gate's ``waited_s`` says how long getting in took)."""
     gate = DeviceGate(device_key(device))
     try:
         with gate.exclusive():
-            yield
+            yield gate
     finally:
         gate.close()
 
