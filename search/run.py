@@ -512,7 +512,7 @@ def _open_study(
             f"study {directory.root} was created with other settings "
             f"({'; '.join(differences)}); omit those flags to resume, or use a new --name"
         )
-    check_settings(settings)
+    check_settings(settings, networks=False)  # its space and presets passed when it was made
     print(f"{PROG}: resuming study {directory.root}", file=sys.stderr)
     if settings.simulation is not None:
         _check_simulation(args)

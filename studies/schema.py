@@ -30,9 +30,9 @@ from typing import Any
 import optuna
 import pandas as pd
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from studies.journal_snapshot import SnapshotJournalFileBackend
 from threshnet.fileio import atomic_write_text
 
 MANIFEST_KIND = "threshnet-search-study"
@@ -228,7 +228,7 @@ def open_storage(root: Path, url: str | None) -> optuna.storages.BaseStorage:
     """The Optuna storage of the study in ``root``: its journal file, or the database
     ``url`` (sqlite:///..., postgresql://...). StudyError (one line) when it cannot open."""
     if url is None:
-        return JournalStorage(JournalFileBackend(str(root / JOURNAL_FILE)))
+        return JournalStorage(SnapshotJournalFileBackend(str(root / JOURNAL_FILE)))
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as error:  # SQLAlchemy raises many types for a bad URL

@@ -105,8 +105,10 @@ def restore_finished(
     except schema.StudyError:
         return 0  # an unreadable table restores nothing; the run rewrites it
     names = schema.param_columns(table.columns)
-    finished = table[table["status"].isin(FINISHED)]
     trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    told = [number for number, trial in trials.items() if trial.state != TrialState.RUNNING]
+    # the rows to look at: finished in the table, not told in the journal (usually none)
+    finished = table[table["status"].isin(FINISHED) & ~table["number"].isin(told)]
     study_id = storage.get_study_id_from_name(study.study_name)
     restored = 0
     for _, row in finished.iterrows():

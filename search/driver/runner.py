@@ -9,11 +9,13 @@ The published presets are queued first (once per study), so every study measures
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,42 +100,31 @@ def run_study(
     """Run the study in ``directory`` until it has ``resources.trials`` finished trials."""
     started = time.perf_counter()
     storage_url = manifest.get("storage")
-    storage = directory.storage(storage_url)
     study_name = manifest["study_name"]
-    study = directory.load_study(storage, study_name)
-    restored = restore_finished(
-        study,
-        storage,
-        directory.trials_path,
-        space=settings.space,
-        caps=settings.caps,
-        input_size=settings.train.input_size,
-    )
-    if restored:
-        print(
-            f"search.run: restored {restored} finished trials from trials.csv whose results "
-            "the Optuna journal had lost; they are not trained again",
-            file=sys.stderr,
-        )
-    requeued = requeue_interrupted(study, storage)
-    table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
-    table.write(study)  # replaces a table a crash may have left behind
-    finished_before = len(finished_trials(study))
-    remaining = resources.trials - finished_before
     baselines_todo = missing_baselines(directory.root, resources.baselines)
-    if remaining <= 0 and not baselines_todo:
-        return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
-    if remaining > 0 and settings.enqueue_presets:
-        queue_presets(study, settings.space)
-    if remaining > 0:
-        # New trials make an earlier final latency pass partial: drop it (this run's end,
-        # or studies.remeasure, makes a new one).
-        (directory.root / REMEASURED_FILE).unlink(missing_ok=True)
-
-    for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
-        if earlier.get("status") == "running":
-            earlier["status"] = "ended abruptly (killed, or its machine failed)"
-    with ray_session(resources, "search.run"):
+    with contextlib.ExitStack() as ray_running, ThreadPoolExecutor(1) as opener:
+        # Optuna replays a journal in seconds (7 s at 10,000 trials): Ray starts meanwhile
+        # when the study's table says it has trials to run (ray.init stays on this thread)
+        opening = opener.submit(_open, directory, settings, storage_url, study_name)
+        ray_started = baselines_todo or _table_rows(directory.trials_path) < resources.trials
+        if ray_started:
+            ray_running.enter_context(ray_session(resources, "search.run"))
+        storage, study, requeued, table = opening.result()
+        finished_before = len(finished_trials(study))
+        remaining = resources.trials - finished_before
+        if remaining <= 0 and not baselines_todo:
+            return _summary(directory, study, requeued, 0, started, resources.trials, storage_url)
+        if remaining > 0 and settings.enqueue_presets:
+            queue_presets(study, settings.space)
+        if remaining > 0:
+            # New trials make an earlier final latency pass partial: drop it (this run's
+            # end, or studies.remeasure, makes a new one).
+            (directory.root / REMEASURED_FILE).unlink(missing_ok=True)
+        for earlier in manifest["runs"]:  # we hold the run lock: no other run is going on
+            if earlier.get("status") == "running":
+                earlier["status"] = "ended abruptly (killed, or its machine failed)"
+        if not ray_started:  # the table was behind the journal
+            ray_running.enter_context(ray_session(resources, "search.run"))
         cpus_per_trial, gpus_per_trial = trial_resources(resources)
         run_index = len(manifest["runs"]) + 1
         run_record = {
@@ -205,6 +196,45 @@ def run_study(
         directory, study, requeued, started_now, started, resources.trials, storage_url
     )
     return dataclasses.replace(summary, final_pass=final_pass, baselines=baselines)
+
+
+def _open(
+    directory: StudyDirectory, settings: StudySettings, storage_url: str | None, study_name: str
+) -> tuple[optuna.storages.BaseStorage, optuna.Study, int, TrialsTable]:
+    """The study's storage and study, caught up with its table (finished trials the
+    journal lost are told again, interrupted ones queued again), and the table rewritten;
+    with the number of trials queued again."""
+    storage = directory.storage(storage_url)
+    study = directory.load_study(storage, study_name)
+    restored = restore_finished(
+        study,
+        storage,
+        directory.trials_path,
+        space=settings.space,
+        caps=settings.caps,
+        input_size=settings.train.input_size,
+    )
+    if restored:
+        print(
+            f"search.run: restored {restored} finished trials from trials.csv whose results "
+            "the Optuna journal had lost; they are not trained again",
+            file=sys.stderr,
+        )
+    requeued = requeue_interrupted(study, storage)
+    table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
+    table.write(study)  # replaces a table a crash may have left behind
+    return storage, study, requeued, table
+
+
+def _table_rows(path: Path) -> int:
+    """About how many trials the study's table holds (its lines less the header; 0 when
+    there is none): whether a run will have trials to run, before the journal is read."""
+    try:
+        with path.open("rb") as table:
+            lines = sum(1 for _ in table)
+    except OSError:
+        return 0
+    return max(0, lines - 1)
 
 
 def _fix_scale(

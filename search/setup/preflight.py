@@ -59,8 +59,11 @@ def _check_backend(backend: str, device: str) -> None:
         )
 
 
-def check_settings(settings: StudySettings) -> None:
-    """Raise UserError (one line) when the settings would make every trial fail."""
+def check_settings(settings: StudySettings, *, networks: bool = True) -> None:
+    """Raise UserError (one line) when the settings would make every trial fail.
+    ``networks``: also build the space's extreme configs and the queued presets on the
+    meta device (a second or more; a resumed study's were built when it was made, and a
+    resume cannot change them)."""
     try:
         settings.train.validate()
     except ValueError as error:
@@ -82,6 +85,8 @@ def check_settings(settings: StudySettings) -> None:
         "--input-size": settings.train.input_size,
         "--latency-input-size": protocol.input_size or settings.train.input_size,
     }
+    if not networks:
+        return
     for name, config in _networks(settings):
         for flag, size in input_sizes.items():
             try:

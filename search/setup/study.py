@@ -3,6 +3,7 @@
 <out>/<name>/
     manifest.json     settings, versions, git revision, seed, devices, runs
     optuna.journal    Optuna storage (open with: optuna-dashboard <that file>)
+    optuna.journal.snapshot   its replayed state, to open fast (studies.journal_snapshot)
     trials.csv        one row per ended trial (see studies.schema)
     ray/              Ray Tune's experiment directories, one per run
     fidelity.csv      configs retrained at other budgets and scored (search.fidelity)
