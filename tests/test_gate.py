@@ -131,7 +131,7 @@ def test_this_runs_own_trials_on_the_gate_are_not_another_program(tmp_path: Path
     )
 
 
-@pytest.mark.slow  # a local Ray's start: 15 s
+@pytest.mark.long  # a local Ray's start, 15 s; every e2e study runs this wait (unsaid)
 @pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock table is Linux's")
 @pytest.mark.timeout(120)
 def test_the_driver_says_whom_a_local_ray_tasks_timing_waits_for(
