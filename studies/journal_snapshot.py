@@ -92,13 +92,11 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
             with open(self.snapshot_path, "rb") as handle:
                 header = json.loads(handle.readline())
                 snapshot = handle.read()
-            journal = self._journal
             fits = (
                 header["optuna"] == optuna.__version__
                 and len(snapshot) == header["snapshot_bytes"]
                 and zlib.crc32(snapshot) == header["snapshot_crc32"]
-                and journal.stat().st_size >= header["journal_bytes"]
-                and _checksum(journal, header["journal_bytes"]) == header["journal_crc32"]
+                and _journal_begins_as_it_did(self._journal, header)
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -106,3 +104,27 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
 
     def __reduce__(self) -> tuple[type, tuple[str]]:  # Ray and Tune pickle the storage
         return (type(self), (str(self._journal),))
+
+
+def _journal_begins_as_it_did(journal: Path, header: dict) -> bool:
+    """Whether ``journal`` still begins with the bytes it held when the snapshot was taken."""
+    size = header["journal_bytes"]
+    return journal.stat().st_size >= size and _checksum(journal, size) == header["journal_crc32"]
+
+
+def vouched_bytes(journal: Path) -> int:
+    """How many bytes at the start of ``journal`` its snapshot vouches for: whole
+    operations that Optuna had read without error when it took the snapshot (the driver,
+    the journal's one writer, had just read them all), unchanged since; 0 when there is
+    no snapshot, or it no longer fits."""
+    try:
+        with open(f"{journal}.snapshot", "rb") as handle:
+            header = json.loads(handle.readline())
+        size = header["journal_bytes"]
+        if size <= 0 or not _journal_begins_as_it_did(journal, header):
+            return 0
+        with open(journal, "rb") as handle:
+            handle.seek(size - 1)
+            return size if handle.read(1) == b"\n" else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

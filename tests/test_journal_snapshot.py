@@ -11,8 +11,9 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from search.setup import journal
 from studies import journal_snapshot
-from studies.journal_snapshot import SnapshotJournalFileBackend
+from studies.journal_snapshot import SnapshotJournalFileBackend, vouched_bytes
 
 
 def _open(path: Path) -> JournalStorage:
@@ -118,3 +119,35 @@ def test_snapshots_are_written_at_most_every_save_every_s(
     _grow(_open(path), 201)  # Optuna hands two over: the first is kept, the second waits
     header = json.loads(Path(f"{path}.snapshot").read_bytes().split(b"\n", 1)[0])
     assert header["journal_bytes"] < path.stat().st_size * 0.6
+
+
+def test_damage_after_the_snapshot_is_found_without_parsing_what_it_vouches_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "optuna.journal"
+    _grow(_open(path), 110)
+    vouched = vouched_bytes(path)
+    assert 0 < vouched < path.stat().st_size and path.read_bytes()[vouched - 1 : vouched] == b"\n"
+    with open(path, "ab") as handle:
+        handle.write(b'{"op_code": 5, "worker')  # a write cut short by a crash
+    parsed: list[bytes] = []
+    is_operation = journal._is_operation
+    monkeypatch.setattr(
+        journal, "_is_operation", lambda line: parsed.append(line) or is_operation(line)
+    )
+    damage = journal.find_damage(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert damage is not None and damage.first_bad_line == len(lines) and not damage.in_the_middle
+    assert damage.good_bytes == path.stat().st_size - len(lines[-1])
+    assert len(parsed) == len(lines) - path.read_bytes()[:vouched].count(b"\n")
+
+
+def test_damage_inside_what_a_snapshot_vouched_for_voids_it_and_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.journal"
+    _grow(_open(path), 110)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[5] = b"not json\n"  # the file changed under the snapshot
+    path.write_bytes(b"".join(lines))
+    assert vouched_bytes(path) == 0
+    damage = journal.find_damage(path)
+    assert damage is not None and damage.first_bad_line == 6 and damage.in_the_middle
