@@ -6,12 +6,18 @@ of 10,000 trials (about 260,000 operations) on a 2-core machine, paid by each re
 each report. Optuna's journal storage can start from a snapshot of its replayed state
 when its backend offers one (``BaseJournalSnapshot``: Optuna pickles the state every 100
 trials and hands it over; its Redis backend keeps it). This backend keeps it in a file
-beside the journal and serves it only when it still describes a prefix of the journal:
-the snapshot file records the journal's size and checksum when it was taken, its own
-checksum and the Optuna version that pickled it, and is ignored (the journal is then
-replayed as before) when any of them no longer holds: a journal cut back by a repair or
-restored from elsewhere, a half-written or foreign file, another Optuna. A snapshot is
-written atomically and at most every ``SAVE_EVERY_S`` seconds per process.
+beside the journal and serves it only while it still describes a prefix of the journal.
+
+The snapshot file's header vouches for a prefix of the journal: every line in it a
+complete JSON operation (checked when the snapshot is written, from where the last check
+ended), its length and CRC-32, the snapshot's own length and CRC-32, and the Optuna version
+that pickled it. Optuna never reads past a line it cannot parse, so its state is of
+operations inside that prefix. The snapshot is ignored (the journal is then replayed as
+before) when any of that no longer holds: a journal cut back by a repair, a changed byte,
+a half-written snapshot, another Optuna, a file another user could have written (not the
+owner's, or writable by anyone). It is
+written atomically, at most every ``SAVE_EVERY_S`` seconds per process, and a failure to
+write it costs nothing but the time it would have saved.
 
 It is a pickle, as Optuna's own snapshots are: open studies you trust (as with a model
 checkpoint).
@@ -21,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -39,6 +47,16 @@ SAVE_EVERY_S = 30.0
 CHUNK = 1 << 22
 
 
+def is_operation(line: bytes) -> bool:
+    """Whether ``line`` is one complete journal operation: a JSON object and its newline."""
+    if not line.endswith(b"\n"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        return False
+
+
 def _checksum(path: Path, size: int) -> int:
     """CRC-32 of the first ``size`` bytes of ``path``."""
     crc = 0
@@ -52,6 +70,34 @@ def _checksum(path: Path, size: int) -> int:
     return crc
 
 
+def _operations_end(journal: Path, start: int) -> int:
+    """Where the complete operations of ``journal`` from byte ``start`` (a line's start)
+    end: at the first line that is not one, or at the end of the file."""
+    end = start
+    with open(journal, "rb") as handle:
+        handle.seek(start)
+        for line in handle:
+            if not is_operation(line):
+                break
+            end += len(line)
+    return end
+
+
+def _header(snapshot_path: Path) -> dict[str, Any]:
+    """The snapshot file's header; ValueError when another user could have written it."""
+    status = snapshot_path.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o002:
+        raise ValueError(f"{snapshot_path} is not this user's alone")
+    with open(snapshot_path, "rb") as handle:
+        return json.loads(handle.readline())
+
+
+def _prefix_holds(journal: Path, header: dict[str, Any]) -> bool:
+    """Whether ``journal`` still begins with the prefix ``header`` vouches for."""
+    size = header["journal_bytes"]
+    return journal.stat().st_size >= size and _checksum(journal, size) == header["journal_crc32"]
+
+
 class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
     """Optuna's journal file, plus a snapshot file (``<journal>.snapshot``)."""
 
@@ -60,71 +106,64 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
         self._journal = Path(file_path)
         self.snapshot_path = Path(f"{file_path}.snapshot")
         self._saved_at = -float("inf")
+        self._checked_to = 0  # the journal's bytes known to be complete operations
 
     def save_snapshot(self, snapshot: bytes) -> None:
         """Keep ``snapshot`` (Optuna's pickled state, just synced with the journal) with the
-        journal's size and checksum now; the state is of a prefix of what the journal holds."""
+        prefix of complete operations the journal now begins with."""
         now = time.monotonic()
         if now - self._saved_at < SAVE_EVERY_S:
             return
         self._saved_at = now
-        journal = self._journal
-        size = journal.stat().st_size
-        header = {
-            "optuna": optuna.__version__,
-            "journal_bytes": size,
-            "journal_crc32": _checksum(journal, size),
-            "snapshot_bytes": len(snapshot),
-            "snapshot_crc32": zlib.crc32(snapshot),
-        }
-
-        def write(temp: Path) -> None:
-            with open(temp, "wb") as handle:
-                handle.write(json.dumps(header).encode() + b"\n")
-                handle.write(snapshot)
-
         with contextlib.suppress(OSError):  # a snapshot only saves time: the journal has all
+            journal = self._journal
+            if journal.stat().st_size < self._checked_to:  # cut back under us
+                self._checked_to = 0
+            self._checked_to = _operations_end(journal, self._checked_to)
+            header = {
+                "optuna": optuna.__version__,
+                "journal_bytes": self._checked_to,
+                "journal_crc32": _checksum(journal, self._checked_to),
+                "snapshot_bytes": len(snapshot),
+                "snapshot_crc32": zlib.crc32(snapshot),
+            }
+
+            def write(temp: Path) -> None:
+                with open(temp, "wb") as handle:
+                    handle.write(json.dumps(header).encode() + b"\n")
+                    handle.write(snapshot)
+
             atomic_write(self.snapshot_path, write)
 
     def load_snapshot(self) -> bytes | None:
         """The kept snapshot, or None when there is none or it no longer fits the journal."""
         try:
+            header = _header(self.snapshot_path)
             with open(self.snapshot_path, "rb") as handle:
-                header = json.loads(handle.readline())
+                handle.readline()
                 snapshot = handle.read()
             fits = (
                 header["optuna"] == optuna.__version__
                 and len(snapshot) == header["snapshot_bytes"]
                 and zlib.crc32(snapshot) == header["snapshot_crc32"]
-                and _journal_begins_as_it_did(self._journal, header)
+                and _prefix_holds(self._journal, header)
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return snapshot if fits else None
+        if not fits:
+            return None
+        self._checked_to = header["journal_bytes"]
+        return snapshot
 
     def __reduce__(self) -> tuple[type, tuple[str]]:  # Ray and Tune pickle the storage
         return (type(self), (str(self._journal),))
 
 
-def _journal_begins_as_it_did(journal: Path, header: dict) -> bool:
-    """Whether ``journal`` still begins with the bytes it held when the snapshot was taken."""
-    size = header["journal_bytes"]
-    return journal.stat().st_size >= size and _checksum(journal, size) == header["journal_crc32"]
-
-
 def vouched_bytes(journal: Path) -> int:
-    """How many bytes at the start of ``journal`` its snapshot vouches for: whole
-    operations that Optuna had read without error when it took the snapshot (the driver,
-    the journal's one writer, had just read them all), unchanged since; 0 when there is
-    no snapshot, or it no longer fits."""
+    """How many bytes at the start of ``journal`` its snapshot vouches for: complete
+    operations, unchanged since it was written; 0 when there is no snapshot that fits."""
     try:
-        with open(f"{journal}.snapshot", "rb") as handle:
-            header = json.loads(handle.readline())
-        size = header["journal_bytes"]
-        if size <= 0 or not _journal_begins_as_it_did(journal, header):
-            return 0
-        with open(journal, "rb") as handle:
-            handle.seek(size - 1)
-            return size if handle.read(1) == b"\n" else 0
+        header = _header(Path(f"{journal}.snapshot"))
+        return header["journal_bytes"] if _prefix_holds(journal, header) else 0
     except (OSError, ValueError, KeyError, TypeError):
         return 0

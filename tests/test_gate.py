@@ -109,7 +109,7 @@ def test_a_timing_waiting_for_another_programs_training_is_said_with_who(
         assert mine.pid == os.getpid() and mine.timing and mine.under(os.getpid())
         line = waiting_line("timing the reference network", 75.0, users, os.getpid())
         assert line is not None
-        assert line.startswith("timing the reference network has waited 1 min 15 s for the device:")
+        assert line.startswith("timing the reference network: 1 min 15 s so far, waiting for the")
         assert f"pid {holder} (" in line and "computes on cpu" in line
         # nothing of ours waits: nothing to say, though the other program still computes
         assert waiting_line("x", 75.0, [other], os.getpid()) is None
@@ -166,6 +166,6 @@ def test_the_driver_says_whom_a_local_ray_tasks_timing_waits_for(
     finally:
         ray.shutdown()
     assert len(said) == 1, said
-    assert said[0].startswith("timing the reference has waited ")
+    assert said[0].startswith("timing the reference: ") and "waiting for the device" in said[0]
     assert f"pid {holder} (flock -s -o " in said[0]
     assert waited >= 0.5

@@ -4,6 +4,7 @@ that no longer describes the journal is never used."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import optuna
@@ -131,9 +132,9 @@ def test_damage_after_the_snapshot_is_found_without_parsing_what_it_vouches_for(
     with open(path, "ab") as handle:
         handle.write(b'{"op_code": 5, "worker')  # a write cut short by a crash
     parsed: list[bytes] = []
-    is_operation = journal._is_operation
+    is_operation = journal.is_operation
     monkeypatch.setattr(
-        journal, "_is_operation", lambda line: parsed.append(line) or is_operation(line)
+        journal, "is_operation", lambda line: parsed.append(line) or is_operation(line)
     )
     damage = journal.find_damage(path)
     lines = path.read_bytes().splitlines(keepends=True)
@@ -151,3 +152,36 @@ def test_damage_inside_what_a_snapshot_vouched_for_voids_it_and_is_found(tmp_pat
     assert vouched_bytes(path) == 0
     damage = journal.find_damage(path)
     assert damage is not None and damage.first_bad_line == 6 and damage.in_the_middle
+
+
+def test_a_snapshot_never_vouches_for_a_line_optuna_could_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.journal"
+    study = _grow(_open(path), 99)
+    with open(path, "ab") as handle:
+        handle.write(b'{"op_code": 5, "worker')  # a write cut short by a crash
+    study.ask()  # its creation is glued onto that line, which Optuna skips at the end
+    SnapshotJournalFileBackend(str(path)).save_snapshot(b"state")  # as Optuna may then
+    vouched = vouched_bytes(path)
+    assert 0 < vouched <= path.read_bytes().index(b'{"op_code": 5, "worker')
+    damage = journal.find_damage(path)
+    assert damage is not None and damage.good_bytes == vouched  # cut back on the next run
+
+
+def test_the_storage_pickles_and_reopens_from_the_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.journal"
+    _grow(_open(path), 101)
+    storage = pickle.loads(pickle.dumps(_open(path)))  # as Ray ships the searcher's storage
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert _trials(study) == _replayed(path)
+    _grow(storage, 1)
+    assert len(_replayed(path)) == 102
+
+
+def test_a_snapshot_anyone_could_have_written_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.journal"
+    _grow(_open(path), 101)
+    snapshot = Path(f"{path}.snapshot")
+    assert vouched_bytes(path) > 0
+    snapshot.chmod(0o666)
+    assert vouched_bytes(path) == 0
+    assert SnapshotJournalFileBackend(str(path)).load_snapshot() is None

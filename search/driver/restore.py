@@ -106,9 +106,10 @@ def restore_finished(
         return 0  # an unreadable table restores nothing; the run rewrites it
     names = schema.param_columns(table.columns)
     trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
-    told = [number for number, trial in trials.items() if trial.state != TrialState.RUNNING]
-    # the rows to look at: finished in the table, not told in the journal (usually none)
-    finished = table[table["status"].isin(FINISHED) & ~table["number"].isin(told)]
+    not_running = [number for number, trial in trials.items() if trial.state != TrialState.RUNNING]
+    # the rows to look at: finished in the table, missing or still running in the journal
+    # (usually none; the loop below passes over the others, queued trials' numbers included)
+    finished = table[table["status"].isin(FINISHED) & ~table["number"].isin(not_running)]
     study_id = storage.get_study_id_from_name(study.study_name)
     restored = 0
     for _, row in finished.iterrows():

@@ -103,8 +103,12 @@ def run_study(
     study_name = manifest["study_name"]
     baselines_todo = missing_baselines(directory.root, resources.baselines)
     with contextlib.ExitStack() as ray_running, ThreadPoolExecutor(1) as opener:
-        # Optuna replays a journal in seconds (7 s at 10,000 trials): Ray starts meanwhile
-        # when the study's table says it has trials to run (ray.init stays on this thread)
+        # Opening a large study takes seconds (the journal's replay, restore, the table):
+        # Ray starts meanwhile when the study's table says it has trials to run (ray.init
+        # stays on this thread). A table behind its journal (after a crash) can start Ray
+        # for a study that turns out complete: a few seconds lost, nothing else. Ctrl-C or
+        # SIGTERM meanwhile waits for the opening to end (or, for SIGTERM, the stop's
+        # deadline: each journal operation is whole, as after kill -9).
         opening = opener.submit(_open, directory, settings, storage_url, study_name)
         ray_started = baselines_todo or _table_rows(directory.trials_path) < resources.trials
         if ray_started:

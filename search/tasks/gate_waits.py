@@ -43,7 +43,8 @@ def describe_users(users: Sequence[GateUser], limit: int = 2) -> str:
 
 
 def waiting_line(what: str, waited_s: float, users: Sequence[GateUser], me: int) -> str | None:
-    """A line saying that ``what`` has waited ``waited_s`` for the gate and for whom; None
+    """A line saying that ``what``, ``waited_s`` under way (its start on a worker
+    included), waits for the gate, and for whom; None
     when none of this run's processes waits for a gate that another program holds."""
     waiting = [user for user in users if user.waiting and user.under(me)]
     others = [
@@ -54,7 +55,7 @@ def waiting_line(what: str, waited_s: float, users: Sequence[GateUser], me: int)
     if not others:
         return None
     return (
-        f"{what} has waited {format_duration(waited_s)} for the device: "
+        f"{what}: {format_duration(waited_s)} so far, waiting for the device: "
         f"{describe_users(others)}; a latency is timed with nothing else computing on the "
         "device, so it goes on when they pause between steps or end (a stopped or "
         "suspended program holds the device until it goes on)"

@@ -102,7 +102,9 @@ class GateUser:
     key: str  # the device's (device_key), as its file names it
     pid: int
     waiting: bool  # blocked, not yet in
-    timing: bool  # holds (or asks for) it exclusively: times a latency; else computes
+    # holds the device exclusively, or waits for it so: times a latency (a process queued
+    # at the turnstile may be either: it counts as computing)
+    timing: bool
     command: str  # its command line
     program: tuple[int, str]  # the first process up its ancestry that is not Ray's
     ancestors: tuple[int, ...]  # its parent, grandparent, ... up to init
@@ -140,7 +142,9 @@ def gate_users(lock_dir: Path | None = None) -> list[GateUser]:
         if len(fields) < 6 or fields[1] != "FLOCK":
             continue
         found = files.get(_file_id(fields[5]))
-        if found is None or not fields[4].isdigit():
+        # pid 0: an owner in another PID namespace, or gone; the pid is the process that
+        # took the lock (a child that inherited it after that one ended is not named)
+        if found is None or not fields[4].isdigit() or int(fields[4]) == 0:
             continue
         key, turnstile = found
         if turnstile and not waiting:  # a timing holds both; a computing one only passes
@@ -155,7 +159,13 @@ def gate_users(lock_dir: Path | None = None) -> list[GateUser]:
             (pid, command),
         )
         users[pid] = GateUser(
-            key, pid, waiting, fields[3] == "WRITE", command, owner, tuple(ancestors)
+            key,
+            pid,
+            waiting,
+            fields[3] == "WRITE" and not turnstile,
+            command,
+            owner,
+            tuple(ancestors),
         )
     return list(users.values())
 
