@@ -1,7 +1,7 @@
 """The evidence case study: does the proxy rank configs like longer training, and does the
 search's winner beat ThreshNet79 when both are trained longer?
 
-    python bench/case_study.py --scale cpu          # 2 CPU cores: ~14 h over several sessions
+    python bench/case_study.py --scale cpu          # 2 CPU cores: ~30 h over several sessions
     python bench/case_study.py --scale gpu          # one GPU: ~6 h (estimated, not yet run)
     python bench/case_study.py --scale cpu --stage study   # one stage only
 
@@ -19,8 +19,10 @@ kill or on the next machine; finished work is never redone):
 
 Everything lands under ``--out`` (default ``bench/results/case-study-<scale>``): the study
 directory (journal, trials.csv, manifest, fidelity.csv), the full-training runs' metrics,
-and the logs. Durations: cpu measured on a 2-core AMD EPYC VM (study 40 min, fidelity
-~9 h for 16 configs, full training ~3 h); gpu estimated for one H100 from the GPU check's
+and the logs. Durations: cpu measured on a 2-core Intel Xeon VM, two single-threaded
+trainings at once (study 41 min; fidelity ~17 h for 16 configs: the long budget 30-108 min
+a config, 2xall about a third of that, the rest under an hour in all; full training ~5 h,
+estimated from the long budget's times); gpu estimated for one H100 from the GPU check's
 throughput (study ~1.5 h, fidelity ~2 h for 24 configs at 10x, full training ~2 h).
 """
 
