@@ -57,10 +57,12 @@ def is_operation(line: bytes) -> bool:
         return False
 
 
-def _checksum(path: Path, size: int) -> int:
-    """CRC-32 of the first ``size`` bytes of ``path``."""
-    crc = 0
+def _checksum(path: Path, size: int, *, start: int = 0, crc: int = 0) -> int:
+    """CRC-32 of the first ``size`` bytes of ``path``; from ``start``, continuing ``crc``
+    (that of the bytes before it)."""
+    size -= start
     with open(path, "rb") as handle:
+        handle.seek(start)
         while size > 0:
             block = handle.read(min(CHUNK, size))
             if not block:
@@ -83,13 +85,15 @@ def _operations_end(journal: Path, start: int) -> int:
     return end
 
 
-def _header(snapshot_path: Path) -> dict[str, Any]:
-    """The snapshot file's header; ValueError when another user could have written it."""
+def _read(snapshot_path: Path, *, body: bool) -> tuple[dict[str, Any], bytes]:
+    """The snapshot file's header, and its snapshot when ``body``; ValueError when another
+    user could have written it."""
     status = snapshot_path.stat()
     if status.st_uid != os.getuid() or status.st_mode & 0o002:
         raise ValueError(f"{snapshot_path} is not this user's alone")
     with open(snapshot_path, "rb") as handle:
-        return json.loads(handle.readline())
+        header = json.loads(handle.readline())
+        return header, handle.read() if body else b""
 
 
 def _prefix_holds(journal: Path, header: dict[str, Any]) -> bool:
@@ -106,7 +110,8 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
         self._journal = Path(file_path)
         self.snapshot_path = Path(f"{file_path}.snapshot")
         self._saved_at = -float("inf")
-        self._checked_to = 0  # the journal's bytes known to be complete operations
+        # the journal's bytes known to be complete operations, and their CRC-32
+        self._checked = (0, 0)
 
     def save_snapshot(self, snapshot: bytes) -> None:
         """Keep ``snapshot`` (Optuna's pickled state, just synced with the journal) with the
@@ -117,13 +122,15 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
         self._saved_at = now
         with contextlib.suppress(OSError):  # a snapshot only saves time: the journal has all
             journal = self._journal
-            if journal.stat().st_size < self._checked_to:  # cut back under us
-                self._checked_to = 0
-            self._checked_to = _operations_end(journal, self._checked_to)
+            checked, crc = self._checked
+            if journal.stat().st_size < checked:  # cut back under us
+                checked, crc = 0, 0
+            end = _operations_end(journal, checked)
+            self._checked = end, _checksum(journal, end, start=checked, crc=crc)
             header = {
                 "optuna": optuna.__version__,
-                "journal_bytes": self._checked_to,
-                "journal_crc32": _checksum(journal, self._checked_to),
+                "journal_bytes": self._checked[0],
+                "journal_crc32": self._checked[1],
                 "snapshot_bytes": len(snapshot),
                 "snapshot_crc32": zlib.crc32(snapshot),
             }
@@ -138,10 +145,7 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
     def load_snapshot(self) -> bytes | None:
         """The kept snapshot, or None when there is none or it no longer fits the journal."""
         try:
-            header = _header(self.snapshot_path)
-            with open(self.snapshot_path, "rb") as handle:
-                handle.readline()
-                snapshot = handle.read()
+            header, snapshot = _read(self.snapshot_path, body=True)
             fits = (
                 header["optuna"] == optuna.__version__
                 and len(snapshot) == header["snapshot_bytes"]
@@ -152,7 +156,7 @@ class SnapshotJournalFileBackend(JournalFileBackend, BaseJournalSnapshot):
             return None
         if not fits:
             return None
-        self._checked_to = header["journal_bytes"]
+        self._checked = header["journal_bytes"], header["journal_crc32"]
         return snapshot
 
     def __reduce__(self) -> tuple[type, tuple[str]]:  # Ray and Tune pickle the storage
@@ -163,7 +167,7 @@ def vouched_bytes(journal: Path) -> int:
     """How many bytes at the start of ``journal`` its snapshot vouches for: complete
     operations, unchanged since it was written; 0 when there is no snapshot that fits."""
     try:
-        header = _header(Path(f"{journal}.snapshot"))
+        header, _ = _read(Path(f"{journal}.snapshot"), body=False)
         return header["journal_bytes"] if _prefix_holds(journal, header) else 0
     except (OSError, ValueError, KeyError, TypeError):
         return 0

@@ -185,3 +185,17 @@ def test_a_snapshot_anyone_could_have_written_is_ignored(tmp_path: Path) -> None
     snapshot.chmod(0o666)
     assert vouched_bytes(path) == 0
     assert SnapshotJournalFileBackend(str(path)).load_snapshot() is None
+
+
+def test_a_later_snapshot_continues_the_checked_prefix_in_and_across_processes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "optuna.journal"
+    _grow(_open(path), 201)  # two snapshots from one storage: the second extends the first
+    first = json.loads(Path(f"{path}.snapshot").read_bytes().split(b"\n", 1)[0])
+    _grow(_open(path), 100)  # a resumed run: it opens from the snapshot, then extends it
+    last = json.loads(Path(f"{path}.snapshot").read_bytes().split(b"\n", 1)[0])
+    assert first["journal_bytes"] < last["journal_bytes"] <= path.stat().st_size
+    assert SnapshotJournalFileBackend(str(path)).load_snapshot() is not None  # CRCs agree
+    reopened = optuna.load_study(study_name="s", storage=_open(path))
+    assert _trials(reopened) == _replayed(path) and len(_trials(reopened)) == 301

@@ -45,17 +45,13 @@ def default_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"threshnet-search-gates-{os.getuid()}"
 
 
-def _file_name(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-
-
 class DeviceGate:
     """Shared (compute) / exclusive (measure) access to one device across processes."""
 
     def __init__(self, key: str, lock_dir: Path | None = None):
         directory = lock_dir or default_lock_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        safe = _file_name(key)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         self._turnstile = os.open(directory / f"{safe}.turnstile", os.O_RDWR | os.O_CREAT, 0o600)
         self._resource = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self.waited_s = 0.0  # how long the last exclusive() waited to get in
@@ -154,10 +150,11 @@ def gate_users(lock_dir: Path | None = None) -> list[GateUser]:
             continue
         ancestors = _ancestors(pid)
         command = _command(pid)
-        owner = next(
-            ((p, c) for p in (pid, *ancestors) if not RAY_PROCESS.search(c := _command(p))),
-            (pid, command),
-        )
+        owner = (pid, command)
+        if RAY_PROCESS.search(command):  # a Ray worker: the program it runs under
+            owner = next(
+                ((p, c) for p in ancestors if not RAY_PROCESS.search(c := _command(p))), owner
+            )
         users[pid] = GateUser(
             key,
             pid,
