@@ -5,10 +5,12 @@ running) study on Ray workers sized like its trials, at a long budget (``--long`
 10 x the proxy's epochs on its images) and at a ladder of cheaper rungs (``--rungs``),
 trains the proxy once more with another seed (the seed-noise ceiling), and scores each
 config at initialisation (params, MACs, SynFlow). Each result is appended to
-``<study-dir>/fidelity.csv`` as it ends, so an interrupted check resumes where it stopped:
-rerun the same command. It then prints the ladder (studies.fidelity): per rung against the
-long budget, Kendall's tau-b and Spearman's rho with 95 % bootstrap intervals, top-k
-overlap, front recall and seconds per config; ``studies.report`` plots it.
+``<study-dir>/fidelity.csv`` as it ends, and a training keeps its state after each epoch
+in ``<study-dir>/fidelity-checkpoints/`` until its row is written, so an interrupted check
+resumes where it stopped, mid-training included: rerun the same command. It then prints
+the ladder (studies.fidelity): per rung against the long budget, Kendall's tau-b and
+Spearman's rho with 95 % bootstrap intervals, top-k overlap, front recall and seconds per
+config; ``studies.report`` plots it.
 
     python -m search.fidelity runs/study-x                          # 10x, 16 configs
     python -m search.fidelity runs/study-x --long 6xall --rungs 1xproxy,4xproxy,2xall
@@ -23,6 +25,7 @@ latency, up to K configs in all) and ``random:K``, comma-separated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -89,16 +92,24 @@ def _plan(
     chosen: pd.DataFrame,
     budgets: list[tuple[Budget, int]],
     done: set[tuple[int, str, int]],
+    directory: StudyDirectory,
 ) -> list[RetrainJob]:
-    """The jobs ``done`` lacks, budget by budget in the order given, configs by number."""
+    """The jobs ``done`` lacks, budget by budget in the order given, configs by number,
+    each with its checkpoint in ``directory``."""
     jobs = []
     for budget, seed_offset in budgets:
         for row in chosen.itertuples():
-            seed = int(row.seed) + seed_offset
-            if (int(row.number), budget.label, seed) not in done:
+            number, seed = int(row.number), int(row.seed) + seed_offset
+            if (number, budget.label, seed) not in done:
+                checkpoint = directory.fidelity_checkpoint(number, budget.label, seed)
                 jobs.append(
                     RetrainJob(
-                        int(row.number), str(row.config_json), seed, budget.epochs, budget.images
+                        number,
+                        str(row.config_json),
+                        seed,
+                        budget.epochs,
+                        budget.images,
+                        checkpoint=str(checkpoint),
                     )
                 )
     return jobs
@@ -184,7 +195,8 @@ def run_check(args: argparse.Namespace) -> None:
     if chosen.empty:
         raise UserError(f"study {root} has no finished, full-fidelity trial to retrain yet")
     budgets = _budgets(study, settings, args, resources.get("cache_dir"))
-    with StudyDirectory(root).fidelity_lock():
+    directory = StudyDirectory(root)
+    with directory.fidelity_lock():
         schema.drop_cut_fidelity_row(root)
         by_number = chosen.set_index("number")
 
@@ -202,6 +214,10 @@ def run_check(args: argparse.Namespace) -> None:
                 "error": " ".join(str(row.get("error", "")).split()),
             }
             schema.append_fidelity(root, row)
+            if row["status"] == "ok" and images is not None:  # kept: its state is not needed
+                directory.fidelity_checkpoint(row["number"], row["rung"], row["seed"]).unlink(
+                    missing_ok=True
+                )
             if show:
                 print(_row_line(row, proxy), flush=True)
 
@@ -219,7 +235,7 @@ def run_check(args: argparse.Namespace) -> None:
             done = (
                 set() if ok is None else set(zip(ok["number"], ok["rung"], ok["seed"], strict=True))
             )
-            jobs = _plan(chosen, budgets, done)
+            jobs = _plan(chosen, budgets, done, directory)
             print(
                 f"{PROG}: {len(chosen)} configs, rungs "
                 + ", ".join(b.label + (f" (seed +{o})" if o else "") for b, o in budgets)
@@ -237,6 +253,8 @@ def run_check(args: argparse.Namespace) -> None:
                         on_row=record,
                         prog=PROG,
                     )
+                with contextlib.suppress(OSError):  # left when a training failed mid-way
+                    directory.fidelity_checkpoints.rmdir()
             ladder = ladder_summary(load_study(root), seed=args.seed)
             if ladder is not None:
                 atomic_write_text(

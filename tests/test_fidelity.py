@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import SmokeStudy, cli_error, search_env
 from scipy import stats
 
@@ -248,6 +249,7 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     assert "Kendall tau" in first.stdout and "| 4xproxy (long) |" in first.stdout
     summary = json.loads((root / schema.FIDELITY_JSON).read_text())
     assert summary["long"] == "4xproxy" and summary["configs"] == 3
+    assert not (root / "fidelity-checkpoints").exists()  # each removed with its row
 
     # A kill mid-append leaves a cut last row: the rerun retrains only that one.
     text = (root / schema.FIDELITY_FILE).read_text()
@@ -263,7 +265,7 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     assert 'id="plot-ladder"' in page and "Does the proxy rank like longer training?" in page
 
     # SIGTERM mid-training stops the check within seconds (a bounded wait on the tasks),
-    # keeping every row written so far.
+    # keeping every row written so far and the trainings' state after their last epoch.
     process = subprocess.Popen(
         [
             sys.executable,
@@ -285,7 +287,10 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     for line in process.stdout:
         if "trainings to go" in line:
             break
-    time.sleep(3)  # the tasks are running
+    checkpoints = root / "fidelity-checkpoints"
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until a training has finished an epoch
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
     returncode = process.wait(timeout=30)
@@ -294,6 +299,8 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     assert elapsed <= 10
     kept = schema.read_fidelity(root)
     assert kept is not None and len(kept) >= len(table)
+    saved = list(checkpoints.glob("trial*-8xproxy-seed*.pt"))
+    assert saved and all(torch.load(path, weights_only=True)["epoch"] >= 1 for path in saved)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from threshnet.training.batches import (
     random_flip,
 )
 from threshnet.training.data import ImageSet, load_split, stratified_split
-from threshnet.training.loops import NonFiniteLossError, TrainSettings, lr_factor
+from threshnet.training.loops import EpochStats, NonFiniteLossError, TrainSettings, lr_factor
 from threshnet.training.proxy import run_proxy
 
 TINY = ThreshNetConfig(
@@ -135,3 +136,74 @@ def test_channel_statistics_match_a_float_copy_of_the_images() -> None:
     assert mean.shape == std.shape == (1, 3, 1, 1) and mean.dtype == torch.float32
     assert torch.allclose(mean.flatten().double(), pixels.mean(dim=(0, 2, 3)), atol=1e-6)
     assert torch.allclose(std.flatten().double(), pixels.std(dim=(0, 2, 3)), atol=1e-6)
+
+
+class _Killed(Exception):
+    """Stands for a kill between two epochs."""
+
+
+def _stop_after(epoch: int) -> Callable[[EpochStats], None]:
+    def on_epoch(stats: EpochStats) -> None:
+        if stats.epoch == epoch:
+            raise _Killed
+
+    return on_epoch
+
+
+def test_a_proxy_run_killed_after_an_epoch_continues_as_if_never_stopped(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    train_idx, val_idx = stratified_split(data.labels, 9, seed=0)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    settings = TrainSettings(epochs=3, batch_size=9, lr=0.05, eval_batch_size=64)
+    cpu = torch.device("cpu")
+    straight = run_proxy(TINY, train, val, settings, device=cpu, seed=0)
+
+    path = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(_Killed):
+        run_proxy(
+            TINY, train, val, settings, device=cpu, seed=0, checkpoint=path, on_epoch=_stop_after(1)
+        )
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    epochs: list[EpochStats] = []
+    resumed = run_proxy(
+        TINY, train, val, settings, device=cpu, seed=0, checkpoint=path, on_epoch=epochs.append
+    )
+    assert [stats.epoch for stats in epochs] == [2, 3]  # epoch 1 was not trained again
+    assert (resumed.val_loss, resumed.val_acc, resumed.train_loss, resumed.epochs) == (
+        straight.val_loss,
+        straight.val_acc,
+        straight.train_loss,
+        3,
+    )
+    assert torch.load(path, weights_only=True)["epoch"] == 2  # the last epoch saves nothing
+    assert resumed.train_seconds > sum(stats.seconds for stats in epochs)  # epoch 1's counted
+
+
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_not_used(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    settings = TrainSettings(epochs=2, batch_size=9, lr=0.05, eval_batch_size=64)
+    cpu = torch.device("cpu")
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(_Killed):
+        run_proxy(
+            TINY, data, data, settings, device=cpu, seed=1, checkpoint=path, on_epoch=_stop_after(1)
+        )
+    epochs: list[EpochStats] = []
+    other_seed = run_proxy(
+        TINY, data, data, settings, device=cpu, seed=2, checkpoint=path, on_epoch=epochs.append
+    )
+    assert [stats.epoch for stats in epochs] == [1, 2]
+    assert other_seed.val_loss == run_proxy(TINY, data, data, settings, device=cpu, seed=2).val_loss
+
+    path.write_bytes(b"not a checkpoint, cut short by a crash")
+    epochs.clear()
+    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+        run_proxy(
+            TINY, data, data, settings, device=cpu, seed=2, checkpoint=path, on_epoch=epochs.append
+        )
+    assert [stats.epoch for stats in epochs] == [1, 2]
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # replaced by this run's

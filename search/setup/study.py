@@ -8,6 +8,7 @@
     ray/              Ray Tune's experiment directories, one per run
     fidelity.csv      configs retrained at other budgets and scored (search.fidelity)
     fidelity.json     the fidelity ladder's summary
+    fidelity-checkpoints/   retrainings' state after their last epoch, while they run
     library.log       Ray's, Optuna's and Python's warnings during runs (not with -v)
     baselines.csv     other families' networks measured on the study's footing
     .run.lock         held by the run in progress
@@ -41,6 +42,7 @@ class StudyDirectory:
         self.ray_dir = self.root / "ray"
         self.lock_path = self.root / ".run.lock"
         self.fidelity_lock_path = self.root / ".fidelity.lock"
+        self.fidelity_checkpoints = self.root / "fidelity-checkpoints"
 
     def create(self) -> None:
         """Make the directory; a clear UserError when that is impossible."""
@@ -75,6 +77,11 @@ class StudyDirectory:
                     f"{self.root}; wait for it to finish or stop it"
                 )
             yield
+
+    def fidelity_checkpoint(self, number: int, budget: str, seed: int) -> Path:
+        """Where the fidelity check's retraining of trial ``number`` at ``budget`` (its
+        label, e.g. ``6xall``) with ``seed`` keeps its state between epochs."""
+        return self.fidelity_checkpoints / f"trial{number}-{budget}-seed{seed}.pt"
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, None for a new study; UserError if it is not ours or unreadable."""

@@ -6,7 +6,9 @@ training images and the job's seed, as a Ray task sized like the study's trials.
 reuses its worker processes for tasks, so a worker keeps the study's data between
 configs (search.worker.warm_data); training shares the device's gate as trials do, so a search
 running beside it still times latencies alone. Each row reaches the caller as soon as
-its config ends, so an interrupted check keeps everything finished.
+its config ends, so an interrupted check keeps everything finished; a job with a
+checkpoint path keeps its state after each epoch there, so that one interrupted mid-way
+continues from its last epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +47,7 @@ class RetrainJob:
     seed: int
     epochs: int
     images: str  # "proxy" (the study's proxy-training images), "all" or a count
+    checkpoint: str | None = None  # where the worker keeps its state after each epoch
 
 
 def budget_settings(settings: StudySettings, epochs: int, images: str) -> StudySettings:
@@ -107,6 +111,7 @@ def _retrain_on_worker(job: RetrainJob, context: _WorkerContext) -> dict[str, An
             seed=job.seed,
             normalization=data.normalization,
             around_chunk=gate.shared,
+            checkpoint=None if job.checkpoint is None else Path(job.checkpoint),
         )
         row.update(
             status="ok",

@@ -263,6 +263,23 @@ class TrainingRun:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
 
+    def state_dict(self) -> dict[str, Any]:
+        """What continues this run after an epoch exactly as if it had not stopped: the
+        model, optimiser, schedule and the generator behind shuffling and augmentation."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "batch_generator": self.train_batches.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (of a run set up the same way)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_batches.generator.set_state(state["batch_generator"])
+
 
 def setup_training(
     config: ThreshNetConfig | nn.Module,

@@ -7,12 +7,15 @@ import time
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from threshnet.config import ThreshNetConfig
 from threshnet.training.data import ImageSet
+from threshnet.training.epoch_checkpoint import EpochCheckpoint
 from threshnet.training.loops import (
     EpochStats,
     TrainingRun,
@@ -54,6 +57,7 @@ def run_proxy(
     on_epoch: Callable[[EpochStats], None] | None = None,
     rungs: Collection[int] = (),
     on_rung: Callable[[ProxyResult], None] | None = None,
+    checkpoint: Path | None = None,
 ) -> ProxyResult:
     """Train ``config`` from scratch on ``train_set``; report accuracy on ``val_set``.
 
@@ -64,6 +68,12 @@ def run_proxy(
     Data already on ``device`` stays there (no copy); ``normalization`` is the training
     images' (mean, std) when the caller holds it (see
     :func:`threshnet.training.batches.channel_statistics`).
+
+    With ``checkpoint``, the state after each epoch but the last is kept in that file
+    (:class:`~threshnet.training.epoch_checkpoint.EpochCheckpoint`), and a run given the
+    file of the same config, settings, seed and data continues after its epoch: the
+    result is the uninterrupted run's, its ``train_seconds`` the epochs' of both runs.
+    The caller removes the file once it has kept the result.
     """
     settings.validate()
     if isinstance(config, ThreshNetConfig):
@@ -77,10 +87,20 @@ def run_proxy(
         seed=seed,
         normalization=normalization,
     )
-    start = time.perf_counter()
-    images = 0
+    keeper = (
+        None
+        if checkpoint is None
+        else EpochCheckpoint(checkpoint, _run_identity(config, train_set, val_set, settings, seed))
+    )
+    saved = None if keeper is None else keeper.load()
+    first_epoch, images, seconds_before = 1, 0, 0.0
     stats = None
-    for epoch in range(1, settings.epochs + 1):
+    if saved is not None and saved["epoch"] < settings.epochs:
+        run.load_state_dict(saved)
+        first_epoch, images = saved["epoch"] + 1, saved["images"]
+        seconds_before = saved["train_seconds"]
+    start = time.perf_counter() - seconds_before
+    for epoch in range(first_epoch, settings.epochs + 1):
         stats = train_epoch(
             run.model,
             run.train_batches,
@@ -91,6 +111,11 @@ def run_proxy(
             around_chunk=around_chunk,
         )
         images += stats.images
+        if keeper is not None and epoch < settings.epochs:
+            saving_started = time.perf_counter()
+            progress = {"images": images, "train_seconds": saving_started - start}
+            keeper.save(epoch, {**run.state_dict(), **progress})
+            start += time.perf_counter() - saving_started  # training time excludes saving
         if on_epoch is not None:
             on_epoch(stats)
         if on_rung is not None and epoch in rungs and epoch < settings.epochs:
@@ -99,6 +124,23 @@ def run_proxy(
             start += time.perf_counter() - rung_started  # training time excludes rungs
     assert stats is not None
     return _validated(run, settings, stats, images, start, around_chunk, seed)
+
+
+def _run_identity(
+    config: ThreshNetConfig | nn.Module,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    settings: TrainSettings,
+    seed: int,
+) -> dict[str, Any]:
+    """What a checkpoint must match to continue this run."""
+    return {
+        "config": config.to_dict() if isinstance(config, ThreshNetConfig) else repr(config),
+        "settings": settings.to_dict(),
+        "seed": seed,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+    }
 
 
 def _validated(

@@ -472,10 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics: list[dict[str, Any]] = []
     start_epoch = 1
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        train_batches.generator.set_state(checkpoint["batch_generator"])
+        run.load_state_dict(checkpoint)
         metrics = checkpoint["metrics"]
         start_epoch = checkpoint["epoch"] + 1
     config.save(out / "config.json")
@@ -511,10 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "kind": CHECKPOINT_KIND,
             "identity": identity,
             "epoch": epoch,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "batch_generator": train_batches.generator.get_state(),
+            **run.state_dict(),
             "metrics": metrics,
         }
         atomic_write(checkpoint_path, lambda temp, state=state: torch.save(state, temp))
