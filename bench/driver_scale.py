@@ -6,9 +6,12 @@ Two ways to run many trials without a GPU:
   the progress line), trials sleeping ``--seconds`` on fractional CPUs. Reports the driver's
   throughput (ended trials per second, from the first trial's start to the last one's end),
   the busy fraction (time trials ran / (trials in flight x that span)), and the driver's
-  RSS at 1,000 finished trials and at the end; ``--resume K`` then resumes the study for K
-  more trials and reports the seconds from the command's start to its first new trial's
-  start, and ``python -m studies.report`` on the study.
+  RSS at 1,000 finished trials and at the end, and the driver process's CPU time per
+  ended trial; ``--resume K`` then resumes the study for K more trials and reports the
+  seconds from the command's start to its first new trial's start, and ``python -m
+  studies.report`` on the study. ``--baseline-env NAME=VALUE ...`` adds a baseline run
+  with those environment variables beside each run (interleaved, order alternating) and
+  prints min / median / max per arm with the ratios of the medians.
 - ``loop``: the driver's own loop without Ray: the searcher the tuner builds
   (search.driver.tuner.make_searcher: sampler, storage, trials.csv, progress) driven by a
   discrete-event loop on a simulated clock, the real driver time spent on each suggestion
@@ -19,6 +22,8 @@ Two ways to run many trials without a GPU:
 
     python bench/driver_scale.py ray --in-flight 16 32 64 --trials 1000 --sampler tpe
     python bench/driver_scale.py ray --in-flight 64 --trials 192 --seconds 20 --spread 0
+    python bench/driver_scale.py ray --in-flight 32 --trials 300 --sampler random --repeats 3 \
+        --baseline-env TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 TUNE_GLOBAL_CHECKPOINT_S=600
     python bench/driver_scale.py loop --in-flight 256 1000 --trials 1000 10000 --sampler random
     python bench/driver_scale.py loop --in-flight 256 --trials 10000 --sampler random --resume 16
 """
@@ -33,6 +38,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,9 +69,9 @@ from studies import schema
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
+    return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0", **(extra or {})}
 
 
 def _rows(path: Path) -> int:
@@ -87,18 +93,23 @@ def _search(
     ]  # fmt: skip
 
 
-def _watch(command: list[str], table: Path) -> tuple[float, list[tuple[int, float]]]:
-    """Run ``command``; its seconds and (table rows, driver RSS MB) every 2 s."""
+def _watch(
+    command: list[str], table: Path, extra_env: dict[str, str] | None = None
+) -> tuple[float, list[tuple[int, float, float]]]:
+    """Run ``command``; its seconds and, every second, (table rows, driver RSS MB, driver
+    CPU seconds: the command's own process, not Ray's)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=_env(extra_env), stdout=subprocess.DEVNULL)
     driver = psutil.Process(process.pid)
-    samples: list[tuple[int, float]] = []
+    samples: list[tuple[int, float, float]] = []
     while process.poll() is None:
         try:
-            samples.append((_rows(table), driver.memory_info().rss / 2**20))
+            cpu = driver.cpu_times()
+            rss = driver.memory_info().rss / 2**20
         except psutil.NoSuchProcess:
             break
-        time.sleep(2)
+        samples.append((_rows(table), rss, cpu.user + cpu.system))
+        time.sleep(1)
     if process.wait() != 0:
         raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
     return time.perf_counter() - started, samples
@@ -120,27 +131,43 @@ def _span(root: Path, since: dt.datetime | None = None) -> dict[str, float]:
 
 
 def _ray(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The real command; with ``--baseline-env``, also a baseline run with those variables
+    beside each product run, interleaved, the pair's order alternating between repeats."""
+    arms = (
+        [("baseline", args.baseline_env), ("product", {})]
+        if args.baseline_env
+        else [("product", {})]
+    )
     for repeat in range(args.repeats):
         for in_flight in args.in_flight:
-            out = Path(tempfile.mkdtemp(prefix="driver-scale-", dir=args.out))
-            name = f"ray-{in_flight}-{repeat}"
-            root = out / name
-            command = _search(out, name, args, in_flight, args.trials)
-            wall, samples = _watch(command, root / schema.TRIALS_FILE)
-            span = _span(root)
-            at_1000 = next((rss for rows, rss in samples if rows >= 1000), None)
-            row = {
-                "arm": "ray", "sampler": args.sampler, "in_flight": in_flight,
-                "trials": args.trials, "seconds": args.seconds, "spread": args.spread,
-                "wall_s": wall, "per_s": span["per_s"],
-                "busy_fraction": span["busy"] / (in_flight * span["span_s"]),
-                "rss_mb_at_1000": at_1000, "rss_mb_end": samples[-1][1] if samples else None,
-            }  # fmt: skip
-            if args.resume:
-                row.update(_resume(out, name, args, in_flight, args.trials))
-            yield row
-            if not args.keep:
-                shutil.rmtree(out, ignore_errors=True)
+            for arm, extra_env in arms if repeat % 2 == 0 else arms[::-1]:
+                yield _ray_once(args, repeat, in_flight, arm, extra_env)
+
+
+def _ray_once(
+    args: argparse.Namespace, repeat: int, in_flight: int, arm: str, extra_env: dict[str, str]
+) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="driver-scale-", dir=args.out))
+    name = f"ray-{in_flight}-{repeat}"
+    root = out / name
+    command = _search(out, name, args, in_flight, args.trials)
+    wall, samples = _watch(command, root / schema.TRIALS_FILE, extra_env)
+    span = _span(root)
+    at_1000 = next((rss for rows, rss, _ in samples if rows >= 1000), None)
+    row = {
+        "arm": "ray" if arm == "product" else f"ray, {arm}",
+        "env": extra_env, "sampler": args.sampler, "in_flight": in_flight,
+        "trials": args.trials, "seconds": args.seconds, "spread": args.spread,
+        "wall_s": wall, "per_s": span["per_s"],
+        "busy_fraction": span["busy"] / (in_flight * span["span_s"]),
+        "rss_mb_at_1000": at_1000, "rss_mb_end": samples[-1][1] if samples else None,
+        "driver_cpu_ms_per_trial": 1000 * samples[-1][2] / span["ended"] if samples else None,
+    }  # fmt: skip
+    if args.resume:
+        row.update(_resume(out, name, args, in_flight, args.trials))
+    if not args.keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return row
 
 
 def _resume(
@@ -260,15 +287,53 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the study directories")
     parser.add_argument("--out", default=None, help="parent of the temporary studies")
     parser.add_argument("--json", help="also append each row to this JSON-lines file")
+    parser.add_argument(
+        "--baseline-env",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="ray: also a baseline run with these environment variables before each run",
+    )
     args = parser.parse_args()
     args.trials_list = args.trials
     args.trials = args.trials[0]
+    args.baseline_env = dict(item.split("=", 1) for item in args.baseline_env)
     print(f"# driver scale: {args.arm}, optuna {optuna.__version__}, {os.cpu_count()} CPUs")
+    rows = []
     for row in (_ray if args.arm == "ray" else _loop)(args):
+        rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
         if args.json:
             with open(args.json, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
+    if args.baseline_env:
+        _print_comparison(rows)
+
+
+def _print_comparison(rows: list[dict[str, Any]]) -> None:
+    """Min / median / max per arm and in-flight count, and the ratios of the medians."""
+    print(
+        "| in flight | arm | ended trials/s min / median / max | busy fraction (median) "
+        "| driver CPU ms a trial min / median / max |"
+    )
+    print("|---|---|---|---|---|")
+    for in_flight in sorted({row["in_flight"] for row in rows}):
+        rates, cpus = {}, {}
+        for arm in sorted({row["arm"] for row in rows}):
+            mine = [row for row in rows if row["in_flight"] == in_flight and row["arm"] == arm]
+            rate = sorted(row["per_s"] for row in mine)
+            cpu = sorted(row["driver_cpu_ms_per_trial"] for row in mine)
+            rates[arm], cpus[arm] = statistics.median(rate), statistics.median(cpu)
+            busy = statistics.median(row["busy_fraction"] for row in mine)
+            print(
+                f"| {in_flight} | {arm} | {rate[0]:.2f} / {rates[arm]:.2f} / {rate[-1]:.2f} "
+                f"| {busy:.3f} | {cpu[0]:.0f} / {cpus[arm]:.0f} / {cpu[-1]:.0f} |"
+            )
+        base = next(arm for arm in rates if arm != "ray")
+        print(
+            f"# {in_flight} in flight, product / baseline (medians): throughput "
+            f"{rates['ray'] / rates[base]:.2f}, driver CPU a trial {cpus['ray'] / cpus[base]:.2f}"
+        )
 
 
 if __name__ == "__main__":
