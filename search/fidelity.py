@@ -55,7 +55,7 @@ from threshnet.cli import (
     run_cli,
 )
 from threshnet.config import ThreshNetConfig
-from threshnet.fileio import atomic_write_text
+from threshnet.fileio import atomic_write_text, remove_stale_temporaries
 from threshnet.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 
 PROG = "search.fidelity"
@@ -113,6 +113,18 @@ def _plan(
                     )
                 )
     return jobs
+
+
+def _sweep_checkpoints(directory: StudyDirectory, done: set[tuple[int, str, int]]) -> None:
+    """Remove what a killed check left in the checkpoint folder and no run will read: a
+    half-written file, and the checkpoint of a training whose row is already written
+    (killed between the two). Checkpoints of trainings outside this run's plan stay."""
+    folder = directory.fidelity_checkpoints
+    if not folder.is_dir():
+        return
+    remove_stale_temporaries(folder, older_than=0.0)  # the fidelity lock is held: no writer
+    for number, rung, seed in done:
+        directory.fidelity_checkpoint(number, rung, seed).unlink(missing_ok=True)
 
 
 def _budgets(
@@ -235,6 +247,7 @@ def run_check(args: argparse.Namespace) -> None:
             done = (
                 set() if ok is None else set(zip(ok["number"], ok["rung"], ok["seed"], strict=True))
             )
+            _sweep_checkpoints(directory, done)
             jobs = _plan(chosen, budgets, done, directory)
             print(
                 f"{PROG}: {len(chosen)} configs, rungs "
@@ -253,8 +266,8 @@ def run_check(args: argparse.Namespace) -> None:
                         on_row=record,
                         prog=PROG,
                     )
-                with contextlib.suppress(OSError):  # left when a training failed mid-way
-                    directory.fidelity_checkpoints.rmdir()
+            with contextlib.suppress(OSError):  # kept while a training has one
+                directory.fidelity_checkpoints.rmdir()
             ladder = ladder_summary(load_study(root), seed=args.seed)
             if ladder is not None:
                 atomic_write_text(
@@ -265,6 +278,7 @@ def run_check(args: argparse.Namespace) -> None:
     if ladder is not None:
         print(ladder.table())
         print(ladder.line())
+        print(f"advice: {ladder.advice()}")
         print(f"the report plots it: python -m studies.report {root}")
 
 

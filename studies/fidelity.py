@@ -41,6 +41,10 @@ from threshnet.cli import ArgumentParser, UserError, non_negative_int, run_cli
 
 PROG = "studies.fidelity"
 SEARCH = "search"  # the rung of the search's own proxy results
+# A budget "ranks like the long one" when its Kendall tau is at least ADVICE_TAU and its
+# interval's low end at least ADVICE_LOW (the rule the product's default proxy comes from).
+ADVICE_TAU = 0.7
+ADVICE_LOW = 0.5
 _BUDGET = re.compile(r"^(\d+)x(proxy|all|\d+)$")
 
 
@@ -123,6 +127,70 @@ class Ladder:
             f"{self.ceiling.text()}" + (f"; {self.failed} failed" if self.failed else "")
         )
 
+    def advised(self) -> tuple[RungAgreement, bool] | None:
+        """The training budget to search with, and whether it meets the rule: the cheapest
+        (fewest images seen a config) whose tau against the long budget is >= ADVICE_TAU
+        with its interval's low end >= ADVICE_LOW; else the one with the highest tau. The
+        search's own proxy is a candidate, a second seed is not (it is the ceiling)."""
+        budgets = [
+            row
+            for row in self.rungs
+            if row.kind in ("trained", SEARCH)
+            and " seed+" not in row.rung
+            and np.isfinite(row.kendall.value)
+        ]
+        if not budgets:
+            return None
+        meeting = [
+            row
+            for row in budgets
+            if row.kendall.value >= ADVICE_TAU and row.kendall.low >= ADVICE_LOW
+        ]
+        if meeting:
+            return meeting[0], True  # self.rungs is sorted cheapest first
+        return max(budgets, key=lambda row: row.kendall.value), False
+
+    def advice(self) -> str:
+        """Which budget to search with, by the rule, and how the zero-cost scores compare
+        with the search's proxy, in a few sentences."""
+        rule = (
+            f"Kendall tau >= {ADVICE_TAU:.2f} with its {CONFIDENCE:.0%} interval's low end "
+            f">= {ADVICE_LOW:.2f}"
+        )
+        advised = self.advised()
+        if advised is None:
+            return f"no trained budget has a tau against {self.long} yet"
+        row, met = advised
+        name = self._name(row.rung)
+        if met:
+            text = (
+                f"the cheapest budget that ranks like {self.long} ({rule}) is {name}: tau "
+                f"{row.kendall.text()} over {row.configs} configs, {row.images:,.0f} training "
+                f"images a config"
+            )
+        else:
+            text = (
+                f"no budget ranks like {self.long} by the rule ({rule}) over these configs; "
+                f"the closest is {name}: tau {row.kendall.text()} over {row.configs} configs"
+            )
+        scores = [
+            other
+            for other in self.rungs
+            if other.kind == "zero-cost" and np.isfinite(other.kendall.value)
+        ]
+        proxy = self.rung(SEARCH)
+        if scores and proxy is not None and np.isfinite(proxy.kendall.value):
+            best = max(scores, key=lambda other: other.kendall.value)
+            verdict = "as well as" if best.kendall.value >= proxy.kendall.value else "worse than"
+            text += (
+                f"; the zero-cost scores rank {verdict} the search's proxy (best: "
+                f"{best.rung}, tau {best.kendall.text()})"
+            )
+        return text
+
+    def _name(self, rung: str) -> str:
+        return f"{self.proxy} (the search's proxy)" if rung == SEARCH else rung
+
     def table(self) -> str:
         """The ladder as a Markdown table, cheapest rung first."""
         lines = [
@@ -155,9 +223,22 @@ class Ladder:
             "seed_noise_ceiling": self.ceiling.to_dict(),
             "rungs": [row.to_dict() for row in self.rungs],
             "failed": self.failed,
+            "advice": self._advice_dict(),
             # the search's proxy against the long budget, as the report has always said
             "kendall_tau": (self.rung(SEARCH) or _NO_RUNG).kendall.to_dict(),
             "spearman_rho": (self.rung(SEARCH) or _NO_RUNG).spearman.to_dict(),
+        }
+
+    def _advice_dict(self) -> dict[str, Any] | None:
+        advised = self.advised()
+        if advised is None:
+            return None
+        row, met = advised
+        return {
+            "rung": self.proxy if row.rung == SEARCH else row.rung,
+            "meets_rule": met,
+            "rule": {"kendall_tau": ADVICE_TAU, "interval_low": ADVICE_LOW},
+            "text": self.advice(),
         }
 
 
@@ -314,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(ladder.table())
     print(ladder.line())
+    print(f"advice: {ladder.advice()}")
     return 0
 
 

@@ -476,7 +476,8 @@ def render(analysis: Analysis) -> str:
         ""
         if fidelity is None
         else f'<p id="fidelity">Does the proxy rank like longer training? '
-        f"{html.escape(fidelity.line())} (python -m search.fidelity).</p>"
+        f"{html.escape(fidelity.line())} (python -m search.fidelity). "
+        f"Advice: {html.escape(fidelity.advice())}.</p>"
         f"{_ladder_table(fidelity)}"
     )
     plots = (

@@ -22,10 +22,25 @@ from conftest import SmokeStudy, cli_error, search_env
 from scipy import stats
 
 from search import fidelity as check
+from search.setup.study import StudyDirectory
 from studies import schema
-from studies.fidelity import Budget, ladder_summary, parse_budget, parse_budgets
+from studies.fidelity import (
+    Budget,
+    Ladder,
+    RungAgreement,
+    ladder_summary,
+    parse_budget,
+    parse_budgets,
+)
 from studies.fidelity_select import Selection, parse_selection, select_configs, stratified_pick
-from studies.fidelity_stats import correlation, front_recall, kendall, spearman, top_k_overlap
+from studies.fidelity_stats import (
+    Correlation,
+    correlation,
+    front_recall,
+    kendall,
+    spearman,
+    top_k_overlap,
+)
 from studies.load import eligible_trials, load_study
 from studies.pareto import pareto_mask
 from studies.report import write_report
@@ -202,6 +217,7 @@ def test_the_ladder_from_fidelity_rows_and_the_report_plots(
     page = (root / "report.html").read_text()
     for marker in ('id="plot-ladder"', 'id="plot-fidelity"', 'id="fidelity-ladder"'):
         assert marker in page
+    assert "Advice: the cheapest budget that ranks like 6xall" in page
 
 
 def test_a_table_from_before_rungs_reads_as_proxy_rungs(tmp_path: Path) -> None:
@@ -327,3 +343,59 @@ def test_bad_input_is_one_line(
     assert message in cli_error(check.PROG, check.main, filled, capsys)
     assert schema.read_fidelity(root) is None  # nothing written
     assert isinstance(load_study(root).trials, pd.DataFrame)
+
+
+def _agreement(rung: str, kind: str, images: float, tau: float, low: float) -> RungAgreement:
+    interval = Correlation(tau, low, min(1.0, tau + 0.2))
+    return RungAgreement(rung, kind, 16, 1.0, images, interval, interval, 1.0, 1.0)
+
+
+def _advice_ladder(*rungs: RungAgreement) -> Ladder:
+    none = Correlation(float("nan"), float("nan"), float("nan"))
+    ordered = sorted(rungs, key=lambda row: row.images)  # as ladder_summary orders them
+    return Ladder("6xall", "2xproxy", 3, ordered, none, pd.DataFrame(), failed=0)
+
+
+def test_the_advice_is_the_cheapest_budget_meeting_the_rule_else_the_closest() -> None:
+    ladder = _advice_ladder(
+        _agreement("params", "zero-cost", 0, 0.75, 0.6),  # meets the figures: not a budget
+        _agreement("1xproxy", "trained", 8_000, 0.72, 0.45),  # low end below 0.5
+        _agreement("search", "search", 16_000, 0.80, 0.55),
+        _agreement("2xproxy seed+1", "trained", 16_000, 0.9, 0.8),  # the ceiling, not a budget
+        _agreement("4xproxy", "trained", 32_000, 0.9, 0.7),
+    )
+    advised = ladder.advised()
+    assert advised is not None and advised[0].rung == "search" and advised[1]
+    assert "is 2xproxy (the search's proxy): tau 0.80 [0.55, 1.00]" in ladder.advice()
+    assert "zero-cost scores rank worse than the search's proxy (best: params" in ladder.advice()
+    assert ladder.to_dict()["advice"]["rung"] == "2xproxy"
+
+    weak = _advice_ladder(
+        _agreement("macs", "zero-cost", 0, 0.5, 0.2),
+        _agreement("1xproxy", "trained", 8_000, 0.6, 0.3),
+        _agreement("search", "search", 16_000, 0.4, 0.1),
+    )
+    advised = weak.advised()
+    assert advised is not None and advised[0].rung == "1xproxy" and not advised[1]
+    assert "no budget ranks like 6xall by the rule" in weak.advice()
+    assert "the closest is 1xproxy: tau 0.60" in weak.advice()
+    assert "rank as well as the search's proxy (best: macs" in weak.advice()
+    assert weak.to_dict()["advice"]["meets_rule"] is False
+
+
+def test_a_rerun_sweeps_what_a_killed_check_left_but_keeps_unfinished_trainings(
+    tmp_path: Path,
+) -> None:
+    directory = StudyDirectory(tmp_path / "study")
+    directory.create()
+    written = directory.fidelity_checkpoint(3, "6xall", 3)  # its row made it, then a kill
+    pending = directory.fidelity_checkpoint(4, "6xall", 4)
+    elsewhere = directory.fidelity_checkpoint(5, "8xall", 5)  # another plan's
+    half = directory.fidelity_checkpoints / f".{pending.name}.abc123.tmp"
+    directory.fidelity_checkpoints.mkdir()
+    for path in (written, pending, elsewhere, half):
+        path.write_bytes(b"state")
+    check._sweep_checkpoints(directory, {(3, "6xall", 3), (3, "params", 3)})
+    assert sorted(p.name for p in directory.fidelity_checkpoints.iterdir()) == sorted(
+        [pending.name, elsewhere.name]
+    )

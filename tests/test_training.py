@@ -19,7 +19,13 @@ from threshnet.training.batches import (
     random_flip,
 )
 from threshnet.training.data import ImageSet, load_split, stratified_split
-from threshnet.training.loops import EpochStats, NonFiniteLossError, TrainSettings, lr_factor
+from threshnet.training.loops import (
+    EpochStats,
+    NonFiniteLossError,
+    TrainSettings,
+    lr_factor,
+    setup_training,
+)
 from threshnet.training.proxy import run_proxy
 
 TINY = ThreshNetConfig(
@@ -207,3 +213,59 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_not_used(
         )
     assert [stats.epoch for stats in epochs] == [1, 2]
     assert torch.load(path, weights_only=True)["epoch"] == 1  # replaced by this run's
+
+
+def test_a_checkpoint_of_other_data_or_one_that_does_not_load_starts_over(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    first, second = stratified_split(data.labels, 18, seed=0)
+    other, _ = stratified_split(data.labels, 18, seed=1)  # as many images, others
+    settings = TrainSettings(epochs=2, batch_size=9, lr=0.05, eval_batch_size=64)
+    cpu = torch.device("cpu")
+    path = tmp_path / "checkpoint.pt"
+
+    def train(
+        indices: torch.Tensor, on_epoch: Callable[[EpochStats], None] | None = None
+    ) -> list[int]:
+        """The epochs a run trained (it stops where ``on_epoch`` raises)."""
+        epochs: list[EpochStats] = []
+
+        def seen(stats: EpochStats) -> None:
+            epochs.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+
+        run_proxy(
+            TINY,
+            data.subset(indices),
+            data.subset(second),
+            settings,
+            device=cpu,
+            seed=0,
+            checkpoint=path,
+            on_epoch=seen,
+        )
+        return [stats.epoch for stats in epochs]
+
+    with pytest.raises(_Killed):
+        train(first, on_epoch=_stop_after(1))
+    assert len(other) == len(first) and train(other) == [1, 2]  # not the same images
+
+    with pytest.raises(_Killed):
+        train(first, on_epoch=_stop_after(1))
+    state = torch.load(path, weights_only=True)
+    state["batch_generator"] = torch.zeros(16, dtype=torch.uint8)  # as a GPU's would be
+    torch.save(state, path)
+    with pytest.warns(UserWarning, match="cannot continue from the checkpoint"):
+        assert train(first) == [1, 2]
+
+
+def test_a_training_state_holds_torchs_global_generator(tiny_folder: Path, tmp_path: Path) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    settings = TrainSettings(epochs=1, batch_size=9)
+    run = setup_training(TINY, data, data, settings, device=torch.device("cpu"), seed=0)
+    state = run.state_dict()
+    drawn = torch.rand(4)  # as dropout would draw
+    run.load_state_dict(state)
+    assert torch.equal(torch.rand(4), drawn)

@@ -8,7 +8,8 @@
     ray/              Ray Tune's experiment directories, one per run
     fidelity.csv      configs retrained at other budgets and scored (search.fidelity)
     fidelity.json     the fidelity ladder's summary
-    fidelity-checkpoints/   retrainings' state after their last epoch, while they run
+    fidelity-checkpoints/   retrainings' state after their last epoch, until their row
+                      is written (kept for the rerun when one fails or is stopped)
     library.log       Ray's, Optuna's and Python's warnings during runs (not with -v)
     baselines.csv     other families' networks measured on the study's footing
     .run.lock         held by the run in progress

@@ -2,10 +2,11 @@
 
 :func:`threshnet.training.proxy.run_proxy` keeps one when given a path (``search.fidelity``
 does, for the long budgets that take hours on a CPU). The file names the run it belongs to
-(config, settings, seed, data sizes); a file of another run, a damaged one or one this
-version cannot read is ignored, and the run starts over and replaces it. Writing is
-best-effort: a checkpoint that cannot be written (a full disk, a worker on a node that
-cannot reach the path) costs only the resume, never the training.
+(config, settings, seed, device type, data); a file of another run, a damaged one or one
+this version cannot read is ignored, and the run starts over and replaces it. Writing is
+best-effort: a checkpoint that cannot be written (a full disk; a worker on a node where
+the folder above the checkpoint's does not exist, as when it does not share the caller's
+file system) costs only the resume, never the training.
 """
 
 from __future__ import annotations
@@ -59,12 +60,10 @@ class EpochCheckpoint:
         """Keep ``state`` as the one after ``epoch`` (atomically: a kill leaves the old)."""
         whole = {"kind": CHECKPOINT_KIND, "identity": self._identity_text, "epoch": epoch, **state}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # not its parents: where the folder above is missing (a worker on a node
+            # that does not share the caller's file system) nothing is written
+            self.path.parent.mkdir(exist_ok=True)
             atomic_write(self.path, lambda temp: torch.save(whole, temp))
         except (OSError, RuntimeError) as error:  # torch.save's writer raises RuntimeError
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             warnings.warn(f"cannot write the checkpoint {self.path}: {reason}", stacklevel=2)
-
-    def remove(self) -> None:
-        """Delete the file (the run's result is kept elsewhere)."""
-        self.path.unlink(missing_ok=True)

@@ -264,21 +264,32 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LambdaLR
 
     def state_dict(self) -> dict[str, Any]:
-        """What continues this run after an epoch exactly as if it had not stopped: the
-        model, optimiser, schedule and the generator behind shuffling and augmentation."""
-        return {
+        """What continues this run after an epoch as if it had not stopped (bit for bit
+        on a CPU): the model, optimiser, schedule, the generator behind shuffling and
+        augmentation, and torch's global generators (dropout, in networks that have it)."""
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "batch_generator": self.train_batches.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
         }
+        if self.train_batches.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.train_batches.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state_dict`'s ``state`` (of a run set up the same way)."""
+        """Continue from :meth:`state_dict`'s ``state`` (of a run set up the same way, on
+        the same kind of device; a state from before the global generators were kept
+        leaves them as they are)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_batches.generator.set_state(state["batch_generator"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.train_batches.device)
 
 
 def setup_training(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
+import warnings
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -69,36 +71,52 @@ def run_proxy(
     images' (mean, std) when the caller holds it (see
     :func:`threshnet.training.batches.channel_statistics`).
 
-    With ``checkpoint``, the state after each epoch but the last is kept in that file
-    (:class:`~threshnet.training.epoch_checkpoint.EpochCheckpoint`), and a run given the
-    file of the same config, settings, seed and data continues after its epoch: the
-    result is the uninterrupted run's, its ``train_seconds`` the epochs' of both runs.
-    The caller removes the file once it has kept the result.
+    With ``checkpoint`` (for a ThreshNetConfig), the state after each epoch but the last
+    is kept in that file (:class:`~threshnet.training.epoch_checkpoint.EpochCheckpoint`),
+    and a run given the file of the same config, settings, seed, kind of device and data
+    continues after its epoch: the result is the uninterrupted run's (bit for bit on a
+    CPU; a GPU's kernels need not be deterministic), its ``train_seconds`` the epochs' of
+    both runs; rungs before that epoch are not reported again. The caller removes the
+    file once it has kept the result.
     """
     settings.validate()
     if isinstance(config, ThreshNetConfig):
         config.validate(input_size=settings.input_size)
-    run = setup_training(
-        config,
-        train_set,
-        val_set,
-        settings,
-        device=device,
-        seed=seed,
-        normalization=normalization,
-    )
-    keeper = (
-        None
-        if checkpoint is None
-        else EpochCheckpoint(checkpoint, _run_identity(config, train_set, val_set, settings, seed))
-    )
-    saved = None if keeper is None else keeper.load()
+    elif checkpoint is not None:
+        raise ValueError("a checkpoint needs a ThreshNetConfig (a network built anew)")
+
+    def setup() -> TrainingRun:
+        return setup_training(
+            config,
+            train_set,
+            val_set,
+            settings,
+            device=device,
+            seed=seed,
+            normalization=normalization,
+        )
+
+    run = setup()
+    keeper = None
     first_epoch, images, seconds_before = 1, 0, 0.0
+    if checkpoint is not None:
+        identity = _run_identity(run, train_set, val_set, settings, seed)
+        keeper = EpochCheckpoint(checkpoint, {"config": config.to_dict(), **identity})
+        saved = keeper.load()
+        if saved is not None and saved["epoch"] < settings.epochs:
+            try:
+                run.load_state_dict(saved)
+                first_epoch, images = saved["epoch"] + 1, int(saved["images"])
+                seconds_before = float(saved["train_seconds"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as error:
+                warnings.warn(
+                    f"cannot continue from the checkpoint {checkpoint} "
+                    f"({type(error).__name__}); training starts over",
+                    stacklevel=2,
+                )
+                run = setup()  # a load that failed half-way may have changed the model
+                first_epoch, images, seconds_before = 1, 0, 0.0
     stats = None
-    if saved is not None and saved["epoch"] < settings.epochs:
-        run.load_state_dict(saved)
-        first_epoch, images = saved["epoch"] + 1, saved["images"]
-        seconds_before = saved["train_seconds"]
     start = time.perf_counter() - seconds_before
     for epoch in range(first_epoch, settings.epochs + 1):
         stats = train_epoch(
@@ -127,20 +145,24 @@ def run_proxy(
 
 
 def _run_identity(
-    config: ThreshNetConfig | nn.Module,
-    train_set: ImageSet,
-    val_set: ImageSet,
-    settings: TrainSettings,
-    seed: int,
+    run: TrainingRun, train_set: ImageSet, val_set: ImageSet, settings: TrainSettings, seed: int
 ) -> dict[str, Any]:
-    """What a checkpoint must match to continue this run."""
+    """What a checkpoint must match to continue ``run`` (besides its config): settings,
+    seed, the kind of device, and the data: the training images' normalisation (their
+    per-channel mean and std) and a digest of both splits' labels, in order."""
     return {
-        "config": config.to_dict() if isinstance(config, ThreshNetConfig) else repr(config),
         "settings": settings.to_dict(),
         "seed": seed,
+        "device": run.train_batches.device.type,
         "train_images": len(train_set),
         "val_images": len(val_set),
+        "normalization": [run.train_batches.mean.tolist(), run.train_batches.std.tolist()],
+        "labels": [_digest(train_set.labels), _digest(val_set.labels)],
     }
+
+
+def _digest(labels: torch.Tensor) -> str:
+    return hashlib.sha256(labels.cpu().numpy().tobytes()).hexdigest()
 
 
 def _validated(
