@@ -128,6 +128,7 @@ def _markdown(summary: dict[str, Any], ladder: Ladder | None) -> str:
         lines.append("")
     if ladder is not None:
         lines += ["## Fidelity ladder", "", ladder.table(), "", ladder.line(), ""]
+        lines += [f"Advice (issue 20's rule): {ladder.advice()}.", ""]
         lines += [f"Configs: {len(ladder.configs)}; the long budget's front: {ladder.k}.", ""]
     full = summary["full_training"]
     if full:
