@@ -45,6 +45,7 @@ SEARCH = "search"  # the rung of the search's own proxy results
 # interval's low end at least ADVICE_LOW (the rule the product's default proxy comes from).
 ADVICE_TAU = 0.7
 ADVICE_LOW = 0.5
+ADVICE_MIN_CONFIGS = 8  # fewer, and a bootstrap interval collapses on a lucky order
 _BUDGET = re.compile(r"^(\d+)x(proxy|all|\d+)$")
 
 
@@ -130,49 +131,50 @@ class Ladder:
     def advised(self) -> tuple[RungAgreement, bool] | None:
         """The training budget to search with, and whether it meets the rule: the cheapest
         (fewest images seen a config) whose tau against the long budget is >= ADVICE_TAU
-        with its interval's low end >= ADVICE_LOW; else the one with the highest tau. The
-        search's own proxy is a candidate, a second seed is not (it is the ceiling)."""
+        with its interval's low end >= ADVICE_LOW; else the one that misses it by least.
+        Candidates: the trained budgets and the search's own proxy (a second seed is the
+        ceiling, not a budget) ranked over all the long budget's configs, at least
+        ADVICE_MIN_CONFIGS, with an interval. None when there is no candidate yet."""
+        needed = max(ADVICE_MIN_CONFIGS, len(self.configs))
         budgets = [
             row
             for row in self.rungs
             if row.kind in ("trained", SEARCH)
             and " seed+" not in row.rung
-            and np.isfinite(row.kendall.value)
+            and row.configs >= needed
+            and np.isfinite(row.kendall.low)
         ]
         if not budgets:
             return None
-        meeting = [
-            row
-            for row in budgets
-            if row.kendall.value >= ADVICE_TAU and row.kendall.low >= ADVICE_LOW
-        ]
+        meeting = [row for row in budgets if _shortfall(row) <= 0]
         if meeting:
             return meeting[0], True  # self.rungs is sorted cheapest first
-        return max(budgets, key=lambda row: row.kendall.value), False
+        return min(budgets, key=_shortfall), False
 
     def advice(self) -> str:
-        """Which budget to search with, by the rule, and how the zero-cost scores compare
-        with the search's proxy, in a few sentences."""
+        """Which budget to search with, by the rule, with the ``search.run`` flags that
+        give it, and how the zero-cost scores compare with the search's proxy."""
         rule = (
             f"Kendall tau >= {ADVICE_TAU:.2f} with its {CONFIDENCE:.0%} interval's low end "
             f">= {ADVICE_LOW:.2f}"
         )
         advised = self.advised()
         if advised is None:
-            return f"no trained budget has a tau against {self.long} yet"
+            return (
+                f"too few configs to advise a budget: the rule ({rule}) needs a budget "
+                f"ranked over all of {self.long}'s configs, at least {ADVICE_MIN_CONFIGS} "
+                f"(it has {len(self.configs)})"
+            )
         row, met = advised
-        name = self._name(row.rung)
-        if met:
-            text = (
-                f"the cheapest budget that ranks like {self.long} ({rule}) is {name}: tau "
-                f"{row.kendall.text()} over {row.configs} configs, {row.images:,.0f} training "
-                f"images a config"
-            )
-        else:
-            text = (
-                f"no budget ranks like {self.long} by the rule ({rule}) over these configs; "
-                f"the closest is {name}: tau {row.kendall.text()} over {row.configs} configs"
-            )
+        found = (
+            f"the cheapest budget that ranks like {self.long} ({rule}) is"
+            if met
+            else f"no budget ranks like {self.long} by the rule ({rule}); the closest is"
+        )
+        text = (
+            f"{found} {self._name(row.rung)}: tau {row.kendall.text()} over {row.configs} "
+            f"configs{self._cost(row)} (search.run {_flags(row.rung)})"
+        )
         scores = [
             other
             for other in self.rungs
@@ -184,9 +186,21 @@ class Ladder:
             verdict = "as well as" if best.kendall.value >= proxy.kendall.value else "worse than"
             text += (
                 f"; the zero-cost scores rank {verdict} the search's proxy (best: "
-                f"{best.rung}, tau {best.kendall.text()})"
+                f"{best.rung}, tau {best.kendall.text()}, against {proxy.kendall.text()})"
             )
         return text
+
+    def _cost(self, row: RungAgreement) -> str:
+        """``row``'s training images a config, and their ratio to the search's proxy's."""
+        if not np.isfinite(row.images):
+            return ""
+        proxy = self.rung(SEARCH)
+        ratio = (
+            f", {row.images / proxy.images:.2g}x the search's proxy's"
+            if row.rung != SEARCH and proxy is not None and np.isfinite(proxy.images)
+            else ""
+        )
+        return f", {row.images:,.0f} training images a config{ratio}"
 
     def _name(self, rung: str) -> str:
         return f"{self.proxy} (the search's proxy)" if rung == SEARCH else rung
@@ -240,6 +254,25 @@ class Ladder:
             "rule": {"kendall_tau": ADVICE_TAU, "interval_low": ADVICE_LOW},
             "text": self.advice(),
         }
+
+
+def _shortfall(row: RungAgreement) -> float:
+    """How far ``row`` is from the advice's rule (<= 0: it meets it)."""
+    return max(ADVICE_TAU - row.kendall.value, ADVICE_LOW - row.kendall.low)
+
+
+def _flags(rung: str) -> str:
+    """The ``search.run`` flags that train a study's trials at ``rung`` (batch, optimiser
+    and schedule shape stay the study's)."""
+    match = _BUDGET.match(rung)
+    if rung == SEARCH or match is None:
+        return "with the study's own settings"
+    epochs, images = match[1], match[2]
+    if images == "proxy":
+        return f"--epochs {epochs} with the study's training images"
+    if images == "all":
+        return f"--epochs {epochs} --train-fraction 1 without --max-train-images"
+    return f"--epochs {epochs} --max-train-images {images} --train-fraction 1"
 
 
 def _json(value: Any) -> Any:
@@ -325,7 +358,11 @@ def ladder_summary(study: Study, *, seed: int = 0) -> Ladder | None:
     k = int(front(truth, latency).sum()) if len(configs) else 0
     everything = {SEARCH: (SEARCH, configs[SEARCH], proxy_seconds, proxy_images), **columns}
     rungs = []
+    per_epoch = proxy_images / study.proxy_epochs if study.proxy_epochs else np.nan
     for name, (kind, figure, seconds, images) in everything.items():
+        if np.isnan(images):  # a table from before image counts: <e>xproxy is e epochs'
+            match = _BUDGET.match(name.split(" ")[0])
+            images = int(match[1]) * per_epoch if match and match[2] == "proxy" else images
         configs[name] = figure.reindex(numbers).to_numpy(dtype=float)
         both = configs[[name, long]].dropna()
         x, y = both[name].to_numpy(dtype=float), both[long].to_numpy(dtype=float)

@@ -217,7 +217,7 @@ def test_the_ladder_from_fidelity_rows_and_the_report_plots(
     page = (root / "report.html").read_text()
     for marker in ('id="plot-ladder"', 'id="plot-fidelity"', 'id="fidelity-ladder"'):
         assert marker in page
-    assert "Advice: the cheapest budget that ranks like 6xall" in page
+    assert "Advice: too few configs to advise a budget" in page  # 6 configs here
 
 
 def test_a_table_from_before_rungs_reads_as_proxy_rungs(tmp_path: Path) -> None:
@@ -345,15 +345,17 @@ def test_bad_input_is_one_line(
     assert isinstance(load_study(root).trials, pd.DataFrame)
 
 
-def _agreement(rung: str, kind: str, images: float, tau: float, low: float) -> RungAgreement:
+def _agreement(
+    rung: str, kind: str, images: float, tau: float, low: float, configs: int = 16
+) -> RungAgreement:
     interval = Correlation(tau, low, min(1.0, tau + 0.2))
-    return RungAgreement(rung, kind, 16, 1.0, images, interval, interval, 1.0, 1.0)
+    return RungAgreement(rung, kind, configs, 1.0, images, interval, interval, 1.0, 1.0)
 
 
 def _advice_ladder(*rungs: RungAgreement) -> Ladder:
     none = Correlation(float("nan"), float("nan"), float("nan"))
     ordered = sorted(rungs, key=lambda row: row.images)  # as ladder_summary orders them
-    return Ladder("6xall", "2xproxy", 3, ordered, none, pd.DataFrame(), failed=0)
+    return Ladder("6xall", "2xproxy", 3, ordered, none, pd.DataFrame(index=range(16)), failed=0)
 
 
 def test_the_advice_is_the_cheapest_budget_meeting_the_rule_else_the_closest() -> None:
@@ -366,21 +368,38 @@ def test_the_advice_is_the_cheapest_budget_meeting_the_rule_else_the_closest() -
     )
     advised = ladder.advised()
     assert advised is not None and advised[0].rung == "search" and advised[1]
-    assert "is 2xproxy (the search's proxy): tau 0.80 [0.55, 1.00]" in ladder.advice()
-    assert "zero-cost scores rank worse than the search's proxy (best: params" in ladder.advice()
+    advice = ladder.advice()
+    assert "is 2xproxy (the search's proxy): tau 0.80 [0.55, 1.00] over 16 configs" in advice
+    assert "(search.run with the study's own settings)" in advice
+    assert "zero-cost scores rank worse than the search's proxy (best: params" in advice
     assert ladder.to_dict()["advice"]["rung"] == "2xproxy"
 
     weak = _advice_ladder(
         _agreement("macs", "zero-cost", 0, 0.5, 0.2),
-        _agreement("1xproxy", "trained", 8_000, 0.6, 0.3),
+        _agreement("1xproxy", "trained", 8_000, 0.69, 0.55),  # misses by 0.01
         _agreement("search", "search", 16_000, 0.4, 0.1),
+        _agreement("4xproxy", "trained", 32_000, 0.72, 0.10),  # higher tau, misses by 0.4
+        _agreement("2xall", "trained", 90_000, 0.95, 0.9, configs=5),  # not over all configs
     )
     advised = weak.advised()
     assert advised is not None and advised[0].rung == "1xproxy" and not advised[1]
-    assert "no budget ranks like 6xall by the rule" in weak.advice()
-    assert "the closest is 1xproxy: tau 0.60" in weak.advice()
-    assert "rank as well as the search's proxy (best: macs" in weak.advice()
+    advice = weak.advice()
+    assert "no budget ranks like 6xall by the rule" in advice
+    assert "the closest is 1xproxy: tau 0.69 [0.55, 0.89] over 16 configs" in advice
+    assert "0.5x the search's proxy's (search.run --epochs 1 with the study's" in advice
+    assert "rank as well as the search's proxy (best: macs" in advice
     assert weak.to_dict()["advice"]["meets_rule"] is False
+
+    few = Ladder(
+        "6xall",
+        "2xproxy",
+        1,
+        [_agreement("1xproxy", "trained", 8_000, 1.0, 1.0, configs=3)],  # a lucky order
+        Correlation(float("nan"), float("nan"), float("nan")),
+        pd.DataFrame(index=range(3)),
+        failed=0,
+    )
+    assert few.advised() is None and "too few configs to advise" in few.advice()
 
 
 def test_a_rerun_sweeps_what_a_killed_check_left_but_keeps_unfinished_trainings(
