@@ -41,6 +41,7 @@ from search.setup.settings import RunResources, StudySettings
 from search.setup.study import StudyDirectory
 from search.tasks.cluster import stop_on_sigterm
 from search.tasks.retrain import RetrainJob, budget_images, load_settings, retrain_configs
+from search.tasks.retrain_progress import RunningTrainings
 from studies import schema
 from studies.fidelity import Budget, ladder_summary, parse_budget, parse_budgets
 from studies.fidelity_select import parse_selection, select_configs
@@ -56,6 +57,7 @@ from threshnet.cli import (
 )
 from threshnet.config import ThreshNetConfig
 from threshnet.fileio import atomic_write_text, remove_stale_temporaries
+from threshnet.training.epoch_checkpoint import remove_checkpoint
 from threshnet.zero_cost import ZERO_COST_SCORES, zero_cost_scores
 
 PROG = "search.fidelity"
@@ -124,7 +126,7 @@ def _sweep_checkpoints(directory: StudyDirectory, done: set[tuple[int, str, int]
         return
     remove_stale_temporaries(folder, older_than=0.0)  # the fidelity lock is held: no writer
     for number, rung, seed in done:
-        directory.fidelity_checkpoint(number, rung, seed).unlink(missing_ok=True)
+        remove_checkpoint(directory.fidelity_checkpoint(number, rung, seed))
 
 
 def _budgets(
@@ -227,8 +229,8 @@ def run_check(args: argparse.Namespace) -> None:
             }
             schema.append_fidelity(root, row)
             if row["status"] == "ok" and images is not None:  # kept: its state is not needed
-                directory.fidelity_checkpoint(row["number"], row["rung"], row["seed"]).unlink(
-                    missing_ok=True
+                remove_checkpoint(
+                    directory.fidelity_checkpoint(row["number"], row["rung"], row["seed"])
                 )
             if show:
                 print(_row_line(row, proxy), flush=True)
@@ -265,6 +267,7 @@ def run_check(args: argparse.Namespace) -> None:
                         resources=RunResources(trials=len(jobs), **resources),
                         on_row=record,
                         prog=PROG,
+                        on_wait=RunningTrainings(PROG),
                     )
             with contextlib.suppress(OSError):  # kept while a training has one
                 directory.fidelity_checkpoints.rmdir()

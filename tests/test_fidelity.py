@@ -23,6 +23,8 @@ from scipy import stats
 
 from search import fidelity as check
 from search.setup.study import StudyDirectory
+from search.tasks.retrain import RetrainJob
+from search.tasks.retrain_progress import RunningTrainings
 from studies import schema
 from studies.fidelity import (
     Budget,
@@ -47,6 +49,7 @@ from studies.report import write_report
 from threshnet.cli import EXIT_TERMINATED
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
+from threshnet.training.epoch_checkpoint import progress_path
 from threshnet.zero_cost import synflow_log_score, zero_cost_scores
 
 
@@ -412,9 +415,45 @@ def test_a_rerun_sweeps_what_a_killed_check_left_but_keeps_unfinished_trainings(
     elsewhere = directory.fidelity_checkpoint(5, "8xall", 5)  # another plan's
     half = directory.fidelity_checkpoints / f".{pending.name}.abc123.tmp"
     directory.fidelity_checkpoints.mkdir()
-    for path in (written, pending, elsewhere, half):
+    for path in (written, pending, elsewhere, half, progress_path(written), progress_path(pending)):
         path.write_bytes(b"state")
     check._sweep_checkpoints(directory, {(3, "6xall", 3), (3, "params", 3)})
     assert sorted(p.name for p in directory.fidelity_checkpoints.iterdir()) == sorted(
-        [pending.name, elsewhere.name]
+        [pending.name, progress_path(pending).name, elsewhere.name]
     )
+
+
+def test_the_running_trainings_line_shows_each_epoch_at_most_once_a_minute(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = [0.0]
+    line = RunningTrainings("search.fidelity", clock=lambda: now[0])
+    jobs = [
+        RetrainJob(19, "{}", 19, 6, "all", checkpoint=str(tmp_path / "trial19-6xall-seed19.pt")),
+        RetrainJob(24, "{}", 24, 6, "all", checkpoint=str(tmp_path / "trial24-6xall-seed24.pt")),
+    ]
+    line(jobs)  # no epoch has ended yet: nothing to say
+    assert capsys.readouterr().out == ""
+
+    def epoch(job: RetrainJob, number: int, seconds: float) -> None:
+        path = progress_path(Path(str(job.checkpoint)))
+        path.write_text(json.dumps({"epoch": number, "train_seconds": seconds}))
+
+    epoch(jobs[0], 4, 3600.0)
+    now[0] = 61.0
+    line(jobs)
+    assert capsys.readouterr().out == (
+        "search.fidelity: trial 19 6xall: epoch 4/6 after 1 h 00 min, about 30 min 00 s to go\n"
+    )
+    epoch(jobs[1], 1, 300.0)
+    now[0] = 90.0
+    line(jobs)  # within the minute: held back
+    assert capsys.readouterr().out == ""
+    now[0] = 125.0
+    line(jobs)
+    assert "; trial 24 6xall: epoch 1/6 after 5 min 00 s, about 25 min 00 s to go" in (
+        capsys.readouterr().out
+    )
+    now[0] = 200.0
+    line(jobs)  # nothing new
+    assert capsys.readouterr().out == ""

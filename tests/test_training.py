@@ -19,6 +19,7 @@ from threshnet.training.batches import (
     random_flip,
 )
 from threshnet.training.data import ImageSet, load_split, stratified_split
+from threshnet.training.epoch_checkpoint import read_progress
 from threshnet.training.loops import (
     EpochStats,
     NonFiniteLossError,
@@ -172,6 +173,8 @@ def test_a_proxy_run_killed_after_an_epoch_continues_as_if_never_stopped(
             TINY, train, val, settings, device=cpu, seed=0, checkpoint=path, on_epoch=_stop_after(1)
         )
     assert torch.load(path, weights_only=True)["epoch"] == 1
+    progress = read_progress(path)  # what the fidelity check's running line reads
+    assert progress is not None and progress["epoch"] == 1 and progress["train_seconds"] > 0
     epochs: list[EpochStats] = []
     resumed = run_proxy(
         TINY, train, val, settings, device=cpu, seed=0, checkpoint=path, on_epoch=epochs.append

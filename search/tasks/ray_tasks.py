@@ -22,10 +22,13 @@ def each_as_it_ends(
     limit: int | None,
     on_result: Callable[[Item, dict[str, Any]], None],
     on_death: Callable[[Item, str], dict[str, Any]],
+    on_wait: Callable[[list[Item]], None] | None = None,
 ) -> None:
     """Run ``function(item, context)`` for each item, at most ``limit`` at once; pass each
     result to ``on_result`` as it ends (``on_death(item, reason)`` makes the result of a
-    task whose worker died). Ctrl-C or SIGTERM cancels the tasks still running."""
+    task whose worker died); ``on_wait`` gets the running items every
+    SIGNAL_POLL_SECONDS while none ends. Ctrl-C or SIGTERM cancels the tasks still
+    running."""
     import ray
 
     # max_calls=0: a GPU task's worker is kept for the next item (Ray's default for GPU
@@ -46,6 +49,8 @@ def each_as_it_ends(
             while not done_now:
                 keep_sigterm_handler()  # ours, not Ray's crash handler (threshnet.cli)
                 done_now, _ = ray.wait(list(running), num_returns=1, timeout=SIGNAL_POLL_SECONDS)
+                if not done_now and on_wait is not None:
+                    on_wait(list(running.values()))
             done = done_now[0]
         except KeyboardInterrupt:
             for reference in running:

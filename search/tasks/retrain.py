@@ -148,11 +148,12 @@ def retrain_configs(
     resources: RunResources,
     on_row: Callable[[dict[str, Any]], None],
     prog: str,
+    on_wait: Callable[[list[RetrainJob]], None] | None = None,
 ) -> float:
     """Retrain ``jobs`` (each at its budget, in the order given, at most
     ``resources.max_concurrent`` at once) with the study's ``settings``; ``on_row`` gets
-    each job's row as it ends; ``prog`` names the command in its stop line. Returns the
-    seconds it took.
+    each job's row as it ends, ``on_wait`` the running jobs while none ends (every half
+    second); ``prog`` names the command in its stop line. Returns the seconds it took.
 
     Ctrl-C or SIGTERM cancels the configs still running (KeyboardInterrupt); the rows
     already passed to ``on_row`` stand.
@@ -184,5 +185,6 @@ def retrain_configs(
             limit=resources.max_concurrent,
             on_result=lambda job, row: on_row(row),
             on_death=died,
+            on_wait=on_wait,
         )
     return time.perf_counter() - started

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from threshnet.fileio import atomic_write
+from threshnet.fileio import atomic_write, atomic_write_text
 
 CHECKPOINT_KIND = "threshnet-epoch-checkpoint"
 
@@ -64,6 +64,30 @@ class EpochCheckpoint:
             # that does not share the caller's file system) nothing is written
             self.path.parent.mkdir(exist_ok=True)
             atomic_write(self.path, lambda temp: torch.save(whole, temp))
+            progress = {"epoch": epoch, "train_seconds": state.get("train_seconds")}
+            atomic_write_text(progress_path(self.path), json.dumps(progress) + "\n")
         except (OSError, RuntimeError) as error:  # torch.save's writer raises RuntimeError
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             warnings.warn(f"cannot write the checkpoint {self.path}: {reason}", stacklevel=2)
+
+
+def progress_path(path: Path) -> Path:
+    """The small JSON file beside the checkpoint at ``path``: its epoch and training
+    seconds, for a watcher that should not load the whole state."""
+    return path.with_suffix(".progress.json")
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """The progress beside the checkpoint at ``path`` (``epoch``, ``train_seconds``), or
+    None when there is none (yet) or it does not parse."""
+    try:
+        progress = json.loads(progress_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return progress if isinstance(progress, dict) and "epoch" in progress else None
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete the checkpoint at ``path`` and its progress file."""
+    path.unlink(missing_ok=True)
+    progress_path(path).unlink(missing_ok=True)
