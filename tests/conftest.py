@@ -135,6 +135,29 @@ def smoke_command(data_dir: Path, out: Path, name: str, trials: int, cache: Path
     ]
 
 
+def simulated_command(out: Path, name: str, trials: int, seconds: str = "2,0.5") -> list[str]:
+    """``search.run --simulate``: the real driver, Ray and storage, with trials that sleep
+    ``seconds`` (mean,spread) instead of training. For what the driver does (signals,
+    storage faults, resume), seconds instead of a smoke study's minutes."""
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--simulate",
+        "compute",
+        "--simulate-seconds",
+        seconds,
+        "--trials",
+        str(trials),
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--num-cpus",
+        "2",
+    ]
+
+
 @pytest.fixture(scope="session")
 def search_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Training images only, plus a test split that cannot be decoded: a search that read

@@ -52,18 +52,21 @@ def stop_on_sigterm(prog: str) -> None:
 
     def watch() -> None:
         deadline = time.monotonic() + SIGTERM_DEADLINE_SECONDS
+        started_head = bool(_local_head)
         ray_processes = list(_local_head) or psutil.Process().children()  # in ray.init: its own
         while time.monotonic() < deadline and _all_alive(ray_processes):
             time.sleep(0.2)
+        if _all_alive(ray_processes):
+            why = "Ray did not stop in time, so the run ends now"
+        elif started_head and not _local_head:
+            # ray_session's own shutdown ended the head: the stop went as planned and what
+            # it records is written; this exit only spares the rest of Ray's teardown.
+            why = "Ray is shut down"
+        else:  # a Ray process this command started died first: the whole group was signalled
+            why = "Ray was signalled too, so the run ends now"
         print(
-            f"{prog}: stopped by SIGTERM; "
-            + (
-                "Ray was signalled too"
-                if not _all_alive(ray_processes)
-                else "Ray did not stop in time"
-            )
-            + ", so the run ends now: finished trials are kept, and the trials that were "
-            "running are queued again when you rerun the same command",
+            f"{prog}: stopped by SIGTERM; {why}: finished trials are kept, and the trials "
+            "that were running are queued again: rerun the same command to resume",
             file=sys.stderr,
             flush=True,
         )
