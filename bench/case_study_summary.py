@@ -4,6 +4,10 @@ alone: the study directory (trials.csv, remeasured.csv, fidelity.csv, manifest) 
 full-training runs' ``metrics.csv``/``summary.json``.
 
     python bench/case_study_summary.py bench/results/case-study-cpu
+
+Once the search's proxy is ranked against the long budget over enough configs, its
+figures also go to ``studies/measured_fidelity.json``: what a study's report says about
+the same proxy when the study did not check its own.
 """
 
 from __future__ import annotations
@@ -19,16 +23,24 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: the project's packages from the checkout
     sys.path.insert(0, str(REPO))
 
-from studies.fidelity import Ladder, ladder_summary  # noqa: E402
+from studies.fidelity import ADVICE_MIN_CONFIGS, SEARCH, Ladder, ladder_summary  # noqa: E402
 from studies.fidelity_stats import correlation, kendall  # noqa: E402
 from studies.figures import ladder_figure  # noqa: E402
-from studies.load import eligible_trials, load_study  # noqa: E402
+from studies.load import Study, eligible_trials, load_study  # noqa: E402
+from studies.measured_fidelity import (  # noqa: E402
+    BUNDLED,
+    Measurement,
+    data_kind,
+    proxy_signature,
+    record_measurement,
+)
 from studies.pareto import pareto_mask  # noqa: E402
 from threshnet.config import ThreshNetConfig  # noqa: E402
 from threshnet.costs import architecture_costs  # noqa: E402
 from threshnet.presets import PUBLISHED, get_preset  # noqa: E402
 
 FULL_MODELS = ("winner", "threshnet79", "threshnet28")
+OUT_PREFIX = "case-study-"  # bench/results/case-study-<scale>
 
 
 def _full_row(out: Path, name: str, latency: dict[str, float]) -> dict[str, Any] | None:
@@ -152,13 +164,43 @@ def _markdown(summary: dict[str, Any], ladder: Ladder | None) -> str:
     return "\n".join(lines)
 
 
+def measurement(
+    scale: str, study: Study, ladder: Ladder, images: int, note: str = ""
+) -> Measurement | None:
+    """The proxy's fidelity as the shipped record, once enough configs have both figures."""
+    proxy = ladder.rung(SEARCH)
+    if proxy is None or proxy.configs < ADVICE_MIN_CONFIGS or not images:
+        return None
+    settings = study.settings
+    validation = settings.get("max_val_images") or settings.get("val_size")
+    ceiling = ladder.ceiling
+    kind = data_kind(settings.get("data_dir"))
+    data_words = "the bundled CIFAR-10 subset" if kind == BUNDLED else kind
+    return Measurement(
+        name=scale,
+        proxy=proxy_signature(settings),
+        proxy_text=(
+            f"the proxy of {study.proxy_epochs} epochs on {images:,} training images of "
+            f"{data_words} ({validation:,} validation images)"
+        ),
+        long=f"{ladder.long} ({ladder.long_images:,.0f} training images a config)",
+        configs=proxy.configs,
+        tau=(proxy.kendall.value, proxy.kendall.low, proxy.kendall.high),
+        ceiling=None if pd.isna(ceiling.value) else (ceiling.value, ceiling.low, ceiling.high),
+        advice=f"Advice: {ladder.advice()}.",
+        source=f"bench/results/{OUT_PREFIX}{scale}, BENCHMARKS.md 'Proxy fidelity'",
+        note=note,
+    )
+
+
 def write_summary(out: Path) -> dict[str, Any]:
     """Write ``summary.json``, ``summary.md`` and ``ladder.png`` (if it renders) in ``out``."""
     study = load_study(out / "study")
     trials = eligible_trials(study)
     ladder = ladder_summary(study)
     settings = study.settings
-    scale = json.loads((out / "scale.json").read_text()).get("scale", out.name)
+    scale_file = json.loads((out / "scale.json").read_text())
+    scale = scale_file.get("scale", out.name)
     latency = _latencies(out, trials)
     full = [row for name in FULL_MODELS if (row := _full_row(out, name, latency)) is not None]
     proxy_images = None
@@ -192,6 +234,13 @@ def write_summary(out: Path) -> dict[str, Any]:
             figure.write_image(out / "ladder.png", width=900, height=500)
         except Exception as error:  # no Chromium here: the tables still stand
             print(f"ladder.png not written: {str(error).splitlines()[0]}", file=sys.stderr)
+    measured = (
+        None
+        if ladder is None
+        else measurement(scale, study, ladder, proxy_images or 0, scale_file.get("note", ""))
+    )
+    if measured is not None:
+        record_measurement(measured)
     print(_markdown(summary, ladder))
     return summary
 

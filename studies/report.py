@@ -38,6 +38,7 @@ from studies.figures import (
     tradeoff_figure,
 )
 from studies.load import Study, StudyError, eligible_trials, load_study
+from studies.measured_fidelity import unchecked_text
 from studies.pareto import (
     Reference,
     default_reference,
@@ -473,7 +474,8 @@ def render(analysis: Analysis) -> str:
         figure = fidelity_scatter(fidelity.configs, fidelity.proxy, fidelity.long, title)
         figures.append(("fidelity", figure))
     fidelity_text = (
-        ""
+        f'<p id="fidelity">Does the proxy rank like longer training? '
+        f"{html.escape(unchecked_text(study.settings, study.root))}</p>"
         if fidelity is None
         else f'<p id="fidelity">Does the proxy rank like longer training? '
         f"{html.escape(fidelity.line())} (python -m search.fidelity). "

@@ -145,6 +145,9 @@ def test_report_renders_offline_with_every_point_and_label(report: Report) -> No
         "the report must be self-contained"
     )
     assert "proxy validation accuracies" in page and "not test errors" in page
+    # No check of its own, and a proxy (on test images) that nobody measured: said so.
+    fidelity = _element(page, "fidelity", "p")
+    assert "Not checked, and not measured for this proxy" in fidelity, fidelity
 
     dom = report.dom
     layer = _tradeoff_layer(dom)

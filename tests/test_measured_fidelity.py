@@ -1,0 +1,90 @@
+"""What a report says about a proxy its study did not check: the project's measurement of
+the same proxy, matched on everything that shapes the proxy's accuracies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from search.setup.settings import DEFAULT_SETTINGS, SMOKE_SETTINGS
+from studies.measured_fidelity import (
+    BUNDLED,
+    BUNDLED_SUBSET,
+    Measurement,
+    data_kind,
+    measurement_for,
+    proxy_signature,
+    read_measurements,
+    record_measurement,
+    unchecked_text,
+)
+from threshnet.training.bundled import SUBSET_ARCHIVE
+
+
+def _manifest_settings(settings=SMOKE_SETTINGS, data_dir: str | None = None) -> dict:
+    """The settings as a study's manifest stores them."""
+    return json.loads(json.dumps(dataclasses.replace(settings, data_dir=data_dir).to_dict()))
+
+
+def _measurement(settings: dict, name: str = "smoke", tau: float = 0.4) -> Measurement:
+    return Measurement(
+        name=name,
+        proxy=proxy_signature(settings),
+        proxy_text="the proxy of 3 epochs",
+        long="8xproxy",
+        configs=16,
+        tau=(tau, 0.1, 0.7),
+        ceiling=(0.6, 0.3, 0.8),
+        advice="Advice: none meets the rule.",
+        source="bench/results/case-study-smoke",
+    )
+
+
+def test_the_bundled_subsets_name_is_the_packages() -> None:
+    assert SUBSET_ARCHIVE.name == BUNDLED_SUBSET
+    assert data_kind(str(SUBSET_ARCHIVE)) == BUNDLED
+    assert data_kind(None) == data_kind("/data/cifar10-jpeg.tar.xz") == "CIFAR-10"
+    assert data_kind("/data/imagenette") == "other"
+
+
+def test_a_signature_ignores_device_settings_and_tells_proxies_apart() -> None:
+    smoke = _manifest_settings(data_dir=str(SUBSET_ARCHIVE))
+    on_gpu = json.loads(json.dumps(smoke))
+    on_gpu["train"].update(amp=False, channels_last=False, eval_batch_size=64)
+    assert proxy_signature(on_gpu) == proxy_signature(smoke)
+    longer = json.loads(json.dumps(smoke))
+    longer["train"]["epochs"] = 4
+    other_data = _manifest_settings(data_dir="/elsewhere/cifar10-jpeg.tar.xz")
+    default = _manifest_settings(DEFAULT_SETTINGS, data_dir=None)
+    signatures = [proxy_signature(s) for s in (smoke, longer, other_data, default)]
+    assert all(a != b for i, a in enumerate(signatures) for b in signatures[i + 1 :])
+
+
+def test_a_recorded_measurement_is_found_for_its_proxy_only(tmp_path: Path) -> None:
+    path = tmp_path / "measured.json"
+    smoke = _manifest_settings(data_dir=str(SUBSET_ARCHIVE))
+    record_measurement(_measurement(smoke, tau=0.1), path)
+    record_measurement(_measurement(smoke, tau=0.4), path)  # the same name: replaced
+    measured = read_measurements(path)
+    assert [m.tau[0] for m in measured] == [0.4]
+    assert measurement_for(smoke, measured) == measured[0]
+    assert measurement_for(_manifest_settings(data_dir=None), measured) is None
+
+    root = tmp_path / "study"
+    text = unchecked_text(smoke, root, measured)
+    assert "Not checked in this study" in text and f"search.fidelity {root}" in text
+    assert "Kendall tau 0.40 [0.10, 0.70] against 8xproxy" in text
+    assert "two seeds of the proxy agree at 0.60" in text and "Advice: none" in text
+    other = unchecked_text(_manifest_settings(data_dir=None), root, measured)
+    assert other.startswith("Not checked, and not measured for this proxy")
+    assert "Measured for other proxies: smoke:" in other
+    assert unchecked_text(smoke, root, []).endswith("measures it.")
+
+
+def test_smokes_report_finds_the_measurement_of_its_own_proxy() -> None:
+    # A change to --smoke's proxy makes this fail: measure the new one
+    # (python bench/case_study.py --scale smoke) rather than show an old figure.
+    measured = measurement_for(_manifest_settings(data_dir=str(SUBSET_ARCHIVE)))
+    assert measured is not None and measured.name == "smoke"
+    assert measured.configs >= 8
