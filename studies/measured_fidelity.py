@@ -10,9 +10,11 @@ the data (the bundled subset, or the whole of CIFAR-10).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from threshnet.fileio import atomic_write_text
 
 MEASURED_FILE = Path(__file__).with_name("measured_fidelity.json")
 BUNDLED_SUBSET = "cifar10-subset.tar.xz"  # threshnet.training.bundled's archive name
@@ -72,18 +74,7 @@ class Measurement:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "proxy": self.proxy,
-            "proxy_text": self.proxy_text,
-            "long": self.long,
-            "configs": self.configs,
-            "tau": list(self.tau),
-            "ceiling": None if self.ceiling is None else list(self.ceiling),
-            "advice": self.advice,
-            "source": self.source,
-            "note": self.note,
-        }
+        return asdict(self)
 
     def line(self) -> str:
         """The figures in one sentence."""
@@ -120,9 +111,7 @@ def record_measurement(measured: Measurement, path: Path = MEASURED_FILE) -> Non
     """Add ``measured`` to the shipped file, replacing an earlier one of the same name."""
     kept = [m for m in read_measurements(path) if m.name != measured.name]
     items = [m.to_dict() for m in sorted([*kept, measured], key=lambda m: m.name)]
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(items, indent=1) + "\n")
-    temporary.replace(path)
+    atomic_write_text(path, json.dumps(items, indent=1) + "\n")
 
 
 def unchecked_text(
