@@ -145,6 +145,9 @@ def test_the_driver_says_whom_a_local_ray_tasks_timing_waits_for(
 
     def say(line: str) -> None:
         said.append(line)
+        # the worker is waiting now, but may have begun to just before this poll (its
+        # start is late on a busy machine): let it wait a while before the holder ends
+        time.sleep(0.5)
         os.kill(holder, signal.SIGKILL)  # the other program ends: the timing goes on
 
     def time_alone(lock_dir: str) -> float:  # defined here: pickled by value for the worker
