@@ -23,7 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: the project's packages from the checkout
     sys.path.insert(0, str(REPO))
 
-from studies.fidelity import ADVICE_MIN_CONFIGS, SEARCH, Ladder, ladder_summary  # noqa: E402
+from studies.fidelity import (  # noqa: E402
+    ADVICE_MIN_CONFIGS,
+    SEARCH,
+    Ladder,
+    RungAgreement,
+    ladder_summary,
+    parse_budget,
+)
 from studies.fidelity_stats import correlation, kendall  # noqa: E402
 from studies.figures import ladder_figure  # noqa: E402
 from studies.load import Study, eligible_trials, load_study  # noqa: E402
@@ -32,7 +39,8 @@ from studies.measured_fidelity import (  # noqa: E402
     Measurement,
     data_kind,
     proxy_signature,
-    record_measurement,
+    record_measurements,
+    rung_settings,
 )
 from studies.pareto import pareto_mask  # noqa: E402
 from threshnet.config import ThreshNetConfig  # noqa: E402
@@ -164,33 +172,76 @@ def _markdown(summary: dict[str, Any], ladder: Ladder | None) -> str:
     return "\n".join(lines)
 
 
-def measurement(
+def measurements(
     scale: str, study: Study, ladder: Ladder, images: int, note: str = ""
-) -> Measurement | None:
-    """The proxy's fidelity as the shipped record, once enough configs have both figures."""
+) -> list[Measurement]:
+    """The shipped records, once the search's proxy is ranked over enough configs: its own
+    fidelity, and each trained rung's that was ranked over all the long budget's configs
+    (what a study that searched at that budget would have); the search's record names the
+    record of the budget the advice picks."""
     proxy = ladder.rung(SEARCH)
     if proxy is None or proxy.configs < ADVICE_MIN_CONFIGS or not images:
-        return None
+        return []
     settings = study.settings
     validation = settings.get("max_val_images") or settings.get("val_size")
-    ceiling = ladder.ceiling
     kind = data_kind(settings.get("data_dir"))
     data_words = "the bundled CIFAR-10 subset" if kind == BUNDLED else kind
-    return Measurement(
-        name=scale,
+    advised = ladder.advised()
+    rungs = [
+        row
+        for row in ladder.rungs
+        if row.kind == "trained" and " seed+" not in row.rung and row.configs == proxy.configs
+    ]
+
+    def record(
+        row: RungAgreement, name: str, epochs: int, seen: float, **fields: Any
+    ) -> Measurement:
+        return Measurement(
+            name=name,
+            proxy_text=(
+                f"{epochs} epoch{'s' if epochs != 1 else ''} on {seen:,.0f} training images of "
+                f"{data_words} "
+                f"({validation:,} validation images)"
+            ),
+            long=f"{ladder.long} ({ladder.long_images:,.0f} training images a config)",
+            configs=row.configs,
+            tau=(row.kendall.value, row.kendall.low, row.kendall.high),
+            advice=f"Advice: {ladder.advice()}.",
+            source=f"bench/results/{OUT_PREFIX}{scale}, BENCHMARKS.md 'Proxy fidelity'",
+            note=note,
+            **fields,
+        )
+
+    def name_of(row: RungAgreement) -> str:
+        return scale if row.rung == SEARCH else f"{scale} {row.rung}"
+
+    ceiling = ladder.ceiling
+    searched = record(
+        proxy,
+        scale,
+        study.proxy_epochs,
+        images,
         proxy=proxy_signature(settings),
-        proxy_text=(
-            f"the proxy of {study.proxy_epochs} epochs on {images:,} training images of "
-            f"{data_words} ({validation:,} validation images)"
-        ),
-        long=f"{ladder.long} ({ladder.long_images:,.0f} training images a config)",
-        configs=proxy.configs,
-        tau=(proxy.kendall.value, proxy.kendall.low, proxy.kendall.high),
         ceiling=None if pd.isna(ceiling.value) else (ceiling.value, ceiling.low, ceiling.high),
-        advice=f"Advice: {ladder.advice()}.",
-        source=f"bench/results/{OUT_PREFIX}{scale}, BENCHMARKS.md 'Proxy fidelity'",
-        note=note,
+        advised=name_of(advised[0])
+        if advised and advised[0].rung in {proxy.rung, *(row.rung for row in rungs)}
+        else "",
     )
+    others = []
+    for row in rungs:
+        budget = parse_budget(row.rung)
+        others.append(
+            record(
+                row,
+                name_of(row),
+                budget.epochs,
+                row.images / budget.epochs,
+                proxy=proxy_signature(rung_settings(settings, budget)),
+                ceiling=None,
+                rung=row.rung,
+            )
+        )
+    return [searched, *others]
 
 
 def write_summary(out: Path) -> dict[str, Any]:
@@ -235,12 +286,12 @@ def write_summary(out: Path) -> dict[str, Any]:
         except Exception as error:  # no Chromium here: the tables still stand
             print(f"ladder.png not written: {str(error).splitlines()[0]}", file=sys.stderr)
     measured = (
-        None
+        []
         if ladder is None
-        else measurement(scale, study, ladder, proxy_images or 0, scale_file.get("note", ""))
+        else measurements(scale, study, ladder, proxy_images or 0, scale_file.get("note", ""))
     )
-    if measured is not None:
-        record_measurement(measured)
+    if measured:
+        record_measurements(measured, replacing=scale)
     print(_markdown(summary, ladder))
     return summary
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from studies.fidelity import Budget
 from threshnet.fileio import atomic_write_text
 
 MEASURED_FILE = Path(__file__).with_name("measured_fidelity.json")
@@ -42,6 +43,20 @@ def proxy_signature(settings: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def rung_settings(settings: dict[str, Any], budget: Budget) -> dict[str, Any]:
+    """A study's settings with its proxy replaced by ``budget`` (a rung of its ladder),
+    as a study that searched at that budget would store them."""
+    images = {"proxy": settings.get("max_train_images"), "all": None}
+    return {
+        **settings,
+        "train": {**settings["train"], "epochs": budget.epochs},
+        "max_train_images": images[budget.images]
+        if budget.images in images
+        else int(budget.images),
+        **({"train_fraction": 1.0} if budget.images != "proxy" else {}),
+    }
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One case study's fidelity figures for the proxy it checked."""
@@ -56,6 +71,11 @@ class Measurement:
     advice: str
     source: str  # where the figures and the command are
     note: str = ""  # what the figures do not say, in a sentence
+    # a budget of the case study's ladder ("2xall"), not the proxy its search ran; "" for
+    # the search's own proxy
+    rung: str = ""
+    # the name of the measurement of the budget the case study's advice picks ("" none)
+    advised: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
@@ -71,6 +91,8 @@ class Measurement:
             advice=str(data["advice"]),
             source=str(data["source"]),
             note=str(data.get("note", "")),
+            rung=str(data.get("rung", "")),
+            advised=str(data.get("advised", "")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,10 +129,19 @@ def measurement_for(
     return None
 
 
-def record_measurement(measured: Measurement, path: Path = MEASURED_FILE) -> None:
-    """Add ``measured`` to the shipped file, replacing an earlier one of the same name."""
-    kept = [m for m in read_measurements(path) if m.name != measured.name]
-    items = [m.to_dict() for m in sorted([*kept, measured], key=lambda m: m.name)]
+def record_measurements(
+    measured: list[Measurement], path: Path = MEASURED_FILE, *, replacing: str | None = None
+) -> None:
+    """Add ``measured`` to the shipped file, replacing earlier ones of the same names
+    (and, with ``replacing``, every earlier one of that case study: its search's proxy
+    and its rungs)."""
+    names = {m.name for m in measured}
+
+    def replaced(m: Measurement) -> bool:
+        return m.name in names or (replacing is not None and m.name.split(" ")[0] == replacing)
+
+    kept = [m for m in read_measurements(path) if not replaced(m)]
+    items = [m.to_dict() for m in sorted([*kept, *measured], key=lambda m: m.name)]
     atomic_write_text(path, json.dumps(items, indent=1) + "\n")
 
 
@@ -126,7 +157,7 @@ def unchecked_text(
             f"Not checked in this study ({command} checks it); this proxy was measured "
             f"in the project's case study: {measured.line()}. {measured.advice}"
         )
-    known = "; ".join(f"{m.name}: {m.line()}" for m in measurements)
+    known = "; ".join(f"{m.name}: {m.line()}" for m in measurements if not m.rung)
     return f"Not checked, and not measured for this proxy: {command} measures it." + (
         f" Measured for other proxies: {known}." if known else ""
     )

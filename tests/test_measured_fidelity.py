@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from search.setup.settings import DEFAULT_SETTINGS, SMOKE_SETTINGS
+from studies.fidelity import parse_budget
 from studies.measured_fidelity import (
     BUNDLED,
     BUNDLED_SUBSET,
@@ -16,7 +17,8 @@ from studies.measured_fidelity import (
     measurement_for,
     proxy_signature,
     read_measurements,
-    record_measurement,
+    record_measurements,
+    rung_settings,
     unchecked_text,
 )
 from threshnet.training.bundled import SUBSET_ARCHIVE
@@ -64,8 +66,8 @@ def test_a_signature_ignores_device_settings_and_tells_proxies_apart() -> None:
 def test_a_recorded_measurement_is_found_for_its_proxy_only(tmp_path: Path) -> None:
     path = tmp_path / "measured.json"
     smoke = _manifest_settings(data_dir=str(SUBSET_ARCHIVE))
-    record_measurement(_measurement(smoke, tau=0.1), path)
-    record_measurement(_measurement(smoke, tau=0.4), path)  # the same name: replaced
+    record_measurements([_measurement(smoke, tau=0.1)], path)
+    record_measurements([_measurement(smoke, tau=0.4)], path)  # the same name: replaced
     measured = read_measurements(path)
     assert [m.tau[0] for m in measured] == [0.4]
     assert measurement_for(smoke, measured) == measured[0]
@@ -88,3 +90,33 @@ def test_smokes_report_finds_the_measurement_of_its_own_proxy() -> None:
     measured = measurement_for(_manifest_settings(data_dir=str(SUBSET_ARCHIVE)))
     assert measured is not None and measured.name == "smoke"
     assert measured.configs >= 8
+
+
+def _cpu_case_study_settings() -> dict:
+    """The CPU case study's study as its manifest stores it (bench/case_study.py's CPU)."""
+    train = dataclasses.replace(DEFAULT_SETTINGS.train, epochs=2, batch_size=128, lr=0.1)
+    settings = dataclasses.replace(DEFAULT_SETTINGS, train=train, max_train_images=8000)
+    return _manifest_settings(settings, data_dir="/data/cifar10-jpeg.tar.xz")
+
+
+def test_each_rung_of_the_cpu_case_study_is_found_for_a_study_that_searched_at_it() -> None:
+    by_name = {m.name: m for m in read_measurements()}
+    searched = _cpu_case_study_settings()
+    assert measurement_for(searched) == by_name["cpu"]
+    rungs = [m for m in by_name.values() if m.name.startswith("cpu ")]
+    assert {m.rung for m in rungs} >= {"1xproxy", "4xproxy"}
+    for measured in rungs:
+        budget = parse_budget(measured.rung)
+        at_rung = rung_settings(searched, budget)
+        assert at_rung["train"]["epochs"] == budget.epochs
+        assert measurement_for(at_rung) == measured, measured.name
+        text = unchecked_text(at_rung, Path("runs/x"))
+        assert f"{measured.proxy_text} ranked {measured.configs} configs" in text
+    assert by_name[by_name["cpu"].advised].rung  # the advice picks one of the rungs
+
+
+def test_other_proxies_are_listed_by_their_case_studies_not_their_rungs() -> None:
+    text = unchecked_text(_manifest_settings(data_dir="/data/imagenette"), Path("runs/x"))
+    listed = text.split("Measured for other proxies: ")[1]
+    assert "cpu: " in listed and "smoke: " in listed
+    assert "cpu 1xproxy" not in listed and "smoke 1xproxy" not in listed
