@@ -272,3 +272,34 @@ def test_a_training_state_holds_torchs_global_generator(tiny_folder: Path, tmp_p
     drawn = torch.rand(4)  # as dropout would draw
     run.load_state_dict(state)
     assert torch.equal(torch.rand(4), drawn)
+
+
+def test_channels_last_trains_on_cpu_with_the_same_arithmetic(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    # channels_last is a memory layout: adopted on CPU for speed, it must not change what
+    # the proxy learns beyond summation order
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    results = {}
+    for layout in (True, False):
+        settings = TrainSettings(epochs=3, batch_size=9, lr=0.05, channels_last=layout)
+        epochs: list[EpochStats] = []
+        result = run_proxy(
+            TINY, data, data, settings, device=torch.device("cpu"), seed=0, on_epoch=epochs.append
+        )
+        results[layout] = ([stats.loss for stats in epochs], result.val_acc)
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-4)
+    assert results[True][1] == results[False][1]
+
+
+def test_the_model_and_its_batches_are_channels_last_on_cpu(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
+    run = setup_training(
+        TINY, data, data, TrainSettings(batch_size=9), device=torch.device("cpu"), seed=0
+    )
+    weight = next(p for p in run.model.parameters() if p.dim() == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    inputs, _ = next(iter(run.train_batches))
+    assert inputs.is_contiguous(memory_format=torch.channels_last)

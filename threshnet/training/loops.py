@@ -1,6 +1,7 @@
 """Training and evaluation loops shared by the search proxy and full training.
 
-On CUDA the loops use bf16 autocast, channels_last and cudnn benchmark; batches come
+The loops train in channels_last (on CPU too: measured 1.0-1.7x faster there, see
+BENCHMARKS.md "CPU speed"), and on CUDA with bf16 autocast and cudnn benchmark; batches come
 from :class:`~threshnet.training.batches.DeviceBatches`, so nothing runs per item in Python. A
 non-finite loss stops training with :class:`NonFiniteLossError`.
 """
@@ -52,7 +53,7 @@ class TrainSettings:
     input_size: int = 32
     eval_batch_size: int = 1000
     amp: bool = True  # bf16 autocast, on CUDA only
-    channels_last: bool = True  # on CUDA only
+    channels_last: bool = True  # NHWC memory layout, on every device
 
     def validate(self) -> None:
         """Raise ValueError naming the setting that is out of range."""
@@ -153,16 +154,16 @@ def batch_settings(settings: TrainSettings, device: torch.device, *, train: bool
         augment=settings.augment if train else "none",
         normalize=settings.normalize,
         input_size=settings.input_size,
-        channels_last=settings.channels_last and device.type == "cuda",
+        channels_last=settings.channels_last,
     )
 
 
 def prepare_model(model: nn.Module, device: torch.device, settings: TrainSettings) -> nn.Module:
-    """Move ``model`` to ``device`` (channels_last and cudnn benchmark on CUDA)."""
+    """Move ``model`` to ``device`` (channels_last as set; cudnn benchmark on CUDA)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if settings.channels_last:
-            return model.to(device=device, memory_format=torch.channels_last)
+    if settings.channels_last:
+        return model.to(device=device, memory_format=torch.channels_last)
     return model.to(device)
 
 
