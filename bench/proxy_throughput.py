@@ -14,7 +14,7 @@ forward, loss, backward, step, then ``loss.item()`` (kept in two lists and a run
 progress-bar line (loss, accuracy, step and total time) written and flushed.
 
 Ours: the proxy loop of ``threshnet.training.loops`` (data held on the device as uint8,
-crop + flip + normalise per batch as tensors; bf16 autocast and channels_last on CUDA),
+crop + flip + normalise per batch as tensors; channels_last, and bf16 autocast on CUDA),
 at the proxy's default settings.
 
 Same model (threshnet79), same images, same device, same process. The arms alternate

@@ -1,7 +1,8 @@
 """Training and evaluation loops shared by the search proxy and full training.
 
-The loops train in channels_last (on CPU too: measured 1.0-1.7x faster there, see
-BENCHMARKS.md "CPU speed"), and on CUDA with bf16 autocast and cudnn benchmark; batches come
+The loops train in channels_last (on CPU too: never slower there at the median and up to
+1.7x faster, BENCHMARKS.md "CPU speed"), and on CUDA with bf16 autocast and cudnn benchmark;
+batches come
 from :class:`~threshnet.training.batches.DeviceBatches`, so nothing runs per item in Python. A
 non-finite loss stops training with :class:`NonFiniteLossError`.
 """
@@ -156,6 +157,16 @@ def batch_settings(settings: TrainSettings, device: torch.device, *, train: bool
         input_size=settings.input_size,
         channels_last=settings.channels_last,
     )
+
+
+def layout_identity(settings: TrainSettings, device: torch.device) -> dict[str, str]:
+    """What a checkpoint's identity records of the memory layout its run trains in, where
+    that differs from before channels_last reached the CPU (runs there trained contiguous):
+    a checkpoint from then does not match, and its run starts over rather than going on in
+    another layout (which would not give the result of an uninterrupted run)."""
+    if device.type != "cuda" and settings.channels_last:
+        return {"layout": "channels_last"}
+    return {}
 
 
 def prepare_model(model: nn.Module, device: torch.device, settings: TrainSettings) -> nn.Module:

@@ -23,6 +23,7 @@ from threshnet.training.loops import (
     TrainingRun,
     TrainSettings,
     evaluate,
+    layout_identity,
     setup_training,
     train_epoch,
 )
@@ -158,6 +159,7 @@ def _run_identity(
         "val_images": len(val_set),
         "normalization": [run.train_batches.mean.tolist(), run.train_batches.std.tolist()],
         "labels": [_digest(train_set.labels), _digest(val_set.labels)],
+        **layout_identity(settings, run.train_batches.device),
     }
 
 

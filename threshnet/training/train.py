@@ -65,6 +65,7 @@ from threshnet.training.loops import (
     SCHEDULES,
     TrainSettings,
     evaluate,
+    layout_identity,
     setup_training,
     train_epoch,
 )
@@ -444,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": settings.to_dict(),
         "seed": args.seed,
         "data": str(args.data_dir or "torchvision-cifar10"),
+        **layout_identity(settings, device),
     }
     for key in ("max_train_images", "max_test_images"):  # only when set: older runs resume
         if getattr(args, key) is not None:
