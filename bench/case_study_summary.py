@@ -176,7 +176,7 @@ def measurements(
     scale: str, study: Study, ladder: Ladder, images: int, note: str = ""
 ) -> list[Measurement]:
     """The shipped records, once the search's proxy is ranked over enough configs: its own
-    fidelity, and each trained rung's that was ranked over all the long budget's configs
+    fidelity, and that of each trained rung ranked over as many configs as the proxy
     (what a study that searched at that budget would have); the search's record names the
     record of the budget the advice picks."""
     proxy = ladder.rung(SEARCH)
@@ -206,7 +206,7 @@ def measurements(
             long=f"{ladder.long} ({ladder.long_images:,.0f} training images a config)",
             configs=row.configs,
             tau=(row.kendall.value, row.kendall.low, row.kendall.high),
-            advice=f"Advice: {ladder.advice()}.",
+            advice=f"The case study's advice: {ladder.advice()}.",
             source=f"bench/results/{OUT_PREFIX}{scale}, BENCHMARKS.md 'Proxy fidelity'",
             note=note,
             **fields,

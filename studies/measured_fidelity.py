@@ -133,12 +133,13 @@ def record_measurements(
     measured: list[Measurement], path: Path = MEASURED_FILE, *, replacing: str | None = None
 ) -> None:
     """Add ``measured`` to the shipped file, replacing earlier ones of the same names
-    (and, with ``replacing``, every earlier one of that case study: its search's proxy
-    and its rungs)."""
+    (and, with ``replacing``, every earlier one of that case study: its search's proxy,
+    named ``replacing``, and its rungs, ``replacing`` followed by the rung)."""
     names = {m.name for m in measured}
 
     def replaced(m: Measurement) -> bool:
-        return m.name in names or (replacing is not None and m.name.split(" ")[0] == replacing)
+        of_case_study = m.name == replacing or (bool(m.rung) and m.name == f"{replacing} {m.rung}")
+        return m.name in names or (replacing is not None and of_case_study)
 
     kept = [m for m in read_measurements(path) if not replaced(m)]
     items = [m.to_dict() for m in sorted([*kept, *measured], key=lambda m: m.name)]

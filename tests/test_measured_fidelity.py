@@ -112,7 +112,23 @@ def test_each_rung_of_the_cpu_case_study_is_found_for_a_study_that_searched_at_i
         assert measurement_for(at_rung) == measured, measured.name
         text = unchecked_text(at_rung, Path("runs/x"))
         assert f"{measured.proxy_text} ranked {measured.configs} configs" in text
-    assert by_name[by_name["cpu"].advised].rung  # the advice picks one of the rungs
+    advised = by_name["cpu"].advised  # the budget the case study's advice picks
+    assert advised in by_name, advised
+
+
+def test_a_case_studys_new_figures_replace_its_old_ones_only(tmp_path: Path) -> None:
+    path = tmp_path / "measured.json"
+    smoke = _manifest_settings(data_dir=str(SUBSET_ARCHIVE))
+    old = [
+        _measurement(smoke, "cpu"),
+        dataclasses.replace(_measurement(smoke, "cpu 9xall"), rung="9xall"),
+        _measurement(smoke, "cpu long"),  # another case study, whose name begins alike
+        dataclasses.replace(_measurement(smoke, "cpu long 1xproxy"), rung="1xproxy"),
+    ]
+    record_measurements(old, path)
+    record_measurements([_measurement(smoke, "cpu", tau=0.5)], path, replacing="cpu")
+    kept = {m.name: m.tau[0] for m in read_measurements(path)}
+    assert kept == {"cpu": 0.5, "cpu long": 0.4, "cpu long 1xproxy": 0.4}
 
 
 def test_other_proxies_are_listed_by_their_case_studies_not_their_rungs() -> None:
