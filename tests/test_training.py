@@ -190,17 +190,32 @@ def test_a_proxy_run_killed_after_an_epoch_continues_as_if_never_stopped(
     assert resumed.train_seconds > sum(stats.seconds for stats in epochs)  # epoch 1's counted
 
 
+def _killed_after_one_epoch(
+    data: ImageSet, path: Path, *, seed: int
+) -> tuple[TrainSettings, torch.device, Path]:
+    """A 2-epoch tiny run on the CPU killed after its first epoch, its checkpoint at
+    ``path``: the settings, device and path to go on with."""
+    settings = TrainSettings(epochs=2, batch_size=9, lr=0.05, eval_batch_size=64)
+    cpu = torch.device("cpu")
+    with pytest.raises(_Killed):
+        run_proxy(
+            TINY,
+            data,
+            data,
+            settings,
+            device=cpu,
+            seed=seed,
+            checkpoint=path,
+            on_epoch=_stop_after(1),
+        )
+    return settings, cpu, path
+
+
 def test_a_checkpoint_of_another_run_or_a_damaged_one_is_not_used(
     tiny_folder: Path, tmp_path: Path
 ) -> None:
     data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
-    settings = TrainSettings(epochs=2, batch_size=9, lr=0.05, eval_batch_size=64)
-    cpu = torch.device("cpu")
-    path = tmp_path / "checkpoint.pt"
-    with pytest.raises(_Killed):
-        run_proxy(
-            TINY, data, data, settings, device=cpu, seed=1, checkpoint=path, on_epoch=_stop_after(1)
-        )
+    settings, cpu, path = _killed_after_one_epoch(data, tmp_path / "checkpoint.pt", seed=1)
     epochs: list[EpochStats] = []
     other_seed = run_proxy(
         TINY, data, data, settings, device=cpu, seed=2, checkpoint=path, on_epoch=epochs.append
@@ -297,13 +312,7 @@ def test_a_cpu_checkpoint_from_before_channels_last_is_not_continued(
     # CPU runs trained contiguous until channels_last was adopted there: going on from
     # such a checkpoint in the other layout would not give an uninterrupted run's result
     data = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "cache")
-    settings = TrainSettings(epochs=2, batch_size=9, lr=0.05, eval_batch_size=64)
-    cpu = torch.device("cpu")
-    path = tmp_path / "checkpoint.pt"
-    with pytest.raises(_Killed):
-        run_proxy(
-            TINY, data, data, settings, device=cpu, seed=0, checkpoint=path, on_epoch=_stop_after(1)
-        )
+    settings, cpu, path = _killed_after_one_epoch(data, tmp_path / "checkpoint.pt", seed=0)
     state = torch.load(path, weights_only=True)
     identity = json.loads(state["identity"])
     assert identity.pop("layout") == "channels_last"
