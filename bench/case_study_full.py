@@ -9,6 +9,7 @@ written to ``winner.json`` before it trains, so a later session trains the same 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,10 @@ def full_training(
         ]
         run(command, out / "logs" / f"full-{name}.log")
 
+    if parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # trainings at once share the cores: one thread pool each, not each all cores
+        # (oversubscribed OpenMP pools spin against each other)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         for result in pool.map(train, models):
             del result
