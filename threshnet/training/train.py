@@ -339,7 +339,8 @@ def _print_banner(
     )
     hardware = device_name(device)
     if device.type == "cpu":
-        hardware += f", {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        hardware += f", {threads} thread{'' if threads == 1 else 's'}"
     if checkpoint is None:
         run = "new run"
     else:
