@@ -188,7 +188,7 @@ CASES = [
     (
         "search.run",
         _search("--name", "existing", "--epochs", "9"),
-        "was created with other settings (train.epochs: 4 -> 9)",
+        "was created with other settings (train.epochs: 2 -> 9)",
     ),
     (
         "search.run",

@@ -57,8 +57,9 @@ def test_the_help_states_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     flat = " ".join(text.split())
     stated_defaults = (
         "finished trials wanted (200; with --smoke 6)",
-        "--epochs EPOCHS per trial (4; with --smoke 3)",
-        "--lr LR peak learning rate (0.2; with --smoke 0.05)",
+        "--epochs EPOCHS per trial (2; with --smoke 3)",
+        "--lr LR peak learning rate (0.1; with --smoke 0.05)",
+        "--batch-size BATCH_SIZE (128; with --smoke 64)",
         "--out OUT parent of study directories (runs)",
     )
     for stated in stated_defaults:
