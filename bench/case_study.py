@@ -25,7 +25,8 @@ and the logs. Durations: cpu measured on a 2-core Intel Xeon VM, two single-thre
 trainings at once (study 41 min; fidelity ~17 h for 16 configs: the long budget 30-108 min
 a config, 2xall about a third of that, the rest under an hour in all; full training ~5 h,
 estimated from the long budget's times); gpu estimated for one H100 from the GPU check's
-throughput (study ~1.5 h, fidelity ~2 h for 24 configs at 10x, full training ~2 h);
+throughput (study ~1 h, fidelity ~1 h for 24 configs at 10x the default's 2 epochs, full
+training ~2 h);
 smoke: ``search.run --smoke`` (the bundled subset, 24 trials) and its fidelity at 8x the
 smoke proxy over 16 configs, about an hour on the same VM.
 """
@@ -41,6 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: the project's packages from the checkout
+    sys.path.insert(0, str(REPO))
+
+from search.setup.settings import DEFAULT_SETTINGS  # noqa: E402
+
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.xz"
 STAGES = ("study", "fidelity", "full", "summary")
 
@@ -113,16 +119,18 @@ CPU = Scale(
     parallel_full=2,
 )
 
-# GPU: the default proxy (4 epochs on all 45,000 images), 200 trials; fidelity at 10x on
-# 24 configs; full training at the authors' recipe (threshnet.train's defaults: Adam 1e-3,
-# 200 epochs, batch 100, multistep at 75/150).
+# GPU: the default proxy (search.setup.settings: 2 epochs on all 45,000 images), 200
+# trials; fidelity at 10x its epochs on 24 configs, with 1 epoch and twice its epochs as
+# rungs; full training at the authors' recipe (threshnet.train's defaults: Adam 1e-3, 200
+# epochs, batch 100, multistep at 75/150).
+DEFAULT_EPOCHS = DEFAULT_SETTINGS.train.epochs
 GPU = Scale(
     study=("--trials", "200"),
     fidelity=(
         "--long",
-        "40xproxy",
+        f"{10 * DEFAULT_EPOCHS}xproxy",
         "--rungs",
-        "1xproxy,2xproxy",
+        f"1xproxy,{2 * DEFAULT_EPOCHS}xproxy",
         "--select",
         "front,presets,stratified:24",
     ),

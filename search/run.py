@@ -318,7 +318,7 @@ def _parser() -> ArgumentParser:
         choices=SCHEDULERS,
         default=unset,
         help="fifo: every trial trains --epochs (default); mo-asha: trials are judged at "
-        "epoch rungs (1, 2, 4 for 4 epochs) and only the top 1/--reduction-factor of a "
+        "epoch rungs (1, 2, 4 for --epochs 4) and only the top 1/--reduction-factor of a "
         "rung, by non-dominated rank on (accuracy, latency), train on",
     )
     search.add_argument(

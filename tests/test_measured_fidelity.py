@@ -136,3 +136,13 @@ def test_other_proxies_are_listed_by_their_case_studies_not_their_rungs() -> Non
     listed = text.split("Measured for other proxies: ")[1]
     assert "cpu: " in listed and "smoke: " in listed
     assert "cpu 1xproxy" not in listed and "smoke 1xproxy" not in listed
+
+
+def test_the_default_proxy_is_the_budget_the_cpu_case_study_advises() -> None:
+    # Defaults from the measurement: when a new case study advises another budget (or the
+    # default changes), this fails until the two agree again.
+    by_name = {m.name: m for m in read_measurements()}
+    advised = by_name[by_name["cpu"].advised]
+    default = _manifest_settings(DEFAULT_SETTINGS, data_dir=None)
+    assert measurement_for(default) == advised
+    assert "Not checked in this study" in unchecked_text(default, Path("runs/x"))

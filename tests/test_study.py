@@ -79,12 +79,12 @@ def test_trials_table_has_a_column_per_parameter(directory: StudyDirectory) -> N
 def test_explicit_flags_override_and_conflicts_are_named() -> None:
     from search.run import _differences, _parser
 
-    args = _parser().parse_args(["--epochs", "2", "--sampler", "random"])
+    args = _parser().parse_args(["--epochs", "3", "--sampler", "random"])
     settings = build_settings(args, DEFAULT_SETTINGS)
-    assert settings.train.epochs == 2 and settings.sampler == "random"
+    assert settings.train.epochs == 3 and settings.sampler == "random"
     assert settings.train.batch_size == DEFAULT_SETTINGS.train.batch_size
     differences = _differences(DEFAULT_SETTINGS.to_dict(), settings.to_dict())
-    assert differences == ["sampler: 'gp-tpe' -> 'random'", "train.epochs: 4 -> 2"]
+    assert differences == ["sampler: 'gp-tpe' -> 'random'", "train.epochs: 2 -> 3"]
 
 
 def test_a_second_run_on_the_same_study_is_refused(
