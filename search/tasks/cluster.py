@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -43,6 +44,35 @@ def _all_alive(processes: list[psutil.Process]) -> bool:
         return False
 
 
+def _wait_for_one_to_end(processes: list[psutil.Process], timeout: float) -> None:
+    """Return as soon as one of ``processes`` ends, or after ``timeout`` seconds. Woken by
+    the kernel (a pidfd per process) rather than by polling: when a SIGTERM went to the
+    whole group, Ray's core worker in this process exits it (status 1, nothing said) soon
+    after the raylet dies, so the watch must see the death first."""
+    deadline = time.monotonic() + timeout
+    descriptors: list[int] = []
+    try:
+        for process in processes:
+            descriptors.append(os.pidfd_open(process.pid))
+    except ProcessLookupError:  # one has ended already
+        descriptors.append(-1)
+    except (AttributeError, OSError):  # no pidfds here (not Linux >= 5.3): poll instead
+        while time.monotonic() < deadline and _all_alive(processes):
+            time.sleep(0.02)
+        return
+    try:
+        if -1 in descriptors:
+            return
+        poller = select.poll()
+        for descriptor in descriptors:
+            poller.register(descriptor, select.POLLIN)
+        poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+    finally:
+        for descriptor in descriptors:
+            if descriptor >= 0:
+                os.close(descriptor)
+
+
 def stop_on_sigterm(prog: str) -> None:
     """SIGTERM stops the command as Ctrl-C does and exits 143 (threshnet.cli). If one of
     the Ray processes this process started ends with the signal (it went to the whole
@@ -51,11 +81,9 @@ def stop_on_sigterm(prog: str) -> None:
     exits 143 at once."""
 
     def watch() -> None:
-        deadline = time.monotonic() + SIGTERM_DEADLINE_SECONDS
         started_head = bool(_local_head)
         ray_processes = list(_local_head) or psutil.Process().children()  # in ray.init: its own
-        while time.monotonic() < deadline and _all_alive(ray_processes):
-            time.sleep(0.2)
+        _wait_for_one_to_end(ray_processes, SIGTERM_DEADLINE_SECONDS)
         if _all_alive(ray_processes):
             why = "Ray did not stop in time, so the run ends now"
         elif started_head and not _local_head:
