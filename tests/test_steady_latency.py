@@ -93,7 +93,9 @@ def test_a_gpu_style_warm_up_runs_until_the_last_passes_hold_still() -> None:
     assert 21 <= passes < 60  # 11 unsettled ones, then a steady window of 10 (more if busy)
     steady = Sleeper(8)
     with torch.inference_mode():
-        assert warm_up_until_steady(steady, example, SETTINGS, spread=1.0) <= 20
+        # a spread wide enough for a busy machine's sleep jitter (1 ms was not, beside two
+        # trainings): a steady network stops at its first window or soon after
+        assert warm_up_until_steady(steady, example, SETTINGS, spread=5.0) <= 20
         capped = warm_up_until_steady(ramping, example, SETTINGS, spread=1.0, max_passes=5)
     assert capped == 5
 
