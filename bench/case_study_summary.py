@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: the project's packages from the checkout
     sys.path.insert(0, str(REPO))
 
+from search.setup.settings import StudySettings  # noqa: E402
+from search.tasks.retrain import budget_settings  # noqa: E402
 from studies.fidelity import (  # noqa: E402
     ADVICE_MIN_CONFIGS,
     SEARCH,
@@ -40,7 +42,6 @@ from studies.measured_fidelity import (  # noqa: E402
     data_kind,
     proxy_signature,
     record_measurements,
-    rung_settings,
 )
 from studies.pareto import pareto_mask  # noqa: E402
 from threshnet.config import ThreshNetConfig  # noqa: E402
@@ -227,6 +228,7 @@ def measurements(
         if advised and advised[0].rung in {proxy.rung, *(row.rung for row in rungs)}
         else "",
     )
+    searched_settings = StudySettings.from_dict(settings)
     others = []
     for row in rungs:
         budget = parse_budget(row.rung)
@@ -236,7 +238,9 @@ def measurements(
                 name_of(row),
                 budget.epochs,
                 row.images / budget.epochs,
-                proxy=proxy_signature(rung_settings(settings, budget)),
+                proxy=proxy_signature(
+                    budget_settings(searched_settings, budget.epochs, budget.images).to_dict()
+                ),
                 ceiling=None,
                 rung=row.rung,
             )

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from studies.fidelity import Budget
 from threshnet.fileio import atomic_write_text
 
 MEASURED_FILE = Path(__file__).with_name("measured_fidelity.json")
@@ -41,20 +40,6 @@ def proxy_signature(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(
         json.dumps({"train": train, **split, "data": data_kind(settings.get("data_dir"))})
     )
-
-
-def rung_settings(settings: dict[str, Any], budget: Budget) -> dict[str, Any]:
-    """A study's settings with its proxy replaced by ``budget`` (a rung of its ladder),
-    as a study that searched at that budget would store them."""
-    images = {"proxy": settings.get("max_train_images"), "all": None}
-    return {
-        **settings,
-        "train": {**settings["train"], "epochs": budget.epochs},
-        "max_train_images": images[budget.images]
-        if budget.images in images
-        else int(budget.images),
-        **({"train_fraction": 1.0} if budget.images != "proxy" else {}),
-    }
 
 
 @dataclass(frozen=True)

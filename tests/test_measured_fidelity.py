@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from search.setup.settings import DEFAULT_SETTINGS, SMOKE_SETTINGS
+from search.setup.settings import DEFAULT_SETTINGS, SMOKE_SETTINGS, StudySettings
+from search.tasks.retrain import budget_settings
 from studies.fidelity import parse_budget
 from studies.measured_fidelity import (
     BUNDLED,
@@ -18,7 +19,6 @@ from studies.measured_fidelity import (
     proxy_signature,
     read_measurements,
     record_measurements,
-    rung_settings,
     unchecked_text,
 )
 from threshnet.training.bundled import SUBSET_ARCHIVE
@@ -107,7 +107,13 @@ def test_each_rung_of_the_cpu_case_study_is_found_for_a_study_that_searched_at_i
     assert {m.rung for m in rungs} >= {"1xproxy", "4xproxy"}
     for measured in rungs:
         budget = parse_budget(measured.rung)
-        at_rung = rung_settings(searched, budget)
+        at_rung = json.loads(
+            json.dumps(
+                budget_settings(
+                    StudySettings.from_dict(searched), budget.epochs, budget.images
+                ).to_dict()
+            )
+        )
         assert at_rung["train"]["epochs"] == budget.epochs
         assert measurement_for(at_rung) == measured, measured.name
         text = unchecked_text(at_rung, Path("runs/x"))
