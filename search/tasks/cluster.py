@@ -52,16 +52,14 @@ def _wait_for_one_to_end(processes: list[psutil.Process], timeout: float) -> Non
     deadline = time.monotonic() + timeout
     descriptors: list[int] = []
     try:
-        for process in processes:
-            descriptors.append(os.pidfd_open(process.pid))
-    except ProcessLookupError:  # one has ended already
-        descriptors.append(-1)
-    except (AttributeError, OSError):  # no pidfds here (not Linux >= 5.3): poll instead
-        while time.monotonic() < deadline and _all_alive(processes):
-            time.sleep(0.02)
-        return
-    try:
-        if -1 in descriptors:
+        try:
+            for process in processes:
+                descriptors.append(os.pidfd_open(process.pid))
+        except ProcessLookupError:  # one has ended already
+            return
+        except (AttributeError, OSError):  # no pidfds here (not Linux >= 5.3): poll instead
+            while time.monotonic() < deadline and _all_alive(processes):
+                time.sleep(0.02)
             return
         poller = select.poll()
         for descriptor in descriptors:
@@ -69,8 +67,7 @@ def _wait_for_one_to_end(processes: list[psutil.Process], timeout: float) -> Non
         poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
     finally:
         for descriptor in descriptors:
-            if descriptor >= 0:
-                os.close(descriptor)
+            os.close(descriptor)
 
 
 def stop_on_sigterm(prog: str) -> None:
