@@ -85,6 +85,10 @@ def full_training(
 
     def train(model: tuple[str, list[str]]) -> None:
         name, source = model
+        summary = full / name / "summary.json"
+        if summary.exists():  # committed; its checkpoint stays on the machine that trained it
+            print(f"case_study: {name} is trained ({summary}); not trained again", flush=True)
+            return
         command = [
             sys.executable,
             "-m",

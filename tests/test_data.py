@@ -136,10 +136,56 @@ def test_an_archive_of_an_image_folder_is_extracted_once(
     from_folder = load_split("train", data_dir=tiny_folder, cache_dir=tmp_path / "other")
     from_archive = load_split("train", data_dir=archive, cache_dir=cache)
     assert torch.equal(from_archive.images, from_folder.images)
-    (extracted,) = (cache / "extracted").iterdir()
+    (extracted,) = (path for path in (cache / "extracted").iterdir() if path.is_dir())
     marker = (extracted / ".complete").stat().st_mtime_ns
     load_split("train", data_dir=archive, cache_dir=cache)
     assert (extracted / ".complete").stat().st_mtime_ns == marker
+
+
+def _resolve_counting_extractions(archive: Path, cache: Path, calls: Path, start) -> str:
+    """resolve_data_dir in a child process, each extraction leaving a file in ``calls``."""
+    import threshnet.training.data as data
+
+    extract = data._extract
+
+    def slow_extract(source: Path, into: Path) -> None:
+        (calls / str(os.getpid())).touch()
+        extract(source, into)
+        time.sleep(1.0)  # the others have started by now
+
+    data._extract = slow_extract
+    start.wait()
+    return str(data.resolve_data_dir(archive, cache))
+
+
+def test_processes_that_start_at_once_extract_an_archive_once(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    # Two trainings started side by side used to extract it twice, the second replacing
+    # the first's copy while that one was reading it (FileNotFoundError mid-scan).
+    import multiprocessing
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    archive = shutil.make_archive(
+        str(tmp_path / "bundle"), "gztar", root_dir=tiny_folder.parent, base_dir=tiny_folder.name
+    )
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    context = multiprocessing.get_context("fork")  # the children share the patch and barrier
+    start = context.Manager().Barrier(3)
+    with ProcessPoolExecutor(3, mp_context=context) as pool:
+        children = [
+            pool.submit(
+                _resolve_counting_extractions, Path(archive), tmp_path / "cache", calls, start
+            )
+            for _ in range(3)
+        ]
+        roots = [child.result() for child in children]
+    assert len(list(calls.iterdir())) == 1
+    assert len(set(roots)) == 1
+    assert (Path(roots[0]).parent / ".complete").exists()
+    assert sorted(path.name for path in (Path(roots[0]) / "train").iterdir()) == sorted(CLASSES)
 
 
 def test_a_plain_file_is_not_a_data_dir(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from threshnet.fileio import atomic_write, remove_stale_temporaries
 
@@ -164,19 +165,29 @@ def resolve_data_dir(data_dir: str | Path, cache_dir: str | Path | None = None) 
     target = parent / f"{path.name.split('.')[0]}-{digest.hexdigest()[:16]}"
     if not (target / ".complete").exists():
         parent.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=parent))
-        try:
-            _extract(path, temp)
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, *_ARCHIVE_ERRORS) as error:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise DataError(f"cannot extract {path}: {error}") from None
-        (temp / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(temp, target)
+        # Processes that start at once (trainings side by side, Ray workers) extract it
+        # once: the others wait, then find it complete, and nobody replaces a copy in use.
+        with FileLock(str(parent / f"{target.name}.lock")):
+            if not (target / ".complete").exists():
+                _extract_into(path, target)
     entries = [entry for entry in target.iterdir() if entry.is_dir()]
     if not (target / "train").is_dir() and len(entries) == 1:
         return entries[0]
     return target
+
+
+def _extract_into(archive: Path, target: Path) -> None:
+    """Extract ``archive`` beside ``target``, then move it there whole (``.complete`` marks
+    a finished copy)."""
+    temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+    try:
+        _extract(archive, temp)
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, *_ARCHIVE_ERRORS) as error:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise DataError(f"cannot extract {archive}: {error}") from None
+    (temp / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)  # an unfinished copy from a killed process
+    os.replace(temp, target)
 
 
 def _class_folders(split_dir: Path) -> list[str]:
