@@ -84,9 +84,10 @@ def test_bad_round_settings_are_refused(bad: dict[str, float]) -> None:
 
 
 def test_a_gpu_style_warm_up_runs_until_the_last_passes_hold_still() -> None:
-    # Every other pass of the first 11 is 30 ms slower (clocks and kernels settling): the
-    # warm-up outlasts them, then stops once 10 passes in a row lie within the spread.
-    ramping = Sleeper(8, slow_passes=frozenset(range(1, 12, 2)), extra=30)
+    # Every other pass of the first 11 is 100 ms slower (clocks and kernels settling): the
+    # warm-up outlasts them, then stops once 10 passes in a row lie within the spread. (With
+    # 30 ms, a loaded machine's sleeps overshot enough to put the first 10 within it.)
+    ramping = Sleeper(8, slow_passes=frozenset(range(1, 12, 2)), extra=100)
     example = torch.zeros(1, 3, 8, 8)
     with torch.inference_mode():
         passes = warm_up_until_steady(ramping, example, SETTINGS, spread=1.0, max_passes=60)
