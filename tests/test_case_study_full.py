@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from threshnet.presets import get_preset
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -24,6 +26,7 @@ def _bench_module(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.slow  # two real trainings, one epoch each: 15-30 s on 2 cores
 def test_a_committed_training_is_not_redone_where_its_checkpoint_is_gone(
     tiny_folder: Path, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from conftest import SmokeStudy, fault_env, search_env, simulated_command, smoke_command
 
 from search.setup.study import StudyDirectory
+from studies.report import write_report
 
 pytestmark = pytest.mark.slow
 
@@ -291,7 +292,8 @@ def _resumes_without_training_finished_trials_again(
 def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_trial(
     tmp_path: Path,
 ) -> None:
-    # The driver's writes fail; simulated trials give it the same records in seconds.
+    # The driver's writes fail; simulated trials give it the same records in seconds (and
+    # the rerun is the simulation's resume through Ray: tests/test_simulate.py has the rest).
     command = simulated_command(tmp_path / "runs", "full", 6, seconds="0.5,0.2")
     study_dir = StudyDirectory(tmp_path / "runs" / "full")
     full = subprocess.run(
@@ -313,8 +315,11 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
     completed = [row for row in before.values() if row["state"] == "COMPLETE"]
     assert completed, "no trial finished before the disk filled"
 
+    # Rerun as a user would, without the simulation's flags: the stored simulation goes on.
+    unflagged = command[:]
+    del unflagged[unflagged.index("--simulate") : unflagged.index("--simulate-seconds") + 2]
     again = subprocess.run(
-        command, env=search_env(), capture_output=True, text=True, timeout=900, check=False
+        unflagged, env=search_env(), capture_output=True, text=True, timeout=900, check=False
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "unreadable line(s)" in again.stderr  # the cut-short append was cut off
@@ -323,3 +328,12 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
         assert after[row["number"]] == row
     finished = [r for r in after.values() if r["status"] in ("ok", "failed", "infeasible")]
     assert len(finished) == 6
+    assert {row["device"] for row in finished} == {"simulated"}
+    manifest = json.loads(study_dir.manifest_path.read_text())
+    assert manifest["settings"]["simulation"] == {
+        "surrogate": "compute",
+        "seconds": 0.5,
+        "spread": 0.2,
+    }
+    write_report(study_dir.root)
+    assert 'id="simulated">Simulated study' in (study_dir.root / "report.html").read_text()

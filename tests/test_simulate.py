@@ -122,7 +122,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.slow
+# The full-disk test (tests/test_search_e2e.py) runs a simulated study through Ray and
+# resumes it without the flags, as CI's guard; this adds fractional CPUs and the report's
+# command line, about a minute on 2 cores.
+@pytest.mark.long
 def test_a_simulated_study_runs_through_ray_and_resumes_simulated(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     command = ["-m", "search.run", "--out", str(out), "--name", "sim"]

@@ -87,8 +87,9 @@ def check_settings(settings: StudySettings, *, networks: bool = True) -> None:
     }
     if not networks:
         return
+    flag_of_size = {size: flag for flag, size in reversed(input_sizes.items())}
     for name, config in _networks(settings):
-        for flag, size in input_sizes.items():
+        for size, flag in flag_of_size.items():  # each size once (they are often the same)
             try:
                 _builds(config, size)
             except (ValueError, RuntimeError) as error:
