@@ -26,7 +26,7 @@ def _bench_module(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.slow  # two real trainings, one epoch each: 15-30 s on 2 cores
+@pytest.mark.long  # the case study's script, not the product: two trainings, 15-30 s
 def test_a_committed_training_is_not_redone_where_its_checkpoint_is_gone(
     tiny_folder: Path, tmp_path: Path
 ) -> None:

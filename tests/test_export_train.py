@@ -94,6 +94,9 @@ def _train(
     )
 
 
+# Three trainings in subprocesses; in CI, the training loop's kill-and-continue is
+# tests/test_training.py's (in process).
+@pytest.mark.long
 def test_training_an_exported_config_resumes_identically(
     smoke_study: SmokeStudy, tiny_folder: Path, tmp_path: Path
 ) -> None:

@@ -241,14 +241,14 @@ def _fidelity(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
-def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
-    smoke_study: SmokeStudy, tmp_path: Path
-) -> None:
+SELECT = ("--select", "presets", "--rungs", "1x40")
+
+
+def _checked_copy(smoke_study: SmokeStudy, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A copy of the smoke study with the check run on its presets: the root, the table."""
     root = tmp_path / "study"
     shutil.copytree(smoke_study.root, root)
-    select = ("--select", "presets", "--rungs", "1x40")
-    first = _fidelity(root, *select)
+    first = _fidelity(root, *SELECT)
     assert first.returncode == 0, first.stderr[-3000:]
     table = schema.read_fidelity(root)
     assert table is not None and (table["status"] == "ok").all()
@@ -269,19 +269,35 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
     summary = json.loads((root / schema.FIDELITY_JSON).read_text())
     assert summary["long"] == "4xproxy" and summary["configs"] == 3
     assert not (root / "fidelity-checkpoints").exists()  # each removed with its row
+    return root, table
 
+
+@pytest.mark.slow
+def test_the_check_trains_its_rungs_on_ray_and_reaches_the_report(
+    smoke_study: SmokeStudy, tmp_path: Path
+) -> None:
+    root, _ = _checked_copy(smoke_study, tmp_path)
+    write_report(root)
+    page = (root / "report.html").read_text()
+    assert 'id="plot-ladder"' in page and "Does the proxy rank like longer training?" in page
+
+
+# Its resume and its SIGTERM, each a Ray session more (a minute on 2 cores): the rerun's
+# bookkeeping is test_a_rerun_sweeps_what_a_killed_check_left_..., the SIGTERM handling
+# search.run's (tests/test_search_e2e.py), in CI.
+@pytest.mark.long
+def test_the_check_resumes_after_a_kill_and_stops_on_sigterm_keeping_its_state(
+    smoke_study: SmokeStudy, tmp_path: Path
+) -> None:
+    root, table = _checked_copy(smoke_study, tmp_path)
     # A kill mid-append leaves a cut last row: the rerun retrains only that one.
     text = (root / schema.FIDELITY_FILE).read_text()
     (root / schema.FIDELITY_FILE).write_text(text[: text.rstrip("\n").rfind("\n") + 10])
-    second = _fidelity(root, *select)
+    second = _fidelity(root, *SELECT)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "; 1 trainings to go" in second.stdout
     again = schema.read_fidelity(root)
     assert again is not None and len(again) == len(table)
-
-    write_report(root)
-    page = (root / "report.html").read_text()
-    assert 'id="plot-ladder"' in page and "Does the proxy rank like longer training?" in page
 
     # SIGTERM mid-training stops the check within seconds (a bounded wait on the tasks),
     # keeping every row written so far and the trainings' state after their last epoch.
@@ -295,7 +311,7 @@ def test_the_check_trains_its_rungs_on_ray_resumes_and_reaches_the_report(
             "8xproxy",
             "--num-cpus",
             "2",
-            *select,
+            *SELECT,
         ],
         env=search_env(),
         stdout=subprocess.PIPE,

@@ -65,7 +65,13 @@ def _resume(directory: StudyDirectory, *extra: str) -> int:
 
 @pytest.fixture
 def study(tiny_folder: Path, tmp_path: Path) -> StudyDirectory:
-    return _finished_study(tmp_path / "runs" / "s", tiny_folder)
+    """A finished study with its table, as a finished run leaves it: a resume with nothing
+    to run starts no Ray (seconds a test; a test that damages the table starts one)."""
+    directory = _finished_study(tmp_path / "runs" / "s", tiny_folder)
+    finished = directory.load_study(directory.storage(), "s")
+    space = SMOKE_SETTINGS.space
+    TrialsTable(directory.trials_path, tuple(param_names(space))).write(finished)
+    return directory
 
 
 def _table_rows(directory: StudyDirectory) -> list[str]:
@@ -111,6 +117,7 @@ def test_a_damaged_journal_tail_is_cut_and_the_study_resumes(
 def test_damage_in_the_middle_of_the_journal_is_named_and_repaired_on_request(
     study: StudyDirectory, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    study.trials_path.unlink()  # the journal alone: its trial has no record to restore
     lines = study.journal_path.read_bytes().splitlines(keepends=True)
     damaged = [*lines[:3], b"not json\n", *lines[3:]]
     study.journal_path.write_bytes(b"".join(damaged))

@@ -244,6 +244,9 @@ def _processes_in_session(session: int) -> list[psutil.Process]:
     return found
 
 
+# Real trainings, 40-60 s on 2 cores; in CI a SIGTERM's stop is the test above's (the
+# driver alone, simulated trials), and this one, the whole group's, runs with -m long.
+@pytest.mark.long
 def test_a_sigterm_to_the_process_group_ends_the_run_in_seconds_and_leaves_no_ray_process(
     search_data_dir: Path, tmp_path: Path
 ) -> None:
