@@ -207,7 +207,8 @@ def cli_error(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test on the shared smoke study is slow: the study is a real search (60-90 s on
-    2 cores), which the fast suite (`-m "not slow"`) would otherwise pay for."""
+    2 cores), which the fast suite (`-m "not slow"`) would otherwise pay for. A long test
+    is slow too: the fast suite leaves it out as CI does."""
     for item in items:
-        if "smoke_study" in getattr(item, "fixturenames", ()):
+        if "smoke_study" in getattr(item, "fixturenames", ()) or item.get_closest_marker("long"):
             item.add_marker(pytest.mark.slow)

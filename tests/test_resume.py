@@ -114,6 +114,7 @@ def test_a_damaged_journal_tail_is_cut_and_the_study_resumes(
     assert "unreadable" not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the repaired study has a trial to run: a local Ray starts
 def test_damage_in_the_middle_of_the_journal_is_named_and_repaired_on_request(
     study: StudyDirectory, capsys: pytest.CaptureFixture[str]
 ) -> None:
