@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from search.driver.latency_scale import scale_line
+from search.setup.settings import SMOKE_SETTINGS
+from search.tasks.latency_scale import START_SOURCE, _reference_time_on_worker
+from search.worker.context import TrialContext
 from threshnet.latency_scale import (
     CALM_TIMES_FILE,
     ReferenceTime,
@@ -110,3 +114,16 @@ def test_the_runs_line_says_where_its_reference_time_came_from() -> None:
     assert "takes 4.560 ms" in line and "(from this machine when calm (" in line
     assert "timed 6.500 ms at the study's start (CV 12.0%" in line
     assert "(fixed before (" in scale_line(KIND, calm, measured_now=False)
+
+
+@pytest.mark.slow  # times the reference network (seconds on 2 cores)
+def test_a_worker_of_a_kind_the_study_has_timed_reuses_its_time(tmp_path: Path) -> None:
+    # The run-start task's own function (search.tasks.latency_scale), in-process: a new
+    # study's kind is timed; a resumed run, or another node of that kind, times nothing.
+    context = TrialContext(
+        settings=SMOKE_SETTINGS, cache_dir=str(tmp_path), train_cache=None, cpus_per_trial=1
+    )
+    kind, measured = _reference_time_on_worker(context, frozenset())
+    assert measured is not None and measured["ms"] > 0
+    assert measured["source"] == START_SOURCE or "calm" in measured["source"]
+    assert _reference_time_on_worker(context, frozenset({kind})) == (kind, None)

@@ -175,3 +175,32 @@ def test_static_costs_do_not_import_dynamo() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_closed_form_feature_sizes_are_the_built_networks() -> None:
+    # search.setup.preflight refuses an input size by ThreshNetConfig.feature_sizes alone
+    # (no forward pass): each stage's input must be what the built network sees, and the
+    # smallest size it accepts must run.
+    configs = [config for _, config in extreme_configs(DEFAULT_SPACE)]
+    configs += [get_preset(name) for name in PUBLISHED_PRESETS]
+    seen: list[int] = []  # each stage's input size, as the last forward pass saw it
+    for config in configs:
+        model = build_model(config).eval()
+        for stage in model.stages:
+            stage.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[-1]))
+        smallest = next(size for size in range(1, 64) if _fits(config, size))
+        for size in (smallest, smallest + 3, 32):
+            seen.clear()
+            with torch.inference_mode():
+                model(torch.zeros(1, 3, size, size))
+            assert seen == config.feature_sizes(size), (config, size)
+        with pytest.raises(ValueError, match="would collapse it"):
+            config.validate(input_size=smallest - 1)
+
+
+def _fits(config: ThreshNetConfig, input_size: int) -> bool:
+    try:
+        config.feature_sizes(input_size)
+    except ValueError:
+        return False
+    return True

@@ -54,9 +54,10 @@ def _browser(*args: str) -> str:
     return result.stdout
 
 
-def _probe(page: Path, script: str, folder: Path) -> Any:
+def _probe(page: Path, script: str, folder: Path) -> tuple[Any, str]:
     """What the body of a JavaScript function, ``script``, returns (as JSON) when run at
-    the end of a copy of ``page`` in headless Chromium, after the page's own scripts."""
+    the end of a copy of ``page`` in headless Chromium, after the page's own scripts; and
+    the copy's DOM as rendered (one browser run for both)."""
     before, _, after = page.read_text().rpartition("</body>")
     probe = (
         '<pre id="probe"></pre><script>document.getElementById("probe").textContent = '
@@ -64,9 +65,10 @@ def _probe(page: Path, script: str, folder: Path) -> Any:
     )
     copy = folder / "probe.html"
     copy.write_text(before + probe + after)
-    found = re.search(r'<pre id="probe">(.*?)</pre>', _browser("--dump-dom", copy.as_uri()), re.S)
+    dom = _browser("--dump-dom", copy.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert found, "the probe did not run"
-    return json.loads(html.unescape(found.group(1)))
+    return json.loads(html.unescape(found.group(1))), dom
 
 
 def _rows(root: Path) -> list[dict[str, str]]:
@@ -128,15 +130,17 @@ def _element(dom: str, element_id: str, tag: str) -> str:
 class Report:
     root: Path
     page: Path
-    dom: str  # as headless Chromium rendered it
+    dom: str  # as headless Chromium rendered it (with the probe's <pre> at the end)
+    traces: list[dict[str, Any]]  # the trade-off plot's traces (_BARS_SCRIPT), same run
 
 
 @pytest.fixture(scope="module")
-def report(smoke_study: SmokeStudy) -> Report:
+def report(smoke_study: SmokeStudy, tmp_path_factory: pytest.TempPathFactory) -> Report:
     assert smoke_study.result.returncode == 0, smoke_study.result.stderr[-2000:]
     assert run_cli(PROG, main, [str(smoke_study.root)]) == 0
     page = smoke_study.root / "report.html"
-    return Report(smoke_study.root, page, _browser("--dump-dom", page.as_uri()))
+    traces, dom = _probe(page, _BARS_SCRIPT, tmp_path_factory.mktemp("probe"))
+    return Report(smoke_study.root, page, dom, traces)
 
 
 def test_report_renders_offline_with_every_point_and_label(report: Report) -> None:
@@ -184,9 +188,8 @@ _BARS_SCRIPT = (
 )
 
 
-def _bars(page: Path, folder: Path) -> tuple[list[int], dict[str, Any]]:
-    """(trials with a latency bar, the bars' error_x) of a report page's trade-off plot."""
-    traces = _probe(page, _BARS_SCRIPT, folder)
+def _bars(traces: list[dict[str, Any]]) -> tuple[list[int], dict[str, Any]]:
+    """(trials with a latency bar, the bars' error_x) of a trade-off plot's traces."""
     bars = [trace for trace in traces if trace["name"] == "latency p10-p90 (search)"]
     assert len(bars) == 1 and all("error_x" not in t for t in traces if t not in bars)
     return bars[0]["trials"] or [], bars[0]["error_x"]
@@ -195,7 +198,7 @@ def _bars(page: Path, folder: Path) -> tuple[list[int], dict[str, Any]]:
 def test_latency_bars_span_the_search_p10_to_p90(report: Report, tmp_path: Path) -> None:
     # The smoke study ended with the final latency pass: no bar on a re-measured point.
     points = _eligible(report.root)
-    with_bars, _ = _bars(report.page, tmp_path)
+    with_bars, _ = _bars(report.traces)
     assert sorted(with_bars) == sorted(n for n, p in points.items() if not p["remeasured"])
     title = re.search(r'class="xtitle"[^>]*data-unformatted="([^"]*)"', report.dom).group(1)
     assert "p10-p90 of the search's timing passes (none on re-measured points)" in html.unescape(
@@ -207,13 +210,13 @@ def test_latency_bars_span_the_search_p10_to_p90(report: Report, tmp_path: Path)
     (root / "remeasured.csv").unlink()
     assert run_cli(PROG, main, [str(root)]) == 0
     points = _eligible(root)
-    with_bars, bar = _bars(root / "report.html", tmp_path)
+    traces, dom = _probe(root / "report.html", _BARS_SCRIPT, tmp_path)
+    with_bars, bar = _bars(traces)
     assert bar["type"] == "data" and bar["symmetric"] is False
     assert sorted(with_bars) == sorted(points)
     for number, up, down in zip(with_bars, bar["array"], bar["arrayminus"], strict=True):
         assert points[number]["latency"] + up == pytest.approx(points[number]["p90"])
         assert points[number]["latency"] - down == pytest.approx(points[number]["p10"])
-    dom = _browser("--dump-dom", (root / "report.html").as_uri())
     assert _tradeoff_layer(dom).count('class="xerror"') == len(points)  # all drawn
 
 
@@ -254,7 +257,7 @@ def test_all_trials_table_lists_every_trial_and_sorts_by_clicking(
     measured = [r["number"] for r in rows if r["latency_ms"]][:2]
     edits = dict(zip(measured, ("10.5", "9.5"), strict=True))
     rows = [{**r, "latency_ms": edits.get(r["number"], r["latency_ms"])} for r in rows]
-    orders = _probe(
+    orders, _ = _probe(
         report.page,
         'var table = document.getElementById("all-trials");'
         f"var edits = {json.dumps(edits)};"

@@ -9,16 +9,18 @@ import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from search.driver.records import TrialsTable
+from search.driver.restore import restore_finished
 from search.run import PROG, main
 from search.setup.provenance import new_manifest
 from search.setup.settings import SMOKE_SETTINGS
 from search.setup.study import StudyDirectory
 from search.worker.fields import config_record
-from space import param_names, params_to_config, sample_params
+from space import CostCaps, param_names, params_to_config, sample_params
 from studies.export import main as export_main
 from studies.report import main as report_main
 from studies.schema import RECORD_ATTR, trial_status
@@ -40,7 +42,7 @@ def _finished_study(root: Path, data: Path) -> StudyDirectory:
     study = directory.load_study(directory.storage(), root.name)
     trial = study.ask()
     trial.suggest_int("threshold", 0, 5)
-    trial.set_user_attr("status", "ok")
+    trial.set_user_attr(RECORD_ATTR, {"status": "ok", "val_acc": 0.5, "latency_ms": 2.0})
     study.tell(trial, [0.5, 2.0])
     return directory
 
@@ -114,11 +116,9 @@ def test_a_damaged_journal_tail_is_cut_and_the_study_resumes(
     assert "unreadable" not in capsys.readouterr().err
 
 
-@pytest.mark.slow  # the repaired study has a trial to run: a local Ray starts
 def test_damage_in_the_middle_of_the_journal_is_named_and_repaired_on_request(
     study: StudyDirectory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    study.trials_path.unlink()  # the journal alone: its trial has no record to restore
     lines = study.journal_path.read_bytes().splitlines(keepends=True)
     damaged = [*lines[:3], b"not json\n", *lines[3:]]
     study.journal_path.write_bytes(b"".join(damaged))
@@ -132,6 +132,14 @@ def test_damage_in_the_middle_of_the_journal_is_named_and_repaired_on_request(
     repaired = study.journal_path.read_bytes()
     assert repaired.startswith(b"".join(lines[:3])) and b"not json" not in repaired
     assert len(list(study.root.glob("optuna.journal.damaged-*"))) == 1
+    # the cut lost the finished trial's completion; the table gave it back (no Ray started)
+    captured = capsys.readouterr()
+    assert "restored" in captured.err and "0 run now" in captured.out
+    rows = _table_rows(study)  # the cut kept the trial's creation alone: retired, told anew
+    assert [row.split(",")[:3] for row in rows] == [
+        ["0", "FAIL", "interrupted"],
+        ["1", "COMPLETE", "ok"],
+    ]
 
 
 @pytest.mark.parametrize("how", [shutil.move, shutil.copytree])
@@ -301,3 +309,33 @@ def test_finished_trials_a_cut_journal_lost_are_restored_from_the_table(
     assert failed.user_attrs[RECORD_ATTR]["error"] == "diverged"
     rows = [row for row in _table_rows(directory) if ",ok," in row or ",failed," in row]
     assert len(rows) == 5
+
+
+def test_an_ok_row_without_its_objectives_is_not_restored_and_its_trial_runs_again(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    directory = _finished_study(tmp_path / "runs" / "edited", tiny_folder)
+    space = SMOKE_SETTINGS.space
+    study = directory.load_study(directory.storage(), "edited")
+    running = study.ask()
+    sample_params(running, space)
+    names = tuple(param_names(space))
+    TrialsTable(directory.trials_path, names).write(study)
+    table = pd.read_csv(directory.trials_path, dtype=str, keep_default_na=False)
+    row = table["number"] == str(running.number)
+    assert table.loc[row, "status"].item() == "running"
+    table.loc[row, ["state", "status", "val_acc"]] = ["COMPLETE", "ok", ""]  # edited by hand
+    table.loc[row, "latency_ms"] = "3.0"
+    table.to_csv(directory.trials_path, index=False)
+
+    restored = restore_finished(
+        study,
+        directory.storage(),
+        directory.trials_path,
+        space=space,
+        caps=CostCaps(),
+        input_size=SMOKE_SETTINGS.train.input_size,
+    )
+    assert restored == 0  # nothing to tell Optuna: the trial stays for the resume to re-queue
+    again = directory.load_study(directory.storage(), "edited")
+    assert again.trials[running.number].state == TrialState.RUNNING

@@ -17,8 +17,9 @@ finished trial trains twice:
   except after a partly kept one, which is retired as interrupted. Where another trial
   is already queued (ask would take it), the lost ones are left to train again.
 
-Rows of infeasible trials (no training to save) and of trials still running when the
-table was written are not restored.
+Rows of infeasible trials (no training to save), of trials still running when the
+table was written, and "ok" rows without both objectives (an edited or damaged table:
+nothing to tell Optuna) are not restored; such a trial runs again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from search.driver.bookkeeping import FINISHED, STOPPED
+from search.setup.settings import OBJECTIVES
 from space import (
     LATENCY_CONSTRAINT,
     CostCaps,
@@ -110,6 +112,8 @@ def restore_finished(
     # the rows to look at: finished in the table, missing or still running in the journal
     # (usually none; the loop below passes over the others, queued trials' numbers included)
     finished = table[table["status"].isin(FINISHED) & ~table["number"].isin(not_running)]
+    no_objectives = finished.reindex(columns=list(OBJECTIVES)).isna().any(axis=1)
+    finished = finished[~((finished["status"] == "ok") & no_objectives)]
     study_id = storage.get_study_id_from_name(study.study_name)
     restored = 0
     for _, row in finished.iterrows():
