@@ -26,6 +26,7 @@ Two ways to run many trials without a GPU:
         --baseline-env TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1 TUNE_GLOBAL_CHECKPOINT_S=600
     python bench/driver_scale.py loop --in-flight 256 1000 --trials 1000 10000 --sampler random
     python bench/driver_scale.py loop --in-flight 256 --trials 10000 --sampler random --resume 16
+    python bench/driver_scale.py loop --in-flight 32 --trials 1000 --sampler gp-tpe --split 200
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     busy = 0.0
     events: list[tuple[float, int, str, dict[str, Any]]] = []
     rss_at_1000 = None
+    split_at = None  # simulated clock when the args.split-th trial ended
     started = time.perf_counter()
     with open(os.devnull, "w") as sink, redirect_stdout(sink):
         searcher = make_searcher(run, settings, Progress(target=trials, full_epochs=4))
@@ -240,6 +242,8 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
             clock += time.perf_counter() - spent
             if rss_at_1000 is None and searcher.finished >= 1000:
                 rss_at_1000 = _rss_mb()
+            if split_at is None and args.split and searcher.finished >= args.split:
+                split_at = clock
     wall = time.perf_counter() - started
     row = {
         "arm": "loop", "sampler": args.sampler, "in_flight": in_flight, "trials": trials,
@@ -249,6 +253,9 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
         "rss_mb_at_1000": rss_at_1000, "rss_mb_end": _rss_mb(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
+    if split_at is not None:  # ended trials/s up to the split and after it
+        row["per_s_before_split"] = args.split / split_at
+        row["per_s_after_split"] = (trials - args.split) / (clock - split_at)
     if args.resume:  # the real command (Ray) takes the loop's study up
         row.update(_resume(out, name, args, args.resume_in_flight, trials))
     if not args.keep:
@@ -283,6 +290,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--resume-in-flight", type=int, default=8, help="loop: trials in flight when resuming"
+    )
+    parser.add_argument(
+        "--split",
+        type=int,
+        default=0,
+        help="loop: also ended trials/s before and after the N-th ended trial (e.g. gp-tpe's "
+        "hand-over, 200)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the study directories")
     parser.add_argument("--out", default=None, help="parent of the temporary studies")

@@ -272,7 +272,9 @@ def _checked_copy(smoke_study: SmokeStudy, tmp_path: Path) -> tuple[Path, pd.Dat
     return root, table
 
 
-@pytest.mark.slow
+# Nine trainings of the presets on a local Ray (a minute on 2 cores): with -m long; in CI
+# the check's selection, ladder, statistics, bookkeeping and report are the tests above.
+@pytest.mark.long
 def test_the_check_trains_its_rungs_on_ray_and_reaches_the_report(
     smoke_study: SmokeStudy, tmp_path: Path
 ) -> None:

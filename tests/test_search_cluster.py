@@ -80,7 +80,9 @@ def test_trials_spread_over_two_nodes_into_one_postgres_study_that_survives_kill
         command += ["--cache-dir", str(tmp_path / "cache"), "--epochs", "3", "--batch-size", "16"]
         command.append("--no-final-pass")  # the smoke study tests the final pass
     else:
-        command += ["--simulate", "compute", "--simulate-seconds", "3,0.5"]
+        # two at once from the start (Ray Tune would otherwise ramp one actor at a time
+        # and could run every short trial on the first node): one on each node
+        command += ["--simulate", "compute", "--simulate-seconds", "3,0.5", "--max-concurrent", "2"]
     try:
         driver = subprocess.Popen(
             command,
