@@ -6,8 +6,12 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -340,3 +344,34 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
     }
     write_report(study_dir.root)
     assert 'id="simulated">Simulated study' in (study_dir.root / "report.html").read_text()
+
+
+# a `ray start` cluster and a simulated study's own Ray: half a minute on 2 cores
+def test_a_local_study_starts_its_own_ray_beside_a_cluster_started_with_ray_start(
+    tmp_path: Path,
+) -> None:
+    # Ray's address lookup finds the latest `ray start` cluster of this machine (its
+    # temporary directory): ray.init(num_cpus=...) would join it and refuse num_cpus.
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
+    env = search_env(RAY_TMPDIR=ray_tmp)
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as probe:  # a free port: 6379 may be another cluster's
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1"]
+    head += ["--include-dashboard", "false"]
+    subprocess.run(head, env=env, capture_output=True, check=True, timeout=120)
+    try:
+        result = subprocess.run(
+            simulated_command(tmp_path / "runs", "beside", 2, seconds="0.5,0.1"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 finished trials" in result.stdout

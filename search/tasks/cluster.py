@@ -122,6 +122,9 @@ def _init(resources: RunResources, level: int, verbose: bool) -> None:
             logging.ERROR
         )
     ray.init(
+        # a new local Ray even where a cluster started with `ray start` runs on this
+        # machine (Ray would join that one, and refuse num_cpus for it); --address joins one
+        address="local",
         num_cpus=resources.num_cpus or os.cpu_count(),
         include_dashboard=False,
         logging_level=level,
