@@ -346,6 +346,21 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
     assert 'id="simulated">Simulated study' in (study_dir.root / "report.html").read_text()
 
 
+def _kill_processes_mentioning(text: str) -> None:
+    """Kill the processes whose command line mentions ``text``, and their children."""
+    found = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if any(text in part for part in process.info["cmdline"] or [])
+        and process.pid != os.getpid()
+    ]
+    every = {one for process in found for one in [process, *process.children(recursive=True)]}
+    for process in every:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(list(every), timeout=30)
+
+
 # a `ray start` cluster and a simulated study's own Ray: half a minute on 2 cores
 def test_a_local_study_starts_its_own_ray_beside_a_cluster_started_with_ray_start(
     tmp_path: Path,
@@ -370,8 +385,8 @@ def test_a_local_study_starts_its_own_ray_beside_a_cluster_started_with_ray_star
             timeout=300,
             check=False,
         )
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    finally:  # that cluster's processes only (`ray stop` would stop every Ray here)
+        _kill_processes_mentioning(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 finished trials" in result.stdout

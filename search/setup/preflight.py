@@ -4,7 +4,7 @@ A study that spends its budget on trials that all fail (a NaN from an infinite w
 decay, a latency that cannot be measured, a space whose networks do not fit the input)
 is worse than a refusal: this finds such settings in well under a second, by closed
 forms and builds on the meta device (no forward pass: the feature map's size at each
-stage is ``ThreshNetConfig.feature_sizes``, which tests/test_config.py checks against the
+stage is ``ThreshNetConfig.feature_sizes``, which tests/test_model.py checks against the
 built networks; a meta-device forward pass cost about 0.9 s a network on 2 cores).
 """
 
