@@ -10,12 +10,14 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from threshnet.cli import EXIT_TERMINATED
 
 
-def _start(code: str) -> subprocess.Popen[str]:
+def _start(code: str, prelude: str = "") -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", prelude + "\n" + textwrap.dedent(code)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -25,7 +27,17 @@ def _start(code: str) -> subprocess.Popen[str]:
     return process
 
 
-def test_sigterm_stops_a_command_like_ctrl_c_with_exit_status_143() -> None:
+# How the command was started: in a shell, or in the background with SIGINT ignored, as
+# `nohup CMD &` (and any `&` of a non-interactive shell) leaves it: Ctrl-C's signal then
+# does nothing, and SIGTERM must stop the command all the same.
+STARTS = {
+    "shell": "",
+    "nohup-background": "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)",
+}
+
+
+@pytest.mark.parametrize("start", list(STARTS))
+def test_sigterm_stops_a_command_like_ctrl_c_with_exit_status_143(start: str) -> None:
     process = _start(
         """
         import time
@@ -38,7 +50,8 @@ def test_sigterm_stops_a_command_like_ctrl_c_with_exit_status_143() -> None:
 
         stop_on_sigterm()
         raise SystemExit(run_cli("prog", main, None))
-        """
+        """,
+        STARTS[start],
     )
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)

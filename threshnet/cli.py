@@ -106,7 +106,11 @@ def stop_on_sigterm(on_signal: Callable[[], None] | None = None) -> None:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         _sigterm.set()
-        signal.raise_signal(signal.SIGINT)
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            # SIGINT ignored, as `nohup CMD &` starts a command: Ctrl-C's signal would do
+            # nothing (or kill at once), so stop the way Python's Ctrl-C does
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C's handler: Python's, or Ray Tune's
 
     signal.signal(signal.SIGTERM, on_sigterm)
     _sigterm_handler[:] = [on_sigterm]
