@@ -3,15 +3,17 @@
 For each arm (``--busy``: 0, 1, 2, 4 and 8 busy processes, each a Python spin loop like a
 neighbour's job), each preset's batch-1 latency at 32x32 is measured ``--measurements``
 times as a search trial measures it (threshnet.steady_latency: 5 rounds paired with the
-reference network ThreshNet28, 10 repeats a round, outlier rounds again, one CPU thread),
+reference network ThreshNet28, 10 repeats a round, outlier rounds again and rounds added
+while the median's error is high, judged by the CPU clock as studies do; one CPU thread),
 the presets' order rotated. Both clocks come from the same passes: wall time and the
 thread's CPU time (threshnet.latency.cpu_clock). A figure on the study's scale is the
 ratio to the reference times the reference's time on the idle machine (the median of the
 idle arm's reference figures, per clock), as a study fixes it (threshnet.latency_scale).
 
 Prints, per arm, clock and preset: the scaled figure's median, CV over the measurements and
-error against the idle arm; how often the ranking 28 < 79 < 95 held; how many
-measurements threshnet.machine_load called oversubscribed. Then one JSON line.
+error against the idle arm; how often the ranking 28 < 79 < 95 held; the measurements'
+median rounds and how many were flagged unsteady; how many measurements
+threshnet.machine_load called oversubscribed. Then one JSON line.
 
 ``--study-arm N [N ...]`` also runs the same small study (``search.run --smoke`` on
 generated images, so training is seconds and latency is what is compared) on the idle
@@ -78,20 +80,23 @@ def measure_arm(processes: int, measurements: int) -> dict[str, object]:
             for name in names[index % len(names) :] + names[: index % len(names)]:
                 window = LoadWindow()
                 steady = measure_steady_latency(
-                    models[name], reference, input_size=32, settings=settings
+                    models[name], reference, input_size=32, settings=settings, clock="cpu"
                 )
                 load = window.reading()
-                assert steady.cpu is not None
+                assert steady.cpu is not None and steady.wall is not None
                 rows.append(
                     {
                         "measurement": index,
                         "preset": name,
-                        "wall_ratio": steady.ratio,
-                        "wall_reference_ms": steady.reference_ms,
-                        "wall_cv": steady.ratio_cv,
+                        "wall_ratio": steady.wall.ratio,
+                        "wall_reference_ms": steady.wall.reference_ms,
+                        "wall_cv": steady.wall.ratio_cv,
                         "cpu_ratio": steady.cpu.ratio,
                         "cpu_reference_ms": steady.cpu.reference_ms,
                         "cpu_cv": steady.cpu.ratio_cv,
+                        "cpu_se": steady.cpu.ratio_se,
+                        "rounds": steady.rounds,
+                        "unsteady": steady.unsteady,
                         "oversubscribed": load.oversubscribed,
                         "pressure": load.pressure,
                         "load": load.load_average,
@@ -123,6 +128,7 @@ def summarise(arms: list[dict[str, object]]) -> list[dict[str, object]]:
             )
             for name in ordered:
                 values = wide[name]
+                own = frame[frame["preset"] == name]
                 out.append(
                     {
                         "busy": processes,
@@ -133,6 +139,8 @@ def summarise(arms: list[dict[str, object]]) -> list[dict[str, object]]:
                         "error_vs_idle": float(values.median() / idle_ms[name] - 1),
                         "ranking_held": held,
                         "measurements": len(values),
+                        "median_rounds": float(own["rounds"].median()),
+                        "flagged": int(own["unsteady"].sum()),
                         "oversubscribed": int(frame["oversubscribed"].sum()),
                         "median_pressure": float(frame["pressure"].median()),
                     }
@@ -220,7 +228,8 @@ def main() -> None:
                 f"busy {row['busy']} {row['clock']:4s} {row['preset']}: median "
                 f"{row['median_ms']:.3f} ms, CV {row['cv']:.1%}, vs idle "
                 f"{row['error_vs_idle']:+.1%}, ranking held {row['ranking_held']} of "
-                f"{row['measurements']}, oversubscribed {row['oversubscribed']}, pressure "
+                f"{row['measurements']}, rounds {row['median_rounds']:g}, flagged "
+                f"{row['flagged']}, oversubscribed {row['oversubscribed']}, pressure "
                 f"{row['median_pressure']:.0%}"
             )
         result["arms"] = table

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 
 from studies import schema
 from studies.schema import StudyError
+from threshnet.steady_latency import ratio_standard_error
 
 __all__ = ["Study", "StudyError", "eligible_trials", "load_study"]
 
@@ -116,13 +118,15 @@ def eligible_trials(study: Study, *, search_latencies: bool = False) -> pd.DataF
     eligible["latency_search_ms"] = eligible["latency_ms"]
     eligible["latency_remeasured"] = False
     eligible["latency_flagged"] = False
-    # where each latency figure comes from, with the CV of its rounds' ratios and their count
+    # where each latency figure comes from, with the CV of its rounds' ratios, their count
+    # and the relative standard error of the median ratio they give
     eligible["latency_source"] = "search"
     for name, column in (
         ("latency_figure_cv", "latency_cv"),
         ("latency_figure_rounds", "latency_rounds"),
     ):
         eligible[name] = eligible[column] if column in eligible.columns else float("nan")
+    eligible["latency_figure_se"] = _standard_errors(eligible)
     if study.remeasured is None or search_latencies:
         return eligible
     passed = study.remeasured.set_index("number")
@@ -132,9 +136,25 @@ def eligible_trials(study: Study, *, search_latencies: bool = False) -> pd.DataF
     eligible.loc[hit, "latency_ms"] = numbers.map(replaced["latency_ms"]).astype(float)
     eligible.loc[hit, "latency_figure_cv"] = numbers.map(replaced["latency_cv"]).astype(float)
     eligible.loc[hit, "latency_figure_rounds"] = numbers.map(replaced["rounds"]).astype(float)
+    eligible.loc[hit, "latency_figure_se"] = _standard_errors(eligible.loc[hit])
     eligible.loc[hit, "latency_remeasured"] = True
     eligible.loc[hit, "latency_source"] = "re-measured"
     flagged = eligible["number"].isin(passed.index[passed["flagged"].astype(bool)])
     eligible.loc[flagged, "latency_flagged"] = True
     eligible.loc[flagged, "latency_source"] = "search (re-timing unsteady)"
     return eligible
+
+
+def _standard_errors(trials: pd.DataFrame) -> pd.Series:
+    """The relative standard error of each row's median latency ratio, from its figure's
+    CV and rounds (threshnet.steady_latency.ratio_standard_error; NaN where unknown)."""
+    return pd.Series(
+        [
+            ratio_standard_error(cv, int(rounds)) if pd.notna(cv) and pd.notna(rounds) else np.nan
+            for cv, rounds in zip(
+                trials["latency_figure_cv"], trials["latency_figure_rounds"], strict=True
+            )
+        ],
+        index=trials.index,
+        dtype=float,
+    )

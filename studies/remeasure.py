@@ -6,7 +6,8 @@ candidates (the trials of the first ``--fronts`` non-dominated layers) and the
 published presets back to back: ``--rounds`` rounds, the candidates in a new shuffled
 order each round, each timing paired with the reference network (ThreshNet28) as in a
 trial (threshnet.steady_latency), in the study's latency backend (eager PyTorch or ONNX
-Runtime); a candidate's outlier rounds are measured again, and a
+Runtime); a candidate's outlier rounds are measured again and rounds are added while its
+figure's error is high (bounded), and a
 trial the new figures bring onto the front is re-timed too. The
 figures go to ``<study-dir>/remeasured.csv``; ``studies.load`` puts them in place of the
 search's latencies, so the report's front, ``pareto.json`` and the export use them (and
@@ -30,7 +31,7 @@ import torch
 from studies import schema
 from studies.load import Study, StudyError, eligible_trials, load_study
 from studies.pareto import pareto_mask
-from studies.schema import LATENCY_SCALE_KEY, REPLACE_CV
+from studies.schema import LATENCY_SCALE_KEY
 from threshnet.cli import ArgumentParser, UserError, positive_int, run_cli
 from threshnet.config import ThreshNetConfig
 from threshnet.latency import LatencySettings, device_name
@@ -40,6 +41,7 @@ from threshnet.model import build_model
 from threshnet.onnx_export import INSTALL_HINT, missing_packages
 from threshnet.presets import PUBLISHED_PRESETS
 from threshnet.steady_latency import (
+    STEADY_SE,
     measure_steady_latency,
     outlier_rounds,
     reference_config,
@@ -55,6 +57,10 @@ DEFAULT_ROUNDS = 5
 DEFAULT_FRONTS = 2
 MAX_WIDENINGS = 3  # times the re-timed set grows to cover a front that moved
 MAX_ATTEMPTS = 3  # whole re-timings of a trial that stayed unsteady
+# Rounds an attempt may time beyond --rounds for one trial (outliers again, or rounds
+# added while its figure's error is above STEADY_SE), as a multiple of --rounds
+EXTRA_ROUNDS_FACTOR = 2
+ADD_ROUND = -1  # _next_round's answer: time one more round
 # A round's figure is its fastest pass: the pass re-times only the front and the presets,
 # so it affords more passes a round than a search trial (--smoke: 3), which makes that
 # minimum, and the CV its rule reads, steadier (BENCHMARKS.md, "Latency stability")
@@ -87,6 +93,16 @@ def _settings(study: Study, threads: int | None, device: torch.device) -> Latenc
     )
 
 
+def _next_round(values: list[tuple[float, float]]) -> int | None:
+    """What a trial's rounds of (ms, reference ms) need next: the index of an outlier
+    round to time again, ``ADD_ROUND`` while the median ratio's error is above
+    ``STEADY_SE``, or None."""
+    far = outlier_rounds([ms / reference for ms, reference in values])
+    if far:
+        return far[0]
+    return ADD_ROUND if round_statistics(values).ratio_se > STEADY_SE else None
+
+
 # Times one round of trial ``number``'s network: (its ms, the reference's ms)
 RoundTimer = Callable[[int, "Network"], tuple[float, float]]
 
@@ -115,8 +131,11 @@ def remeasure(
 ) -> Remeasured:
     """Re-time the front candidates and presets; one row per trial (see module doc).
 
-    A trial's new figure replaces the search's only when steady (the CV of its rounds'
-    ratios at most ``REPLACE_CV``); the unsteady are timed again after waiting (at most
+    Each trial gets ``rounds`` rounds, then (up to ``EXTRA_ROUNDS_FACTOR`` x ``rounds``
+    more) its outlier rounds again and new rounds while its median ratio's relative
+    standard error is above ``STEADY_SE``. A trial's new figure replaces the search's only
+    when steady (that error at most ``STEADY_SE``); the unsteady are timed again after
+    waiting (at most
     ``calm_seconds``) for the machine to be calm, up to ``attempts`` times in all, and
     then keep the search's figure, flagged. ``time_round`` times one round of a trial's
     network (default: paired with the reference, threshnet.steady_latency).
@@ -175,20 +194,29 @@ def remeasure(
         numbers: list[int], models: dict[int, Network]
     ) -> tuple[dict[int, list[tuple[float, float]]], str]:
         """Rounds of every trial in ``numbers``, each round in a new order, then their
-        outlier rounds again; and the machine's load meanwhile."""
+        outlier rounds again and more rounds while their error is high (``_next_round``);
+        and the machine's load meanwhile."""
         measured: dict[int, list[tuple[float, float]]] = {number: [] for number in numbers}
         window = LoadWindow()
         for _ in range(rounds):
             shuffle.shuffle(numbers)
             for number in numbers:
                 measured[number].append(time_once(number, models[number]))
-        for number in numbers:
-            values = measured[number]
-            for _ in range(rounds):
-                far = outlier_rounds([ms / ref for ms, ref in values])
-                if not far:
-                    break
-                values[far[0]] = time_once(number, models[number])
+        extra = dict.fromkeys(numbers, 0)
+        while True:  # outlier rounds again, then rounds added while the error is high
+            open_ = [number for number in numbers if extra[number] < rounds * EXTRA_ROUNDS_FACTOR]
+            actions = {number: _next_round(measured[number]) for number in open_}
+            todo = [number for number in open_ if actions[number] is not None]
+            if not todo:
+                break
+            shuffle.shuffle(todo)
+            for number in todo:
+                figure = time_once(number, models[number])
+                if actions[number] == ADD_ROUND:
+                    measured[number].append(figure)
+                else:
+                    measured[number][actions[number]] = figure
+                extra[number] += 1
         load = window.reading()
         oversubscribed = " (oversubscribed)" if load.oversubscribed else ""
         return measured, load.describe() + oversubscribed
@@ -205,7 +233,7 @@ def remeasure(
             measured, load = time_rounds(todo, models)
             for number, values in measured.items():
                 combined = round_statistics(values)
-                steady = combined.ratio_cv <= REPLACE_CV
+                steady = combined.ratio_se <= STEADY_SE
                 search_ms = float(eligible.loc[number, "latency_ms"])
                 figure = combined.latency_ms if scale_ms is None else combined.ratio * scale_ms
                 outcomes[number] = {

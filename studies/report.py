@@ -47,10 +47,11 @@ from studies.pareto import (
     hypervolume_history,
     pareto_front,
 )
-from studies.schema import LATENCY_SCALE_KEY, REPLACE_CV
+from studies.schema import LATENCY_SCALE_KEY
 from threshnet.cli import ArgumentParser, UserError, finite_float, run_cli
 from threshnet.fileio import atomic_write, atomic_write_text
 from threshnet.presets import PUBLISHED_PRESETS
+from threshnet.steady_latency import STEADY_SE
 
 PROG = "studies.report"
 NOTE = (
@@ -204,6 +205,7 @@ def _front_table(front: pd.DataFrame) -> str:
         params=front["params"].map(lambda v: f"{int(v):,}"),
         macs=front["macs"].map(lambda v: f"{int(v) / 1e6:.1f} M"),
         latency_cv=front["latency_figure_cv"].map(_percent),
+        latency_se=front["latency_figure_se"].map(_percent),
         latency_rounds=front["latency_figure_rounds"].map(_count),
     )
     columns = [
@@ -213,6 +215,7 @@ def _front_table(front: pd.DataFrame) -> str:
         ("latency_ms", "latency ms"),
         ("latency_source", "latency from"),
         ("latency_cv", "its CV"),
+        ("latency_se", "its SE"),
         ("latency_rounds", "rounds"),
         ("params", "params"),
         ("macs", "MACs"),
@@ -416,8 +419,9 @@ def latency_note(study: Study) -> str:
         f"were re-measured after the search on {first['device_name']} ({first['device']}), "
         f"{int(again['rounds'].median())} rounds in shuffled order against ThreshNet28, in "
         f"{backend}, at {first['measured_at'][:19]} UTC: {len(again) - flagged} steady "
-        f"figures (CV of the rounds' ratios at most {REPLACE_CV:.0%}, the machine not "
-        f"oversubscribed) replace the search's{kept}; the front, hypervolume and tables use "
+        f"figures (the median ratio's relative standard error at most {STEADY_SE:.0%}, "
+        f"rounds added while it was above; the machine not oversubscribed) replace the "
+        f"search's{kept}; the front, hypervolume and tables use "
         f"them. {scale}"
     )
 

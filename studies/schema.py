@@ -60,7 +60,9 @@ RECORD_FIELDS: dict[str, type] = {
     "latency_ratio": float,  # median over the rounds of (fastest pass / reference's)
     "latency_cv": float,  # coefficient of variation of the rounds' ratios
     "latency_rounds": int,
-    "latency_unsteady": int,  # 1 when latency_cv stayed above the limit
+    # 1 when the median ratio's relative standard error (threshnet.steady_latency
+    # .ratio_standard_error of latency_cv and latency_rounds) stayed above STEADY_SE
+    "latency_unsteady": int,
     # latency_ms = latency_ratio x latency_scale_ms, the study's reference time for the
     # trial's device kind (threshnet.latency_scale); the trial's own ms: latency_raw_ms.
     # Studies made before the scale have none of the three: latency_ms is raw.
@@ -125,10 +127,9 @@ RECORD_FIELDS: dict[str, type] = {
 # threshnet.latency_scale.ReferenceTime as a dict; search.driver.latency_scale)
 LATENCY_SCALE_KEY = "latency_scale"
 # remeasured.csv: the final latency pass (studies.remeasure), one row per re-timed trial.
-# A re-timed figure replaces the search's only when the CV of its rounds' ratios is at
-# most REPLACE_CV (the trials' own "unsteady" limit, threshnet.steady_latency; BENCHMARKS.md,
-# "Latency stability", has the CVs it separates) and the machine was not oversubscribed.
-REPLACE_CV = 0.05
+# A re-timed figure replaces the search's only when the relative standard error of its
+# median ratio is at most threshnet.steady_latency.STEADY_SE (the trials' own "unsteady"
+# limit; BENCHMARKS.md, "Latency stability", has the figures' spread it bounds).
 REMEASURED_FILE = "remeasured.csv"
 REMEASURED_FIELDS: dict[str, type] = {
     "number": int,

@@ -14,8 +14,14 @@ alternating, so a slow-down that starts mid-round falls on both equally often):
 - a round whose ratio lies far from the others' (beyond ``OUTLIER_MADS`` median absolute
   deviations, and more than ``OUTLIER_MIN_SHARE`` of the median) is measured again, up
   to ``max_extra_rounds`` times;
-- the coefficient of variation of the kept rounds' ratios is recorded; above
-  ``unsteady_cv`` the measurement is flagged ``unsteady``.
+- the figure's own error is judged, not the rounds' spread: the relative standard error
+  of the median ratio (``ratio_se``: sqrt(pi/2) x the rounds' coefficient of variation /
+  sqrt(rounds), the median's large-sample error) shrinks as rounds are added, so while
+  it is above ``steady_se`` another round is timed (outlier re-measures and added rounds
+  share ``max_extra_rounds``); still above, the measurement is flagged ``unsteady``. The
+  spread of 5 rounds alone has a long tail even on an idle machine (1.3-15 %,
+  BENCHMARKS.md "Why an idle study flags figures"), so a rule on it flagged steady
+  networks at random.
 
 The reference ms recorded beside every candidate show the machine's drift over a
 study; ``latency_ratio x`` a reference ms taken on an idle device corrects it.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -56,6 +63,12 @@ if TYPE_CHECKING:
 
     Network = nn.Module | InferenceSession  # what measure_steady_latency times
 
+# The largest relative standard error of a steady figure's median ratio: +-5 % is 2.5
+# standard errors (were the error normal and the median's own, 99 figures in 100 within
+# 5 % of the network's time); against the figures' measured spread: BENCHMARKS.md,
+# "Latency stability"
+STEADY_SE = 0.02
+MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)  # the median's error / the mean's (normal data)
 OUTLIER_MADS = 5.0  # a round this many scaled MADs from the median ratio is re-measured
 OUTLIER_MIN_SHARE = 0.05  # ... if it is also this far (a share of the median) from it
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal data
@@ -84,9 +97,12 @@ class SteadyLatency:
     ratio_cv: float  # coefficient of variation of the kept rounds' ratios
     rounds: int  # rounds kept
     remeasured_rounds: int  # outlier rounds measured again
-    unsteady: bool  # ratio_cv stayed above the limit
+    unsteady: bool  # ratio_se stayed above the limit
+    ratio_se: float = 0.0  # relative standard error of ``ratio`` (see ratio_standard_error)
+    added_rounds: int = 0  # rounds timed beyond ``rounds`` to bring ratio_se down
     # The same statistics of the passes' CPU time (threshnet.latency.cpu_clock), on the CPU
     cpu: RoundStatistics | None = None
+    wall: RoundStatistics | None = None  # ... and of their wall time, whichever the clock
     warmup_passes: int = 0  # of both networks (on a GPU, until they held still)
     clock: str = "wall"  # the clock of the figures above: "wall", or "cpu" (see CLOCKS)
 
@@ -102,17 +118,31 @@ class RoundStatistics:
     reference_ms: float  # median of the reference's
     ratio: float  # median of the rounds' ratios
     ratio_cv: float  # coefficient of variation of the rounds' ratios (0 for one round)
+    ratio_se: float  # relative standard error of the median ratio (0 for one round)
 
 
 def round_statistics(rounds: list[tuple[float, float]]) -> RoundStatistics:
     """Combine rounds of (candidate ms, reference ms) figures."""
     ratios = [candidate / reference for candidate, reference in rounds]
+    cv = coefficient_of_variation(ratios)
     return RoundStatistics(
         latency_ms=statistics.median(candidate for candidate, _ in rounds),
         reference_ms=statistics.median(reference for _, reference in rounds),
         ratio=statistics.median(ratios),
-        ratio_cv=statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0,
+        ratio_cv=cv,
+        ratio_se=ratio_standard_error(cv, len(ratios)),
     )
+
+
+def coefficient_of_variation(values: list[float]) -> float:
+    """The values' sample standard deviation over their mean (0 for one value)."""
+    return statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else 0.0
+
+
+def ratio_standard_error(cv: float, rounds: int) -> float:
+    """The relative standard error of the median of ``rounds`` ratios whose coefficient
+    of variation is ``cv`` (0 for one round, which has no spread to judge)."""
+    return MEDIAN_SE_FACTOR * cv / math.sqrt(rounds) if rounds > 1 else 0.0
 
 
 def outlier_rounds(ratios: list[float]) -> list[int]:
@@ -200,20 +230,22 @@ def measure_steady_latency(
     device: str | torch.device = "cpu",
     settings: LatencySettings | None = None,
     rounds: int = 5,
-    max_extra_rounds: int = 5,
-    unsteady_cv: float = 0.05,
+    max_extra_rounds: int = 10,
+    steady_se: float = STEADY_SE,
     clock: str = "wall",
 ) -> SteadyLatency:
     """Time ``model`` in ``rounds`` rounds interleaved with ``reference``, by ``clock``
     (CLOCKS: "cpu" counts where a CPU computes on one thread, else wall time).
 
     Each round times ``settings.repeats`` passes of each network (after one warm-up of
-    ``settings.warmup`` passes each); see the module docstring for the statistics. Both
+    ``settings.warmup`` passes each), then up to ``max_extra_rounds`` more: an outlier
+    round again, or a new round while the median ratio's relative standard error is above
+    ``steady_se``; see the module docstring for the statistics. Both
     networks are modules, or both ONNX Runtime sessions (whose thread count is their own).
     """
     settings = settings or LatencySettings()
-    if rounds < 1 or max_extra_rounds < 0 or unsteady_cv <= 0:
-        raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and unsteady_cv > 0")
+    if rounds < 1 or max_extra_rounds < 0 or steady_se <= 0:
+        raise ValueError("rounds must be >= 1, max_extra_rounds >= 0 and steady_se > 0")
     if clock not in CLOCKS:
         raise ValueError(f"latency clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if isinstance(model, nn.Module) and isinstance(reference, nn.Module):
@@ -228,7 +260,7 @@ def measure_steady_latency(
         )
         threads_in_force = contextlib.nullcontext(session_threads)
     device = example.device
-    remeasured = 0
+    remeasured = added = 0
     with (
         out_of_memory_as_value_error(settings, input_size, device),
         threads_in_force as threads,
@@ -254,12 +286,18 @@ def measure_steady_latency(
             _round(model, reference, example, settings, index % 2 == 0, timer)
             for index in range(rounds)
         ]
-        while remeasured < max_extra_rounds:
-            far = outlier_rounds([ratio(one) for one in kept])
-            if not far:
+        while remeasured + added < max_extra_rounds:
+            ratios = [ratio(one) for one in kept]
+            reference_first = (remeasured + added) % 2 == 1
+            far = outlier_rounds(ratios)
+            if far:
+                kept[far[0]] = _round(model, reference, example, settings, reference_first, timer)
+                remeasured += 1
+            elif ratio_standard_error(coefficient_of_variation(ratios), len(ratios)) > steady_se:
+                kept.append(_round(model, reference, example, settings, reference_first, timer))
+                added += 1
+            else:
                 break
-            kept[far[0]] = _round(model, reference, example, settings, remeasured % 2 == 1, timer)
-            remeasured += 1
     wall = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
     cpu_rounds = [one.cpu for one in kept if one.cpu is not None]
     on_cpu = round_statistics(cpu_rounds) if cpu_rounds else None
@@ -274,8 +312,11 @@ def measure_steady_latency(
         ratio_cv=combined.ratio_cv,
         rounds=len(kept),
         remeasured_rounds=remeasured,
-        unsteady=combined.ratio_cv > unsteady_cv,
+        unsteady=combined.ratio_se > steady_se,
+        ratio_se=combined.ratio_se,
+        added_rounds=added,
         cpu=on_cpu,
+        wall=wall,
         warmup_passes=warmup_passes,
         clock="cpu" if combined is on_cpu else "wall",
     )
