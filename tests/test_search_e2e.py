@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -296,6 +297,42 @@ def _resumes_without_training_finished_trials_again(
         assert len([r for r in same if r["status"] == "ok"]) == 1
 
 
+def _kill_processes_mentioning(text: str) -> None:
+    """Kill the processes whose command line mentions ``text``, and their children."""
+    found = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if any(text in part for part in process.info["cmdline"] or [])
+        and process.pid != os.getpid()
+    ]
+    every = {one for process in found for one in [process, *process.children(recursive=True)]}
+    for process in every:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(list(every), timeout=30)
+
+
+@contextlib.contextmanager
+def _ray_start_cluster() -> Iterator[dict[str, str]]:
+    """A one-CPU cluster started with `ray start --head` in a temporary directory of its
+    own, meanwhile; the environment of a command run beside it (that directory as
+    RAY_TMPDIR, where Ray's address lookup looks)."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
+    env = search_env(RAY_TMPDIR=ray_tmp)
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    with socket.socket() as probe:  # a free port: 6379 may be another cluster's
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1"]
+    head += ["--include-dashboard", "false"]
+    try:
+        subprocess.run(head, env=env, capture_output=True, check=True, timeout=120)
+        yield env
+    finally:  # that cluster's processes only (`ray stop` would stop every Ray here)
+        _kill_processes_mentioning(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_trial(
     tmp_path: Path,
 ) -> None:
@@ -323,11 +360,15 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
     assert completed, "no trial finished before the disk filled"
 
     # Rerun as a user would, without the simulation's flags: the stored simulation goes on.
+    # And beside a cluster that `ray start` left on this machine: Ray's address lookup finds
+    # the latest one (by its temporary directory), and ray.init(num_cpus=...) would join it
+    # and refuse num_cpus; a local study starts its own Ray.
     unflagged = command[:]
     del unflagged[unflagged.index("--simulate") : unflagged.index("--simulate-seconds") + 2]
-    again = subprocess.run(
-        unflagged, env=search_env(), capture_output=True, text=True, timeout=900, check=False
-    )
+    with _ray_start_cluster() as env:
+        again = subprocess.run(
+            unflagged, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "unreadable line(s)" in again.stderr  # the cut-short append was cut off
     after = {row["number"]: row for row in _rows(study_dir.trials_path)}
@@ -344,49 +385,3 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_rerun_keeps_every_finished_
     }
     write_report(study_dir.root)
     assert 'id="simulated">Simulated study' in (study_dir.root / "report.html").read_text()
-
-
-def _kill_processes_mentioning(text: str) -> None:
-    """Kill the processes whose command line mentions ``text``, and their children."""
-    found = [
-        process
-        for process in psutil.process_iter(["cmdline"])
-        if any(text in part for part in process.info["cmdline"] or [])
-        and process.pid != os.getpid()
-    ]
-    every = {one for process in found for one in [process, *process.children(recursive=True)]}
-    for process in every:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(list(every), timeout=30)
-
-
-# a `ray start` cluster and a simulated study's own Ray: half a minute on 2 cores
-def test_a_local_study_starts_its_own_ray_beside_a_cluster_started_with_ray_start(
-    tmp_path: Path,
-) -> None:
-    # Ray's address lookup finds the latest `ray start` cluster of this machine (its
-    # temporary directory): ray.init(num_cpus=...) would join it and refuse num_cpus.
-    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
-    env = search_env(RAY_TMPDIR=ray_tmp)
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    with socket.socket() as probe:  # a free port: 6379 may be another cluster's
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    head = [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "1"]
-    head += ["--include-dashboard", "false"]
-    subprocess.run(head, env=env, capture_output=True, check=True, timeout=120)
-    try:
-        result = subprocess.run(
-            simulated_command(tmp_path / "runs", "beside", 2, seconds="0.5,0.1"),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-    finally:  # that cluster's processes only (`ray stop` would stop every Ray here)
-        _kill_processes_mentioning(ray_tmp)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 finished trials" in result.stdout
