@@ -13,7 +13,8 @@ idle arm's reference figures, per clock), as a study fixes it (threshnet.latency
 Prints, per arm, clock and preset: the scaled figure's median, CV over the measurements and
 error against the idle arm; how often the ranking 28 < 79 < 95 held; the measurements'
 median rounds and how many were flagged unsteady; how many measurements
-threshnet.machine_load called oversubscribed. Then one JSON line.
+threshnet.machine_load called oversubscribed. Then one JSON line (the summary, and every
+measurement with its rounds' ratios).
 
 ``--study-arm N [N ...]`` also runs the same small study (``search.run --smoke`` on
 generated images, so training is seconds and latency is what is compared) on the idle
@@ -97,6 +98,7 @@ def measure_arm(processes: int, measurements: int) -> dict[str, object]:
                         "cpu_se": steady.cpu.ratio_se,
                         "rounds": steady.rounds,
                         "unsteady": steady.unsteady,
+                        "round_ratios": steady.round_ratios,  # by the CPU clock
                         "oversubscribed": load.oversubscribed,
                         "pressure": load.pressure,
                         "load": load.load_average,
@@ -233,6 +235,10 @@ def main() -> None:
                 f"{row['median_pressure']:.0%}"
             )
         result["arms"] = table
+        # every measurement (its rounds' ratios among them), to judge a rule on them again
+        result["measurements"] = [
+            {"busy": arm["busy"], **row} for arm in arms for row in arm["rows"]
+        ]
     if args.study_arm:
         result["study_arms"] = study_arms(args.study_arm)
     result["seconds"] = time.perf_counter() - started

@@ -84,7 +84,8 @@ def test_onnx_runtime_is_timed_by_the_steady_protocol(
     )
     assert 0.5 < result.ratio < 2.0  # the same graph: about 1 (the machine is shared)
     assert result.latency_ms > 0 and result.reference_ms > 0
-    assert result.rounds == 3 and result.candidate.repeats == 9
+    assert result.rounds == 3 + result.added_rounds  # rounds added while the error is high
+    assert result.candidate.repeats == 3 * result.rounds
     assert result.candidate.threads == 1  # the sessions' own intra-op threads
     with pytest.raises(TypeError, match="same backend"):
         measure_steady_latency(model, reference, input_size=16, settings=SETTINGS)

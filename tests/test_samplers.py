@@ -34,7 +34,7 @@ def test_sampler_suggests_every_parameter_after_its_startup_phase(
         directions=["maximize", "minimize"], sampler=make_sampler(name, seed=1)
     )
     seen = set()
-    for number in range(14):  # past TPE's and GP's 10 start-up trials
+    for number in range(12):  # two past TPE's and GP's 10 start-up trials (a GP fit each)
         trial = study.ask()
         constants = suggest(trial, DEFAULT_SPACE)
         assert constants == {NUMBER_KEY: number}
@@ -43,7 +43,7 @@ def test_sampler_suggests_every_parameter_after_its_startup_phase(
         config.validate(input_size=32)
         seen.add(config)
         study.tell(trial, [config.depth / 100, sum(s.transition for s in config.stages) / 1e3])
-    assert len(seen) >= 12  # not stuck on one point
+    assert len(seen) >= 11  # not stuck on one point
     independent = [w for w in recwarn if "independent" in str(w.message).lower()]
     assert independent == []  # every parameter is modelled jointly, none sampled apart
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import time
 
 import pytest
@@ -55,6 +56,8 @@ def test_the_ratio_to_the_reference_is_measured_in_rounds() -> None:
         Sleeper(12), Sleeper(4), input_size=8, settings=SETTINGS, rounds=3
     )
     assert result.rounds == 3 + result.added_rounds  # added only while the error is high
+    assert len(result.round_ratios) == result.rounds
+    assert statistics.median(result.round_ratios) == pytest.approx(result.ratio)
     assert 2.0 < result.ratio < 3.5  # about 12 / 4
     assert result.latency_ms >= 12 and result.reference_ms >= 4
     assert result.candidate.median_ms >= result.latency_ms

@@ -100,6 +100,7 @@ class SteadyLatency:
     unsteady: bool  # ratio_se stayed above the limit
     ratio_se: float = 0.0  # relative standard error of ``ratio`` (see ratio_standard_error)
     added_rounds: int = 0  # rounds timed beyond ``rounds`` to bring ratio_se down
+    round_ratios: tuple[float, ...] = ()  # the kept rounds' ratios, by ``clock``
     # The same statistics of the passes' CPU time (threshnet.latency.cpu_clock), on the CPU
     cpu: RoundStatistics | None = None
     wall: RoundStatistics | None = None  # ... and of their wall time, whichever the clock
@@ -315,6 +316,7 @@ def measure_steady_latency(
         unsteady=combined.ratio_se > steady_se,
         ratio_se=combined.ratio_se,
         added_rounds=added,
+        round_ratios=tuple(ratio(one) for one in kept),
         cpu=on_cpu,
         wall=wall,
         warmup_passes=warmup_passes,
