@@ -41,9 +41,10 @@ from threshnet.model import build_model
 from threshnet.onnx_export import INSTALL_HINT, missing_packages
 from threshnet.presets import PUBLISHED_PRESETS
 from threshnet.steady_latency import (
+    ADD_ROUND,
     STEADY_SE,
     measure_steady_latency,
-    outlier_rounds,
+    next_round,
     reference_config,
     round_statistics,
     timed_network,
@@ -60,7 +61,6 @@ MAX_ATTEMPTS = 3  # whole re-timings of a trial that stayed unsteady
 # Rounds an attempt may time beyond --rounds for one trial (outliers again, or rounds
 # added while its figure's error is above STEADY_SE), as a multiple of --rounds
 EXTRA_ROUNDS_FACTOR = 2
-ADD_ROUND = -1  # _next_round's answer: time one more round
 # A round's figure is its fastest pass: the pass re-times only the front and the presets,
 # so it affords more passes a round than a search trial (--smoke: 3), which makes that
 # minimum, and the CV its rule reads, steadier (BENCHMARKS.md, "Latency stability")
@@ -91,16 +91,6 @@ def _settings(study: Study, threads: int | None, device: torch.device) -> Latenc
         repeats=max(MIN_REPEATS_PER_ROUND, -(-int(protocol["repeats"]) // rounds)),
         threads=threads if device.type == "cpu" else None,
     )
-
-
-def _next_round(values: list[tuple[float, float]]) -> int | None:
-    """What a trial's rounds of (ms, reference ms) need next: the index of an outlier
-    round to time again, ``ADD_ROUND`` while the median ratio's error is above
-    ``STEADY_SE``, or None."""
-    far = outlier_rounds([ms / reference for ms, reference in values])
-    if far:
-        return far[0]
-    return ADD_ROUND if round_statistics(values).ratio_se > STEADY_SE else None
 
 
 # Times one round of trial ``number``'s network: (its ms, the reference's ms)
@@ -194,7 +184,7 @@ def remeasure(
         numbers: list[int], models: dict[int, Network]
     ) -> tuple[dict[int, list[tuple[float, float]]], str]:
         """Rounds of every trial in ``numbers``, each round in a new order, then their
-        outlier rounds again and more rounds while their error is high (``_next_round``);
+        outlier rounds again and more rounds while their error is high (``next_round``);
         and the machine's load meanwhile."""
         measured: dict[int, list[tuple[float, float]]] = {number: [] for number in numbers}
         window = LoadWindow()
@@ -205,7 +195,9 @@ def remeasure(
         extra = dict.fromkeys(numbers, 0)
         while True:  # outlier rounds again, then rounds added while the error is high
             open_ = [number for number in numbers if extra[number] < rounds * EXTRA_ROUNDS_FACTOR]
-            actions = {number: _next_round(measured[number]) for number in open_}
+            actions = {
+                number: next_round([ms / ref for ms, ref in measured[number]]) for number in open_
+            }
             todo = [number for number in open_ if actions[number] is not None]
             if not todo:
                 break

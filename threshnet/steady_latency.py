@@ -146,6 +146,21 @@ def ratio_standard_error(cv: float, rounds: int) -> float:
     return MEDIAN_SE_FACTOR * cv / math.sqrt(rounds) if rounds > 1 else 0.0
 
 
+ADD_ROUND = -1  # next_round's answer: time one more round
+
+
+def next_round(ratios: list[float], steady_se: float = STEADY_SE) -> int | None:
+    """What rounds with these ratios need next: the index of the farthest outlier round
+    to time again, ``ADD_ROUND`` while the median ratio's relative standard error is
+    above ``steady_se``, or None (steady, or as steady as more rounds can tell)."""
+    far = outlier_rounds(ratios)
+    if far:
+        return far[0]
+    if ratio_standard_error(coefficient_of_variation(ratios), len(ratios)) > steady_se:
+        return ADD_ROUND
+    return None
+
+
 def outlier_rounds(ratios: list[float]) -> list[int]:
     """Indexes of the rounds whose ratio lies far from the others', worst first."""
     if len(ratios) < 3:
@@ -288,17 +303,17 @@ def measure_steady_latency(
             for index in range(rounds)
         ]
         while remeasured + added < max_extra_rounds:
-            ratios = [ratio(one) for one in kept]
+            action = next_round([ratio(one) for one in kept], steady_se)
+            if action is None:
+                break
             reference_first = (remeasured + added) % 2 == 1
-            far = outlier_rounds(ratios)
-            if far:
-                kept[far[0]] = _round(model, reference, example, settings, reference_first, timer)
-                remeasured += 1
-            elif ratio_standard_error(coefficient_of_variation(ratios), len(ratios)) > steady_se:
-                kept.append(_round(model, reference, example, settings, reference_first, timer))
+            again = _round(model, reference, example, settings, reference_first, timer)
+            if action == ADD_ROUND:
+                kept.append(again)
                 added += 1
             else:
-                break
+                kept[action] = again
+                remeasured += 1
     wall = round_statistics([(one.fastest, one.reference_fastest) for one in kept])
     cpu_rounds = [one.cpu for one in kept if one.cpu is not None]
     on_cpu = round_statistics(cpu_rounds) if cpu_rounds else None
