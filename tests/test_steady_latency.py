@@ -82,6 +82,37 @@ def test_a_round_slowed_by_a_burst_is_measured_again() -> None:
     assert 0.7 < result.ratio < 1.4 and result.latency_ms < 60
 
 
+class OnASlowMachine(Sleeper):
+    """A Sleeper on a machine that counts the passes of every network on it in the order
+    they run; those numbered in ``spell`` take ``extra`` ms more (the whole machine slow
+    for a while, whichever network runs)."""
+
+    def __init__(self, milliseconds: float, machine: list[int], spell: range, extra: float):
+        super().__init__(milliseconds)
+        self.machine, self.spell, self.spell_extra = machine, spell, extra / 1000
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.machine[0] += 1
+        if self.machine[0] in self.spell:
+            time.sleep(self.spell_extra)
+        return super().forward(inputs)
+
+
+def test_a_slow_spell_longer_than_a_pass_falls_on_both_networks_alike() -> None:
+    # The warm-up is passes 1-2 (one each); round 0 leads with the reference, so passes
+    # 3-5 are reference, candidate, reference: the spell slows 2 of the reference's 3 and
+    # 1 of the candidate's, and each network's fastest pass escapes it. Timed one network
+    # after the other, all 3 reference passes would have been slow: a ratio near 0.25.
+    machine = [0]
+    candidate = OnASlowMachine(10, machine, range(3, 6), extra=30)
+    reference = OnASlowMachine(10, machine, range(3, 6), extra=30)
+    result = measure_steady_latency(
+        candidate, reference, input_size=8, settings=SETTINGS, rounds=3, max_extra_rounds=0
+    )
+    assert result.remeasured_rounds == 0
+    assert 0.6 < result.round_ratios[0] < 1.6
+
+
 def test_the_error_of_the_median_shrinks_with_the_rounds() -> None:
     assert ratio_standard_error(0.05, 5) == pytest.approx(0.05 * (math.pi / 2 / 5) ** 0.5)
     assert ratio_standard_error(0.05, 20) == pytest.approx(ratio_standard_error(0.05, 5) / 2)

@@ -2,8 +2,9 @@
 
 A single run of repeats measures the machine as much as the network: on a shared CPU a
 busy neighbour can make a pass 100x slower for a while. Here the candidate is timed in
-rounds, each paired with a fixed reference network timed in the same window (the order
-alternating, so a slow-down that starts mid-round falls on both equally often):
+rounds, each paired with a fixed reference network timed in the same window, their passes
+alternating (which network leads each pair alternates from round to round), so a slow
+spell falls on both networks' passes alike:
 
 - a round's figure is its fastest pass: on a shared machine timing noise only ever adds
   time (preemption, a neighbour's burst), so the fastest of a round's repeats is its best
@@ -214,26 +215,27 @@ def _round(
     reference_first: bool,
     clock: Callable[[], float] | None,
 ) -> _Round:
-    """One round of both networks, the reference first or second."""
+    """One round: ``settings.repeats`` passes of each network, alternating pass by pass
+    (the reference first or second in each pair), so a slow spell of the machine that
+    outlasts a pass falls on both networks' passes alike and each fastest pass escapes it
+    (timing one network's passes, then the other's, left the round ratios' CV 1.6-4.5x as high:
+    BENCHMARKS.md, "Passes alternating within a round")."""
+    one_pass = dataclasses.replace(settings, repeats=1)
+    times: dict[str, list[float]] = {"model": [], "reference": []}
     cpu: dict[str, list[float]] = {"model": [], "reference": []}
-
-    def timed(network: Callable[[torch.Tensor], Any], name: str) -> list[float]:
-        if clock is None:
-            return time_repeats(network, example, settings, warmup=False)
-        return time_repeats(
-            network, example, settings, warmup=False, cpu_times=cpu[name], clock=clock
-        )
-
-    if reference_first:
-        reference_times = timed(reference, "reference")
-        times = timed(model, "model")
-    else:
-        times = timed(model, "model")
-        reference_times = timed(reference, "reference")
+    pair = [("reference", reference), ("model", model)]
+    for _ in range(settings.repeats):
+        for name, network in pair if reference_first else pair[::-1]:
+            if clock is None:
+                times[name] += time_repeats(network, example, one_pass, warmup=False)
+            else:
+                times[name] += time_repeats(
+                    network, example, one_pass, warmup=False, cpu_times=cpu[name], clock=clock
+                )
     return _Round(
-        times=times,
-        fastest=min(times),
-        reference_fastest=min(reference_times),
+        times=times["model"],
+        fastest=min(times["model"]),
+        reference_fastest=min(times["reference"]),
         cpu=(min(cpu["model"]), min(cpu["reference"])) if clock else None,
     )
 
