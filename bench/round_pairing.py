@@ -29,7 +29,11 @@ from latency_stability import busy  # the same spin-loop neighbours
 from threshnet.latency import LatencySettings, cpu_clock, device_name, time_repeats
 from threshnet.model import build_model
 from threshnet.presets import PUBLISHED_PRESETS, get_preset
-from threshnet.steady_latency import measure_steady_latency, reference_config
+from threshnet.steady_latency import (
+    coefficient_of_variation,
+    measure_steady_latency,
+    reference_config,
+)
 
 SETTINGS = LatencySettings(warmup=0, repeats=10, threads=1)
 
@@ -56,10 +60,6 @@ def block_round(
     for name, network in order if reference_first else order[::-1]:
         time_repeats(network, example, SETTINGS, warmup=False, cpu_times=cpu[name], clock=clock)
     return min(cpu["model"]) / min(cpu["reference"])
-
-
-def coefficient_of_variation(values: list[float]) -> float:
-    return statistics.stdev(values) / statistics.fmean(values)
 
 
 def main() -> None:
