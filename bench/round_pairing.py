@@ -4,8 +4,9 @@ A round's ratio is the candidate's fastest pass over the reference's. The produc
 the two networks' passes alternately (threshnet.steady_latency); the arm it replaced timed
 all of one network's passes, then all of the other's. For each arm of busy processes
 (``--busy``) and each preset against the reference ThreshNet28, ``--rounds`` rounds of
-each kind are timed back to back (which kind goes first, and which network leads,
-alternate from round to round), by one thread's CPU time as studies time on a CPU, 10
+each kind are timed back to back (which kind goes first alternates from round to round,
+and so does which network leads a block round; an alternating round is a measurement's
+first, led by the reference), by one thread's CPU time as studies time on a CPU, 10
 passes a network a round. Prints the round ratios' CV for each kind, their ratio (the
 alternating arm's over the block arm's) per preset, and its min/median/max over every
 arm and preset; then one JSON line.

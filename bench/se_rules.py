@@ -29,10 +29,10 @@ from pathlib import Path
 import pandas as pd
 
 from threshnet.steady_latency import (
-    MAD_SCALE,
     MEDIAN_SE_FACTOR,
     coefficient_of_variation,
     ratio_standard_error,
+    scaled_mad,
 )
 
 FIRST_ROUNDS = 5  # the rounds a trial's measurement starts with
@@ -43,9 +43,7 @@ def stdev_rule(ratios: list[float]) -> float:
 
 
 def mad_rule(ratios: list[float]) -> float:
-    median = statistics.median(ratios)
-    mad = statistics.median(abs(ratio - median) for ratio in ratios)
-    return MEDIAN_SE_FACTOR * MAD_SCALE * mad / median / len(ratios) ** 0.5
+    return MEDIAN_SE_FACTOR * scaled_mad(ratios) / statistics.median(ratios) / len(ratios) ** 0.5
 
 
 RULES: dict[str, Callable[[list[float]], float]] = {"stdev": stdev_rule, "mad": mad_rule}

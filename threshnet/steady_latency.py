@@ -162,12 +162,19 @@ def next_round(ratios: list[float], steady_se: float = STEADY_SE) -> int | None:
     return None
 
 
+def scaled_mad(values: list[float]) -> float:
+    """The values' median absolute deviation x ``MAD_SCALE``: their standard deviation,
+    were they normal, which a few far values hardly move."""
+    median = statistics.median(values)
+    return MAD_SCALE * statistics.median(abs(value - median) for value in values)
+
+
 def outlier_rounds(ratios: list[float]) -> list[int]:
     """Indexes of the rounds whose ratio lies far from the others', worst first."""
     if len(ratios) < 3:
         return []
     median = statistics.median(ratios)
-    spread = MAD_SCALE * statistics.median(abs(ratio - median) for ratio in ratios)
+    spread = scaled_mad(ratios)
     limit = max(OUTLIER_MADS * spread, OUTLIER_MIN_SHARE * median)
     far = [index for index, ratio in enumerate(ratios) if abs(ratio - median) > limit]
     return sorted(far, key=lambda index: -abs(ratios[index] - median))
