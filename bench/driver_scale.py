@@ -17,8 +17,11 @@ Two ways to run many trials without a GPU:
   discrete-event loop on a simulated clock, the real driver time spent on each suggestion
   and record added to that clock. Hundreds to thousands in flight cost seconds of trial
   time; the wall time is the driver's own. Reports the driver's RSS at 1,000 finished
-  trials and at the end; ``--resume K`` then has the real command (Ray,
-  ``--resume-in-flight`` trials at once) take the study up for K more trials, as above.
+  trials and at the end, the study's noise-free hypervolume (the surrogate's values, as
+  bench/sampler_efficiency.py) after ``--split`` ended trials and at the end, and the
+  trials each sampler of gp-tpe suggested (``--gp-share``: its pacing, 1 for none);
+  ``--resume K`` then has the real command (Ray, ``--resume-in-flight`` trials at once)
+  take the study up for K more trials, as above.
 
     python bench/driver_scale.py ray --in-flight 16 32 64 --trials 1000 --sampler tpe
     python bench/driver_scale.py ray --in-flight 64 --trials 192 --seconds 20 --spread 0
@@ -27,6 +30,8 @@ Two ways to run many trials without a GPU:
     python bench/driver_scale.py loop --in-flight 256 1000 --trials 1000 10000 --sampler random
     python bench/driver_scale.py loop --in-flight 256 --trials 10000 --sampler random --resume 16
     python bench/driver_scale.py loop --in-flight 32 --trials 1000 --sampler gp-tpe --split 200
+    python bench/driver_scale.py loop --in-flight 32 --trials 1000 --sampler gp-tpe --split 200 \
+        --seconds 5 --spread 1 --gp-share 1
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import psutil
+from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,14 +66,17 @@ from search.driver.bookkeeping import queue_presets
 from search.driver.progress import Progress
 from search.driver.records import TrialsTable
 from search.driver.tuner import TuneRun, make_searcher, simulated_context
-from search.methods.samplers import SAMPLERS
-from search.methods.surrogates import Simulation
+from search.methods.handover import SAMPLER_ATTR
+from search.methods.samplers import GP_SHARE, SAMPLERS, STARTUP_TRIALS
+from search.methods.surrogates import SURROGATES, Simulation, features
 from search.setup.provenance import new_manifest
-from search.setup.settings import DEFAULT_SETTINGS
+from search.setup.settings import DEFAULT_SETTINGS, StudySettings
 from search.setup.study import StudyDirectory
 from search.worker.simulated import simulate_trial
-from space import param_names
+from space import param_names, params_to_config
 from studies import schema
+from studies.pareto import default_reference, hypervolume
+from threshnet.presets import PUBLISHED_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,10 +210,26 @@ def _resume(
     }
 
 
+class SimulatedClock:
+    """The loop's simulated seconds: the driver's real time plus the waits for trials to
+    end, which the simulation skips (so a sampler timing itself by it sees trials last)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() + self.skipped
+
+    def wait_until(self, moment: float) -> None:
+        self.skipped += max(0.0, moment - self())
+
+
 def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[str, Any]:
     """The searcher on a simulated clock: driver time (real) plus trial time (drawn)."""
     simulation = Simulation(seconds=args.seconds, spread=args.spread)
-    settings = dataclasses.replace(DEFAULT_SETTINGS, simulation=simulation, sampler=args.sampler)
+    settings = dataclasses.replace(
+        DEFAULT_SETTINGS, simulation=simulation, sampler=args.sampler, seed=args.seed
+    )
     out = Path(tempfile.mkdtemp(prefix="driver-loop-", dir=args.out))
     name = f"loop-{in_flight}-{trials}"  # a study search.run --out OUT --name NAME resumes
     directory = StudyDirectory(out / name)
@@ -213,54 +240,121 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
     run = TuneRun(name, storage, table, str(directory.root), 1, trials, 0.0, 0.0)
     context = simulated_context(settings)
-    clock = 0.0  # simulated seconds
+    clock = SimulatedClock()
     busy = 0.0
     events: list[tuple[float, int, str, dict[str, Any]]] = []
+    truths: dict[int, tuple[float, float]] = {}  # by the loop's trial number
+    ended: list[dict[str, Any]] = []  # ok trials as they end: truth, preset, simulated time
     rss_at_1000 = None
     split_at = None  # simulated clock when the args.split-th trial ended
     started = time.perf_counter()
+    began = clock()
     with open(os.devnull, "w") as sink, redirect_stdout(sink):
-        searcher = make_searcher(run, settings, Progress(target=trials, full_epochs=4))
+        progress = Progress(target=trials, full_epochs=4)
+        searcher = make_searcher(run, settings, progress, clock=clock, gp_share=args.gp_share)
         number = 0  # the next trial's id: each one once, as Ray Tune gives them
         while True:
             while len(events) < in_flight:
-                spent = time.perf_counter()
                 config = searcher.suggest(f"t{number}")
-                clock += time.perf_counter() - spent
                 if not isinstance(config, dict):
                     break
                 trial = simulate_trial(config, context)
+                truths[number] = _truth(config, settings)
                 busy += trial.seconds
-                heapq.heappush(events, (clock + trial.seconds, number, f"t{number}", trial.record))
+                heapq.heappush(
+                    events, (clock() + trial.seconds, number, f"t{number}", trial.record)
+                )
                 number += 1
             if not events:
                 break
-            ends, _, trial_id, record = heapq.heappop(events)
-            clock = max(clock, ends)
-            spent = time.perf_counter()
+            ends, done, trial_id, record = heapq.heappop(events)
+            clock.wait_until(ends)
             searcher.on_trial_complete(trial_id, record)
-            clock += time.perf_counter() - spent
+            if record["status"] == "ok":
+                accuracy, latency = truths.pop(done)
+                preset = record.get("preset") or _preset_of(record["number"])
+                ended.append(
+                    {"number": len(ended), "val_acc": accuracy, "latency_ms": latency,
+                     "preset": preset, "ended_s": clock() - began}
+                )  # fmt: skip
             if rss_at_1000 is None and searcher.finished >= 1000:
                 rss_at_1000 = _rss_mb()
             if split_at is None and args.split and searcher.finished >= args.split:
-                split_at = clock
+                split_at = clock() - began
     wall = time.perf_counter() - started
+    simulated = clock() - began
     row = {
-        "arm": "loop", "sampler": args.sampler, "in_flight": in_flight, "trials": trials,
+        "arm": "loop", "sampler": args.sampler, "gp_share": args.gp_share, "seed": args.seed,
+        "in_flight": in_flight, "trials": trials,
         "seconds": args.seconds, "spread": args.spread, "wall_s": wall,
-        "driver_ms_per_trial": 1000 * wall / trials, "simulated_s": clock,
-        "per_s": trials / clock, "busy_fraction": busy / (in_flight * clock),
+        "driver_ms_per_trial": 1000 * wall / trials, "simulated_s": simulated,
+        "per_s": trials / simulated, "busy_fraction": busy / (in_flight * simulated),
         "rss_mb_at_1000": rss_at_1000, "rss_mb_end": _rss_mb(),
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
     if split_at is not None:  # ended trials/s up to the split and after it
         row["per_s_before_split"] = args.split / split_at
-        row["per_s_after_split"] = (trials - args.split) / (clock - split_at)
+        row["per_s_after_split"] = (trials - args.split) / (simulated - split_at)
+    study = directory.load_study(storage, name)
+    row.update(_quality(ended, study, args.at_trials, args.at_seconds))
     if args.resume:  # the real command (Ray) takes the loop's study up
         row.update(_resume(out, name, args, args.resume_in_flight, trials))
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
     return row
+
+
+def _preset_of(number: int) -> str:
+    """The published preset queued as trial ``number`` (the presets are the first)."""
+    return PUBLISHED_PRESETS[number] if 0 <= number < len(PUBLISHED_PRESETS) else ""
+
+
+def _truth(config: dict[str, Any], settings: StudySettings) -> tuple[float, float]:
+    """The surrogate's noise-free (accuracy, latency) of a suggested config."""
+    assert settings.simulation is not None
+    model = SURROGATES[settings.simulation.surrogate]
+    return model(features(params_to_config(config, settings.space), settings.train.input_size))
+
+
+def _quality(
+    ended: list[dict[str, Any]],
+    study: optuna.Study,
+    at_trials: list[int],
+    at_seconds: list[float],
+) -> dict[str, Any]:
+    """The noise-free hypervolume (the presets' nadir as reference, as
+    bench/sampler_efficiency.py) of the trials ended, in the order they ended: at the end,
+    after each count in ``at_trials`` of them and by each simulated time in
+    ``at_seconds``; and how many trials each sampler of a routed design suggested."""
+    frame = pd.DataFrame(ended)
+    reference = default_reference(frame)
+    trials = study.get_trials(deepcopy=False)
+    samplers = Counter(trial.system_attrs.get(SAMPLER_ATTR, "-") for trial in trials)
+    return {
+        "hv_end": hypervolume(frame, reference),
+        "hv_at_trials": {str(n): hypervolume(frame.iloc[:n], reference) for n in at_trials},
+        "hv_at_seconds": {
+            str(moment): hypervolume(frame[frame["ended_s"] <= moment], reference)
+            for moment in at_seconds
+        },
+        "trials_by_sampler": dict(samplers),
+        "gp_modelled": _gp_modelled(trials),
+    }
+
+
+def _gp_modelled(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """gp-tpe's trials that its GP modelled: GP's, started once its random start-up was
+    over (STARTUP_TRIALS COMPLETE trials; fifo), the published presets' left out."""
+    completed = sorted(t.datetime_complete for t in trials if t.state == TrialState.COMPLETE)
+    if len(completed) < STARTUP_TRIALS:
+        return 0
+    modelled_from = completed[STARTUP_TRIALS - 1]
+    return sum(
+        trial.system_attrs.get(SAMPLER_ATTR) == "gp"
+        and trial.datetime_start > modelled_from
+        and trial.number >= len(PUBLISHED_PRESETS)
+        for trial in trials
+    )
 
 
 def _rss_mb() -> float:
@@ -297,6 +391,27 @@ def main() -> None:
         default=0,
         help="loop: also ended trials/s before and after the N-th ended trial (e.g. gp-tpe's "
         "hand-over, 200)",
+    )
+    parser.add_argument(
+        "--gp-share",
+        type=float,
+        default=GP_SHARE,
+        help="loop: gp-tpe's pacing, the most of the (simulated) time GP may take (1: none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="loop: the study's --seed")
+    parser.add_argument(
+        "--at-trials",
+        type=int,
+        nargs="*",
+        default=[],
+        help="loop: also the hypervolume of the first N ok trials to end",
+    )
+    parser.add_argument(
+        "--at-seconds",
+        type=float,
+        nargs="*",
+        default=[],
+        help="loop: also the hypervolume of the trials ended by these simulated times",
     )
     parser.add_argument("--keep", action="store_true", help="keep the study directories")
     parser.add_argument("--out", default=None, help="parent of the temporary studies")

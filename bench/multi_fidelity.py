@@ -182,10 +182,12 @@ def epsilon_net_order(losses: np.ndarray) -> list[int]:
 
 def sampler_of(settings: Settings, seed: int) -> optuna.samplers.BaseSampler:
     """The product's sampler; ``--startup complete``: GP as before its start-up counted
-    rungs (Optuna's own, over COMPLETE trials only)."""
+    rungs (Optuna's own, over COMPLETE trials only). gp-tpe without its pacing: epochs
+    here take simulated time, none of the clock's (bench/sampler_efficiency.py's
+    build_sampler says why)."""
     if settings.startup == "complete" and settings.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
-    return make_sampler(settings.sampler, seed)
+    return make_sampler(settings.sampler, seed, gp_share=1.0)
 
 
 def models(study: optuna.Study, settings: Settings) -> bool:

@@ -57,11 +57,17 @@ class RunResult:
 
 
 def build_sampler(design: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The product's sampler by name, or ``gp-tpe@N``: gp-tpe handing over at N trials."""
+    """The product's sampler by name, or ``gp-tpe@N``: gp-tpe handing over at N trials.
+
+    Without gp-tpe's pacing: a trial here takes no time, so the GP's suggestions are all of
+    the time, which pacing would answer with TPE; with trials at least as long as a GP
+    suggestion, one at a time, pacing never acts (tests/test_handover.py), and that is the
+    study these benches stand for. Pacing is measured by bench/driver_scale.py.
+    """
     name, _, handover = design.partition("@")
     if handover:
-        return make_sampler(name, seed, gp_trials=int(handover))
-    return make_sampler(name, seed)
+        return make_sampler(name, seed, gp_trials=int(handover), gp_share=1.0)
+    return make_sampler(name, seed, gp_share=1.0)
 
 
 def run_study(

@@ -29,7 +29,7 @@ import optuna
 import torch
 
 from search.driver.runner import run_study
-from search.methods.samplers import GP_TRIALS, SAMPLERS
+from search.methods.samplers import GP_SHARE, GP_TRIALS, SAMPLERS
 from search.methods.surrogates import DEFAULT_SURROGATE, SURROGATES, Simulation
 from search.setup.journal import repair_journal
 from search.setup.library_log import LIBRARY_LOG, library_output_to
@@ -103,6 +103,13 @@ def _above_one(text: str) -> float:
     value = positive_float(text)
     if not value > 1:
         raise argparse.ArgumentTypeError(f"expected a number above 1, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = positive_float(text)
+    if not value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text}")
     return value
 
 
@@ -279,8 +286,9 @@ def _parser() -> ArgumentParser:
         default=unset,
         help=f"Optuna sampler {_defaults('sampler')}: gp-tpe is Gaussian-process BO for the "
         f"first {GP_TRIALS} complete trials, then multivariate TPE (cheap per suggestion at "
-        "thousands of trials); gp keeps GP throughout (seconds per suggestion from about 50 "
-        "trials, growing with the trials told)",
+        "thousands of trials), and TPE meanwhile too whenever GP's suggestions have taken "
+        "over half the driver's time (short trials, many in flight); gp keeps GP throughout "
+        "(seconds per suggestion from about 50 trials, growing with the trials told)",
     )
     search.add_argument(
         "--seed",
@@ -368,6 +376,13 @@ def _parser() -> ArgumentParser:
         "--max-concurrent", type=positive_int, help="trials at once (default: as resources allow)"
     )
     ray.add_argument(
+        "--gp-share",
+        type=_share,
+        help=f"gp-tpe: the most of the driver's time GP's suggestions may take before the "
+        f"hand-over; past it, trials go to TPE ({GP_SHARE}; 1: GP suggests every trial until "
+        "then, however long trials in flight wait for it)",
+    )
+    ray.add_argument(
         "--no-final-pass",
         action="store_true",
         help="skip re-timing the front when the study reaches --trials "
@@ -441,6 +456,7 @@ def _resources(args: argparse.Namespace, smoke: bool, simulated: bool) -> RunRes
         final_pass=not args.no_final_pass,
         verbosity=QUIET if args.quiet else VERBOSE if args.verbose else NORMAL,
         baselines=args.baselines,
+        gp_share=args.gp_share or GP_SHARE,
     )
 
 

@@ -1,5 +1,6 @@
 """The default sampler, gp-tpe: GP up to a count of COMPLETE trials, TPE from there on,
-over runs of one study in a journal file and with trials in flight."""
+over runs of one study in a journal file and with trials in flight; and its pacing (TPE
+takes a trial whenever GP has used more than its share of the time)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.methods.handover import SAMPLER_ATTR
-from search.methods.samplers import DEFAULT_SAMPLER, GP_TRIALS, STARTUP_TRIALS, make_sampler
+from search.methods.handover import SAMPLER_ATTR, HandoverSampler
+from search.methods.samplers import (
+    DEFAULT_SAMPLER,
+    GP_SHARE,
+    GP_TRIALS,
+    STARTUP_TRIALS,
+    make_sampler,
+)
 from search.setup.settings import DEFAULT_SETTINGS, StudySettings
 from space import DEFAULT_SPACE, params_to_config, sample_params
 
@@ -92,3 +99,71 @@ def test_gp_tpe_suggests_what_gp_does_up_to_the_hand_over() -> None:
         return [trial.params for trial in study.get_trials()]
 
     assert params("gp-tpe") == params("gp")
+
+
+class _Clock:
+    """Seconds that pass only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _SlowRandom(optuna.samplers.RandomSampler):
+    """Random search whose every suggestion takes ``seconds`` of ``clock``: a GP's place."""
+
+    def __init__(self, clock: _Clock, seconds: float) -> None:
+        super().__init__(seed=0)
+        self.clock, self.seconds = clock, seconds
+
+    def sample_relative(self, study, trial, search_space):
+        self.clock.now += self.seconds
+        return super().sample_relative(study, trial, search_space)
+
+
+def _paced_study(
+    trial_seconds: float, share: float, trials: int, handover: int = 1000
+) -> tuple[list[str], list[tuple[float, float]]]:
+    """A serial study whose suggestions by ``first`` take 1 s and whose trials take
+    ``trial_seconds``: each trial's sampler, and (first's seconds, time so far) after each."""
+    clock = _Clock()
+    sampler = HandoverSampler(
+        _SlowRandom(clock, seconds=1.0),
+        optuna.samplers.RandomSampler(seed=1),
+        handover=handover,
+        names=("gp", "tpe"),
+        first_share=share,
+        clock=clock,
+    )
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    spent = []
+    for _ in range(trials):
+        trial = _ask(study)
+        clock.now += trial_seconds
+        _tell(study, trial)
+        spent.append((sampler.first_seconds, clock.now))
+    return [trial.system_attrs[SAMPLER_ATTR] for trial in study.get_trials()], spent
+
+
+def test_pacing_never_acts_while_each_trial_lasts_as_long_as_a_gp_suggestion() -> None:
+    chosen, _ = _paced_study(trial_seconds=1.0, share=GP_SHARE, trials=30)
+    assert GP_SHARE == 0.5 and chosen == ["gp"] * 30
+
+
+def test_pacing_keeps_the_gp_within_its_share_of_the_time_then_hands_over() -> None:
+    chosen, spent = _paced_study(trial_seconds=0.25, share=GP_SHARE, trials=40, handover=30)
+    # GP alone would take 1 / 1.25 = 80 % of the time; paced, within half of it, give or
+    # take the one suggestion that crossed the line.
+    assert all(gp <= GP_SHARE * elapsed + 1.0 for gp, elapsed in spent)
+    gp, elapsed = spent[29]  # at the hand-over
+    assert gp / elapsed > GP_SHARE - 0.05  # and it used its share
+    assert chosen.count("gp") < 30 and chosen[:2] == ["gp", "tpe"]
+    assert chosen[30:] == ["tpe"] * 10  # 30 COMPLETE trials: handed over for good
+
+
+def test_a_share_of_one_never_paces_even_trials_that_take_no_time() -> None:
+    chosen, _ = _paced_study(trial_seconds=0.0, share=1.0, trials=20)
+    assert chosen == ["gp"] * 20

@@ -13,6 +13,7 @@ import pytest
 from conftest import cli_error, search_env
 
 from search import run as search_run
+from search.methods.samplers import GP_SHARE
 from search.methods.surrogates import Simulation
 from search.setup.provenance import new_manifest
 from search.setup.settings import DEFAULT_SETTINGS, StudySettings
@@ -131,7 +132,8 @@ def test_a_simulated_study_runs_through_ray_and_resumes_simulated(tmp_path: Path
     command = ["-m", "search.run", "--out", str(out), "--name", "sim"]
     resources = ["--num-cpus", "2", "--cpus-per-trial", "0.25", "--max-concurrent", "4"]
     simulate = ["--simulate", "compute", "--simulate-seconds", "0.3,0.1", "--sampler", "tpe"]
-    first = _python(*command, *resources, *simulate, "--trials", "6", check=False)
+    gp_share = ["--gp-share", "0.75"]
+    first = _python(*command, *resources, *simulate, "--trials", "6", *gp_share, check=False)
     assert first.returncode == 0, first.stderr
     assert "final latency pass: skipped (a simulated study" in first.stdout
     root = out / "sim"
@@ -151,6 +153,8 @@ def test_a_simulated_study_runs_through_ray_and_resumes_simulated(tmp_path: Path
     manifest = schema.read_manifest(root)
     assert manifest is not None and manifest["settings"]["simulation"] == simulation
     assert [run["status"] for run in manifest["runs"]] == ["finished", "finished"]
+    # --gp-share is the run's, not the study's: recorded with each run's resources.
+    assert [run["resources"]["gp_share"] for run in manifest["runs"]] == [0.75, GP_SHARE]
     report = _python("-m", "studies.report", str(root))
     assert "a simulated study" in report.stdout
     assert 'id="simulated">Simulated study' in (root / "report.html").read_text()

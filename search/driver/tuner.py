@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from search.driver.progress import Progress
 from search.driver.records import TrialsTable
 from search.driver.rung_scheduler import MultiObjectiveASHA
 from search.methods.mo_asha import RungSchedule
-from search.methods.samplers import make_sampler
+from search.methods.samplers import GP_SHARE, make_sampler
 from search.setup.settings import OBJECTIVES, VERBOSE, RunResources, StudySettings
 from search.worker.context import TrialContext
 from search.worker.simulated import SimulatedContext, simulated_trainable
@@ -88,10 +90,16 @@ class TuneRun:
 
 
 def make_searcher(
-    run: TuneRun, settings: StudySettings, progress: Progress | None
+    run: TuneRun,
+    settings: StudySettings,
+    progress: Progress | None,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+    gp_share: float = GP_SHARE,
 ) -> RecordingOptunaSearch:
     """The run's searcher: suggests through the study's sampler, records every ended trial
-    (also driven without Ray by bench/driver_scale.py's simulated clock)."""
+    (also driven without Ray by bench/driver_scale.py, with its simulated ``clock`` and a
+    ``gp_share`` of its choosing: see search.methods.samplers.make_sampler)."""
     return RecordingOptunaSearch(
         progress=progress,
         table=run.table,
@@ -106,6 +114,8 @@ def make_searcher(
             settings.sampler,
             sampler_seed(settings.seed, run.run_index),
             gp_trials=settings.gp_trials,
+            gp_share=gp_share,
+            clock=clock,
         ),
         study_name=run.study_name,
         storage=run.storage,
@@ -157,7 +167,7 @@ def run_trials(
         earlier=study.get_trials(deepcopy=False),
         local=resources.address is None,
     )
-    searcher = make_searcher(run, settings, progress)
+    searcher = make_searcher(run, settings, progress, gp_share=resources.gp_share)
     trainable = tune.with_resources(
         _with_context(settings, resources, run, train_cache),
         {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial},

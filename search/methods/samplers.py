@@ -9,6 +9,8 @@ cost-cap constraints each trial carries (``Trial.set_constraint``). The default,
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,13 +23,23 @@ STARTUP_TRIALS = 10  # random suggestions before a model-based sampler starts mo
 # suggestion grows steeply with the trials told, and its lead over TPE was made by then
 # (bench/sampler_scale.py, BENCHMARKS.md "Sampler at scale")
 GP_TRIALS = 200
+# gp-tpe: the most of the driver's time GP's suggestions may take before the hand-over;
+# past it, trials go to TPE until GP is back within it (search.methods.handover; measured
+# with bench/driver_scale.py, BENCHMARKS.md "Scale")
+GP_SHARE = 0.5
 
 
 def make_sampler(
-    name: str, seed: int, *, gp_trials: int = GP_TRIALS
+    name: str,
+    seed: int,
+    *,
+    gp_trials: int = GP_TRIALS,
+    gp_share: float = GP_SHARE,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> optuna.samplers.BaseSampler:
     """A multi-objective Optuna sampler by name (one of SAMPLERS); ``gp_trials``: where
-    gp-tpe hands over from GP to TPE (COMPLETE trials in the study)."""
+    gp-tpe hands over from GP to TPE (COMPLETE trials in the study); ``gp_share``: the most
+    of the time, by ``clock``, that gp-tpe's GP may take before that (1: no limit)."""
     import optuna  # here, so that settings (which name the default) need no optuna
 
     from search.methods.rung_startup import RungStartupSampler
@@ -40,6 +52,8 @@ def make_sampler(
             make_sampler("tpe", seed),
             handover=gp_trials,
             names=("gp", "tpe"),
+            first_share=gp_share,
+            clock=clock,
         )
     if name == "tpe":
         # Multivariate TPE models the parameters jointly; the constant liar keeps trials

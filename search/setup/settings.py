@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from search.methods.mo_asha import RungSchedule
-from search.methods.samplers import DEFAULT_SAMPLER, GP_TRIALS
+from search.methods.samplers import DEFAULT_SAMPLER, GP_SHARE, GP_TRIALS
 from search.methods.surrogates import Simulation
 from space import DEFAULT_SPACE, CostCaps, SearchSpace
 from threshnet.config import dataclass_kwargs
@@ -135,6 +135,7 @@ class RunResources:
     final_pass: bool = True  # re-time the front when the study reaches its trial count
     verbosity: int = 1  # 0 --quiet: the summary only; 2 --verbose: Ray's own output too
     baselines: tuple[str, ...] = ()  # other families to measure (threshnet.baselines)
+    gp_share: float = GP_SHARE  # gp-tpe's pacing (search.methods.handover)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
