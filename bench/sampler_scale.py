@@ -21,7 +21,7 @@ over the five made before each of those counts.
 
     python bench/sampler_scale.py timing              # a few CPU-minutes (GP up to 200 told)
     python bench/sampler_scale.py timing --designs gp --told 500 1000 --in-flight 1 --repeats 1
-    python bench/sampler_scale.py quality --jsonl runs.jsonl   # ~2 CPU-hours: GP's phases
+    python bench/sampler_scale.py quality --jsonl runs.jsonl   # ~2 CPU-hours; resumes
     python bench/sampler_scale.py table runs.jsonl    # the quality table of the runs so far
 """
 
@@ -120,13 +120,32 @@ def _cell(seconds: list[tuple[float, float]]) -> str:
     return f"{min(wall):.3f}/{statistics.median(wall):.3f}/{max(wall):.3f} ({cpu:.3f})"
 
 
+def _saved_runs(path: str | None) -> list[RunResult]:
+    """The runs a ``--jsonl`` file holds (none when there is no such file)."""
+    if path is None or not Path(path).exists():
+        return []
+    results = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        data = json.loads(line)
+        for key in ("hypervolume", "suggest_seconds"):
+            data[key] = {int(n): value for n, value in data[key].items()}
+        results.append(RunResult(**data))
+    return results
+
+
 def quality(args: argparse.Namespace) -> None:
     checkpoints = [n for n in POINTS if n <= args.trials]
+    done = {  # runs the --jsonl file already has to this many trials: not run again
+        (r.sampler, r.surrogate, r.seed, r.in_flight)
+        for r in _saved_runs(args.jsonl)
+        if max(r.hypervolume) >= args.trials
+    }
     jobs = [
         (design, surrogate, seed, args.trials, args.in_flight, checkpoints, checkpoints)
         for seed in range(args.seeds)  # whole seeds first: a cut-short bench has some
         for surrogate in args.surrogates
         for design in args.designs
+        if (design, surrogate, seed, args.in_flight) not in done
     ]
     started = time.perf_counter()
     results = []
@@ -142,18 +161,16 @@ def quality(args: argparse.Namespace) -> None:
         f"optuna {optuna.__version__}, {time.perf_counter() - started:.0f} s on "
         f"{args.workers} processes"
     )
-    print("\n".join(table(results, args.trials, checkpoints, checkpoints)))
+    if args.jsonl:  # this run's and the earlier ones the file holds
+        saved_table(args)
+    else:
+        print("\n".join(table(results, args.trials, checkpoints, checkpoints)))
 
 
 def saved_table(args: argparse.Namespace) -> None:
     """The quality table of the runs saved in a ``--jsonl`` file (those with their random
     baseline)."""
-    results = []
-    for line in Path(args.jsonl).read_text(encoding="utf-8").splitlines():
-        data = json.loads(line)
-        for key in ("hypervolume", "suggest_seconds"):
-            data[key] = {int(n): value for n, value in data[key].items()}
-        results.append(RunResult(**data))
+    results = _saved_runs(args.jsonl)
     baselines = {(r.surrogate, r.in_flight, r.seed) for r in results if r.sampler == "random"}
     results = [r for r in results if (r.surrogate, r.in_flight, r.seed) in baselines]
     trials = max(max(r.hypervolume) for r in results)
@@ -182,7 +199,10 @@ def main() -> None:
     rated.add_argument("--seeds", type=int, default=3)
     rated.add_argument("--in-flight", type=int, default=1)
     rated.add_argument("--workers", type=int, default=2, help="parallel processes")
-    rated.add_argument("--jsonl", help="append each run's numbers to this file as it ends")
+    rated.add_argument(
+        "--jsonl",
+        help="append each run's numbers to this file as it ends; runs it has are not redone",
+    )
     saved = commands.add_parser("table", help="the quality table of a --jsonl file")
     saved.add_argument("jsonl")
     args = parser.parse_args()

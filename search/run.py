@@ -287,7 +287,8 @@ def _parser() -> ArgumentParser:
         help=f"Optuna sampler {_defaults('sampler')}: gp-tpe is Gaussian-process BO for the "
         f"first {GP_TRIALS} complete trials, then multivariate TPE (cheap per suggestion at "
         "thousands of trials), and TPE meanwhile too whenever GP's suggestions have taken "
-        "over half the driver's time (short trials, many in flight); gp keeps GP throughout "
+        "over --gp-share of the driver's time (short trials, many in flight); gp keeps GP "
+        "throughout "
         "(seconds per suggestion from about 50 trials, growing with the trials told)",
     )
     search.add_argument(
