@@ -18,8 +18,9 @@ Two ways to run many trials without a GPU:
   and record added to that clock. Hundreds to thousands in flight cost seconds of trial
   time; the wall time is the driver's own. Reports the driver's RSS at 1,000 finished
   trials and at the end, the study's noise-free hypervolume (the surrogate's values, as
-  bench/sampler_efficiency.py) after ``--split`` ended trials and at the end, and the
-  trials each sampler of gp-tpe suggested (``--gp-share``: its pacing, 1 for none);
+  bench/sampler_efficiency.py) at the end, after ``--at-trials`` ended trials and by the
+  simulated times ``--at-seconds``, and the trials each sampler of gp-tpe suggested and
+  how many its GP modelled (``--gp-share``: its pacing, 1 for none);
   ``--resume K`` then has the real command (Ray, ``--resume-in-flight`` trials at once)
   take the study up for K more trials, as above.
 
@@ -62,7 +63,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.driver.bookkeeping import queue_presets
+from search.driver.bookkeeping import QUEUED_PRESET_ATTR, queue_presets
 from search.driver.progress import Progress
 from search.driver.records import TrialsTable
 from search.driver.tuner import TuneRun, make_searcher, simulated_context
@@ -76,7 +77,6 @@ from search.worker.simulated import simulate_trial
 from space import param_names, params_to_config
 from studies import schema
 from studies.pareto import default_reference, hypervolume
-from threshnet.presets import PUBLISHED_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,7 +236,7 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     directory.create()
     directory.write_manifest(new_manifest(name, settings, None))
     storage = directory.storage()
-    queue_presets(directory.load_study(storage, name), settings.space)
+    presets = queue_presets(directory.load_study(storage, name), settings.space)  # trials 0..
     table = TrialsTable(directory.trials_path, tuple(param_names(settings.space)))
     run = TuneRun(name, storage, table, str(directory.root), 1, trials, 0.0, 0.0)
     context = simulated_context(settings)
@@ -272,7 +272,7 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
             searcher.on_trial_complete(trial_id, record)
             if record["status"] == "ok":
                 accuracy, latency = truths.pop(done)
-                preset = record.get("preset") or _preset_of(record["number"])
+                preset = presets[record["number"]] if record["number"] < len(presets) else ""
                 ended.append(
                     {"number": len(ended), "val_acc": accuracy, "latency_ms": latency,
                      "preset": preset, "ended_s": clock() - began}
@@ -302,11 +302,6 @@ def _loop_once(args: argparse.Namespace, in_flight: int, trials: int) -> dict[st
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
     return row
-
-
-def _preset_of(number: int) -> str:
-    """The published preset queued as trial ``number`` (the presets are the first)."""
-    return PUBLISHED_PRESETS[number] if 0 <= number < len(PUBLISHED_PRESETS) else ""
 
 
 def _truth(config: dict[str, Any], settings: StudySettings) -> tuple[float, float]:
@@ -352,7 +347,7 @@ def _gp_modelled(trials: list[optuna.trial.FrozenTrial]) -> int:
     return sum(
         trial.system_attrs.get(SAMPLER_ATTR) == "gp"
         and trial.datetime_start > modelled_from
-        and trial.number >= len(PUBLISHED_PRESETS)
+        and QUEUED_PRESET_ATTR not in trial.user_attrs
         for trial in trials
     )
 
