@@ -106,13 +106,6 @@ def _above_one(text: str) -> float:
     return value
 
 
-def _share(text: str) -> float:
-    value = positive_float(text)
-    if not value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text}")
-    return value
-
-
 def _durations(text: str) -> tuple[float, float]:
     """``MEAN[,SPREAD]`` seconds of a simulated trial."""
     try:
@@ -288,8 +281,8 @@ def _parser() -> ArgumentParser:
         f"first {GP_TRIALS} complete trials, then multivariate TPE (cheap per suggestion at "
         "thousands of trials), and TPE meanwhile too whenever GP's suggestions have taken "
         "over --gp-share of the driver's time (short trials, many in flight); gp keeps GP "
-        "throughout "
-        "(seconds per suggestion from about 50 trials, growing with the trials told)",
+        "throughout (seconds per suggestion from about 50 trials, growing with the trials "
+        "told)",
     )
     search.add_argument(
         "--seed",
@@ -378,7 +371,7 @@ def _parser() -> ArgumentParser:
     )
     ray.add_argument(
         "--gp-share",
-        type=_share,
+        type=unit_fraction,
         help=f"gp-tpe: the most of the driver's time GP's suggestions may take before the "
         f"hand-over; past it, trials go to TPE ({GP_SHARE}; 1: GP suggests every trial until "
         "then, however long trials in flight wait for it)",
